@@ -1,0 +1,289 @@
+//! Command line + environment + config file → one validated configuration (SPEC §8).
+//!
+//! Precedence: command line > environment (`WRAPPER_DB`, `WRAPPER_ENV`, `WRAPPER_ENABLE_DB`) >
+//! `config.toml` > defaults. Everything is parsed and checked here, before anything is spawned,
+//! so a bad value is an exit-2 error that names where it came from.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::cli::{parse_duration, parse_size, DbOpt, RunArgs};
+use crate::error::CliError;
+use crate::extract::rules::{builtin_sources, expand_path, line_col, Source};
+use crate::lines::DEFAULT_MAX_LINE;
+use crate::store::writer::EventsOut;
+
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
+pub const DEFAULT_PROMPT_IDLE: Duration = Duration::from_millis(100);
+
+/// `config.toml`: defaults for every run option. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub enable_db: Option<bool>,
+    pub db: Option<PathBuf>,
+    pub patterns: Option<Vec<PathBuf>>,
+    pub no_default_patterns: Option<bool>,
+    pub environment: Option<String>,
+    pub batch_size: Option<usize>,
+    pub flush_interval: Option<String>,
+    pub kill_after: Option<String>,
+    pub max_line: Option<toml::Value>,
+    pub prompt_idle: Option<String>,
+    pub events_out: Option<PathBuf>,
+    pub redact: Option<bool>,
+    pub subreaper: Option<bool>,
+}
+
+/// A loaded config file with where it came from.
+#[derive(Debug, Default)]
+pub struct LoadedConfig {
+    pub file: FileConfig,
+    pub path: Option<PathBuf>,
+    /// Short hash of the file's text, stored on sessions as `environment_config_version`.
+    pub version: Option<String>,
+}
+
+/// The config directory: `$XDG_CONFIG_HOME/wrapper` (or `~/.config/wrapper`).
+pub fn config_dir() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("wrapper"))
+}
+
+/// Loads `explicit` (which must exist) or the default file (which may be absent).
+pub fn load_file(explicit: Option<&Path>) -> Result<LoadedConfig, CliError> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => match config_dir() {
+            Some(d) => (d.join("config.toml"), false),
+            None => return Ok(LoadedConfig::default()),
+        },
+    };
+    let text = match fs::read(&path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
+            CliError::usage(anyhow!("{}: config file is not UTF-8", path.display()))
+        })?,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(LoadedConfig::default())
+        }
+        Err(e) => {
+            return Err(CliError::usage(anyhow!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+        let (line, col) = line_col(&text, e.span().map(|s| s.start).unwrap_or(0));
+        CliError::usage(anyhow!(
+            "{}:{line}:{col}: {}",
+            path.display(),
+            e.message().trim()
+        ))
+    })?;
+    let version = format!("{:x}", Sha256::digest(text.as_bytes()))[..12].to_string();
+    Ok(LoadedConfig {
+        file,
+        path: Some(path),
+        version: Some(version),
+    })
+}
+
+/// Everything the run path needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub agent: String,
+    pub command: Vec<OsString>,
+    /// `Some` when the session is recorded.
+    pub db: Option<PathBuf>,
+    pub pattern_sources: Vec<Source>,
+    pub session_id: Option<String>,
+    pub environment: Option<String>,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub kill_after: Duration,
+    pub events_out: Option<EventsOut>,
+    pub redact: bool,
+    pub max_line: usize,
+    pub prompt_idle: Duration,
+    pub subreaper: bool,
+    pub config_version: Option<String>,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn env_bool(name: &str) -> Result<Option<bool>, CliError> {
+    match env_var(name).as_deref() {
+        None => Ok(None),
+        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+        Some(other) => Err(CliError::usage(anyhow!(
+            "{name}={other:?} is not a boolean (use 1 or 0)"
+        ))),
+    }
+}
+
+impl RunConfig {
+    pub fn resolve(args: RunArgs) -> Result<RunConfig, CliError> {
+        let loaded = load_file(args.config.as_deref())?;
+        let file = &loaded.file;
+        let cfg_name = loaded
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let file_dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, CliError> {
+            v.as_deref()
+                .map(|s| parse_duration(s).map_err(|e| anyhow!("{cfg_name}: `{key}`: {e}")))
+                .transpose()
+                .map_err(CliError::usage)
+        };
+
+        // Database: --db, then $WRAPPER_DB, imply recording; otherwise --enable-db (or the env /
+        // config equivalents) records to the config's or the default path.
+        let env_db = env_var("WRAPPER_DB").map(PathBuf::from);
+        let enable = args.enable_db
+            || args.db.is_some()
+            || env_db.is_some()
+            || env_bool("WRAPPER_ENABLE_DB")?
+                .or(file.enable_db)
+                .unwrap_or(false);
+        let db = enable.then(|| {
+            args.db
+                .clone()
+                .or(env_db)
+                .or_else(|| file.db.clone())
+                .unwrap_or_else(crate::store::default_path)
+        });
+
+        let pattern_sources = collect_sources(file, &args.patterns, args.no_default_patterns)?;
+
+        let max_line = match (&args.max_line, &file.max_line) {
+            (Some(n), _) => *n,
+            (None, Some(toml::Value::Integer(n))) if *n > 0 => *n as usize,
+            (None, Some(toml::Value::String(s))) => parse_size(s)
+                .map_err(|e| CliError::usage(anyhow!("{cfg_name}: `max_line`: {e}")))?,
+            (None, Some(_)) => {
+                return Err(CliError::usage(anyhow!(
+                    "{cfg_name}: `max_line` must be a size like \"64KiB\""
+                )))
+            }
+            (None, None) => DEFAULT_MAX_LINE,
+        };
+        let events_out = args
+            .events_out
+            .clone()
+            .or_else(|| file.events_out.clone())
+            .map(|p| {
+                if p.as_os_str() == "-" {
+                    EventsOut::Stderr
+                } else {
+                    EventsOut::File(p)
+                }
+            });
+        if let Some(id) = &args.session_id {
+            if id.trim().is_empty() {
+                return Err(CliError::usage(anyhow!("--session-id is empty")));
+            }
+        }
+        if args.agent.trim().is_empty() {
+            return Err(CliError::usage(anyhow!("the agent name is empty")));
+        }
+        if args.command.first().is_none_or(|c| c.is_empty()) {
+            return Err(CliError::usage(anyhow!(
+                "no command to run after the agent name"
+            )));
+        }
+        let batch_size = args
+            .batch_size
+            .or(file.batch_size)
+            .unwrap_or(DEFAULT_BATCH_SIZE);
+        if batch_size == 0 {
+            return Err(CliError::usage(anyhow!(
+                "{cfg_name}: `batch_size` must be at least 1"
+            )));
+        }
+        Ok(RunConfig {
+            agent: args.agent,
+            command: args.command,
+            db,
+            pattern_sources,
+            session_id: args.session_id,
+            environment: args
+                .environment
+                .or_else(|| env_var("WRAPPER_ENV"))
+                .or_else(|| file.environment.clone()),
+            batch_size,
+            flush_interval: args
+                .flush_interval
+                .or(file_dur("flush_interval", &file.flush_interval)?)
+                .unwrap_or(DEFAULT_FLUSH_INTERVAL),
+            kill_after: args
+                .kill_after
+                .or(file_dur("kill_after", &file.kill_after)?)
+                .unwrap_or(DEFAULT_KILL_AFTER),
+            events_out,
+            redact: !args.no_redact && file.redact.unwrap_or(true),
+            max_line,
+            prompt_idle: args
+                .prompt_idle
+                .or(file_dur("prompt_idle", &file.prompt_idle)?)
+                .unwrap_or(DEFAULT_PROMPT_IDLE),
+            subreaper: args.subreaper || file.subreaper.unwrap_or(false),
+            config_version: loaded.version,
+        })
+    }
+}
+
+/// The database path for query and maintenance commands: --db > $WRAPPER_DB > config > default.
+pub fn db_path(opt: &DbOpt) -> Result<PathBuf, CliError> {
+    if let Some(p) = &opt.db {
+        return Ok(p.clone());
+    }
+    if let Some(p) = env_var("WRAPPER_DB") {
+        return Ok(PathBuf::from(p));
+    }
+    let loaded = load_file(opt.config.as_deref())?;
+    Ok(loaded.file.db.unwrap_or_else(crate::store::default_path))
+}
+
+/// The pattern sources a run would load, for `patterns list|check|test`.
+pub fn pattern_sources(
+    opt: &DbOpt,
+    extra: &[PathBuf],
+    no_defaults: bool,
+) -> Result<Vec<Source>, CliError> {
+    let loaded = load_file(opt.config.as_deref())?;
+    collect_sources(&loaded.file, extra, no_defaults)
+}
+
+/// Load order (SPEC §3): built-ins, the user's config directory, the config file's
+/// `patterns`, then each `--patterns` path in order.
+fn collect_sources(
+    file: &FileConfig,
+    extra: &[PathBuf],
+    no_defaults: bool,
+) -> Result<Vec<Source>, CliError> {
+    let mut sources = Vec::new();
+    if !(no_defaults || file.no_default_patterns.unwrap_or(false)) {
+        sources.extend(builtin_sources());
+    }
+    if let Some(dir) = config_dir().map(|d| d.join("patterns")) {
+        if dir.is_dir() {
+            sources.extend(expand_path(&dir).map_err(CliError::usage)?);
+        }
+    }
+    for p in file.patterns.iter().flatten().chain(extra) {
+        sources.extend(expand_path(p).map_err(CliError::usage)?);
+    }
+    Ok(sources)
+}

@@ -1,0 +1,710 @@
+//! Pattern files: loading, validating and merging the user-editable rules (SPEC §3).
+//!
+//! A rule set is built in layers (built-ins, the user's config directory, each `--patterns`
+//! path) and every file is checked completely before anything runs: TOML syntax, unknown keys,
+//! enum values, regex syntax, duplicate names, and each rule's `samples`/`counter_samples`.
+//! Every error names `file:line:col` and the rule, because the person reading it is about to
+//! open that file in an editor.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::event::RiskLevel;
+
+/// Highest pattern-file format version this wrapper understands.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// Compiled size limit for one rule's regex: generous for real rules, but a pathological
+/// repetition like `(a{1000}){1000}` is refused instead of eating memory.
+const REGEX_SIZE_LIMIT: usize = 4 << 20;
+
+/// Where the built-in files come from: `patterns/*.toml`, compiled into the binary by build.rs.
+pub static BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_patterns.rs"));
+
+/// A pattern file that could not be used, with the place to fix it.
+#[derive(Debug, thiserror::Error)]
+pub struct PatternError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        if let Some(rule) = &self.rule {
+            write!(f, "rule `{rule}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Where a rule was defined.
+#[derive(Debug, Clone, Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// One extraction rule, validated.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: Arc<str>,
+    pub event_type: Arc<str>,
+    pub regex_src: String,
+    pub regex: Regex,
+    /// Index by `Stream::index()`.
+    pub streams: [bool; 2],
+    pub agents: Vec<String>,
+    pub risk_level: Option<RiskLevel>,
+    pub auto_confirmable: bool,
+    pub prompt: bool,
+    pub case_insensitive: bool,
+    pub description: Option<String>,
+    pub samples: Vec<String>,
+    pub counter_samples: Vec<String>,
+    pub origin: Origin,
+}
+
+impl Rule {
+    /// Whether this rule applies to the named agent (glob list, `*` and `?`).
+    pub fn applies_to(&self, agent: &str) -> bool {
+        self.agents.iter().any(|g| glob_match(g, agent))
+    }
+
+    /// The pattern as it goes into the shared `RegexSet`, flags included.
+    pub fn set_source(&self) -> String {
+        if self.case_insensitive {
+            format!("(?i:{})", self.regex_src)
+        } else {
+            self.regex_src.clone()
+        }
+    }
+}
+
+/// One `[[redact]]` rule, validated.
+#[derive(Debug, Clone)]
+pub struct RedactRule {
+    pub name: Arc<str>,
+    pub regex: Regex,
+    pub regex_src: String,
+    pub replacement: String,
+    pub description: Option<String>,
+    pub samples: Vec<String>,
+    pub origin: Origin,
+}
+
+/// A rule switched off by `enabled = false`, kept so `patterns list` can say so.
+#[derive(Debug, Clone)]
+pub struct Disabled {
+    pub name: String,
+    pub origin: Origin,
+}
+
+/// The effective rule set after all layers are merged.
+#[derive(Debug, Clone, Default)]
+pub struct RuleBook {
+    pub rules: Vec<Rule>,
+    pub redact: Vec<RedactRule>,
+    pub disabled: Vec<Disabled>,
+}
+
+/// A file to load: built-in text or a path on disk.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Builtin {
+        name: &'static str,
+        text: &'static str,
+    },
+    File(PathBuf),
+}
+
+impl RuleBook {
+    /// Loads and merges `sources` in order; a later rule with the same name replaces an
+    /// earlier one, and `enabled = false` switches a rule off.
+    pub fn load(sources: &[Source]) -> Result<RuleBook, PatternError> {
+        let mut book = RuleBook::default();
+        for source in sources {
+            let file = match source {
+                Source::Builtin { name, text } => parse_file(&format!("<builtin>/{name}"), text)?,
+                Source::File(path) => {
+                    let label = path.display().to_string();
+                    let bytes = fs::read(path).map_err(|e| PatternError {
+                        file: label.clone(),
+                        line: 1,
+                        col: 1,
+                        rule: None,
+                        message: format!("cannot read pattern file: {e}"),
+                    })?;
+                    let text = match String::from_utf8(bytes) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let valid = e.utf8_error().valid_up_to();
+                            let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+                            let (line, col) = line_col(&prefix, prefix.len());
+                            return Err(PatternError {
+                                file: label,
+                                line,
+                                col,
+                                rule: None,
+                                message: "pattern files must be UTF-8 (invalid byte here)".into(),
+                            });
+                        }
+                    };
+                    parse_file(&label, &text)?
+                }
+            };
+            book.merge(file);
+        }
+        Ok(book)
+    }
+
+    /// The built-ins alone.
+    pub fn builtin() -> Result<RuleBook, PatternError> {
+        RuleBook::load(&builtin_sources())
+    }
+
+    fn merge(&mut self, file: ParsedFile) {
+        for entry in file.rules {
+            let name = entry.name().to_string();
+            self.rules.retain(|r| *r.name != *name);
+            self.disabled.retain(|d| d.name != name);
+            match entry {
+                Entry::Rule(rule) => self.rules.push(*rule),
+                Entry::Disable(d) => self.disabled.push(d),
+            }
+        }
+        for r in file.redact {
+            self.redact.retain(|x| x.name != r.name);
+            self.redact.push(r);
+        }
+        for d in file.redact_disabled {
+            self.redact.retain(|x| *x.name != *d);
+        }
+    }
+
+    /// A short, stable hash of the effective rules (SPEC §3), stored on each session so that
+    /// events can be traced to the rules that made them.
+    pub fn version(&self) -> String {
+        #[derive(Serialize)]
+        struct Canon<'a> {
+            name: &'a str,
+            event_type: &'a str,
+            regex: &'a str,
+            streams: [bool; 2],
+            agents: &'a [String],
+            risk_level: Option<RiskLevel>,
+            auto_confirmable: bool,
+            prompt: bool,
+            case_insensitive: bool,
+        }
+        let mut rules: Vec<Canon> = self
+            .rules
+            .iter()
+            .map(|r| Canon {
+                name: &r.name,
+                event_type: &r.event_type,
+                regex: &r.regex_src,
+                streams: r.streams,
+                agents: &r.agents,
+                risk_level: r.risk_level,
+                auto_confirmable: r.auto_confirmable,
+                prompt: r.prompt,
+                case_insensitive: r.case_insensitive,
+            })
+            .collect();
+        rules.sort_by(|a, b| a.name.cmp(b.name));
+        let mut redact: Vec<(&str, &str)> = self
+            .redact
+            .iter()
+            .map(|r| (&*r.name, r.regex_src.as_str()))
+            .collect();
+        redact.sort();
+        let canon = serde_json::json!({ "rules": rules, "redact": redact });
+        let digest = Sha256::digest(canon.to_string().as_bytes());
+        format!("{digest:x}")[..12].to_string()
+    }
+}
+
+/// The built-in files, in name order.
+pub fn builtin_sources() -> Vec<Source> {
+    BUILTIN
+        .iter()
+        .map(|(name, text)| Source::Builtin { name, text })
+        .collect()
+}
+
+/// Expands a `--patterns` argument: a file as is, a directory as its `*.toml` files sorted.
+pub fn expand_path(path: &Path) -> Result<Vec<Source>, PatternError> {
+    let err = |message: String| PatternError {
+        file: path.display().to_string(),
+        line: 1,
+        col: 1,
+        rule: None,
+        message,
+    };
+    let meta = fs::metadata(path).map_err(|e| err(format!("cannot read pattern path: {e}")))?;
+    if !meta.is_dir() {
+        return Ok(vec![Source::File(path.to_path_buf())]);
+    }
+    let mut files: Vec<PathBuf> = fs::read_dir(path)
+        .map_err(|e| err(format!("cannot list pattern directory: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files.into_iter().map(Source::File).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing one file
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    version: Option<Spanned<i64>>,
+    #[serde(default)]
+    pattern: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    redact: Vec<Spanned<RawRedact>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    event_type: Option<Spanned<String>>,
+    regex: Option<Spanned<String>>,
+    streams: Option<Vec<Spanned<String>>>,
+    agents: Option<Vec<String>>,
+    risk_level: Option<Spanned<String>>,
+    auto_confirmable: Option<bool>,
+    prompt: Option<bool>,
+    case_insensitive: Option<bool>,
+    enabled: Option<bool>,
+    description: Option<String>,
+    samples: Option<Spanned<Vec<Spanned<String>>>>,
+    counter_samples: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    name: Spanned<String>,
+    regex: Option<Spanned<String>>,
+    enabled: Option<bool>,
+    description: Option<String>,
+    samples: Option<Spanned<Vec<Spanned<String>>>>,
+    counter_samples: Option<Vec<Spanned<String>>>,
+}
+
+enum Entry {
+    Rule(Box<Rule>),
+    Disable(Disabled),
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        match self {
+            Entry::Rule(r) => &r.name,
+            Entry::Disable(d) => &d.name,
+        }
+    }
+}
+
+struct ParsedFile {
+    rules: Vec<Entry>,
+    redact: Vec<RedactRule>,
+    redact_disabled: Vec<String>,
+}
+
+/// Parses and validates one file's text. `label` is what errors call the file.
+fn parse_file(label: &str, text: &str) -> Result<ParsedFile, PatternError> {
+    let at = |offset: usize, rule: Option<&str>, message: String| {
+        let (line, col) = line_col(text, offset);
+        PatternError {
+            file: label.to_string(),
+            line,
+            col,
+            rule: rule.map(str::to_string),
+            message,
+        }
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        at(offset, None, e.message().trim().to_string())
+    })?;
+    if let Some(v) = &raw.version {
+        if *v.get_ref() < 1 || *v.get_ref() > FORMAT_VERSION {
+            return Err(at(
+                v.span().start,
+                None,
+                format!(
+                    "format version {} is not supported (this wrapper reads version {FORMAT_VERSION}); \
+                     upgrade wrapper or set `version = 1`",
+                    v.get_ref()
+                ),
+            ));
+        }
+    }
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut rules = Vec::with_capacity(raw.pattern.len());
+    for spanned in raw.pattern {
+        let rule_start = spanned.span().start;
+        let raw = spanned.into_inner();
+        let name = raw.name.get_ref().clone();
+        let rname = Some(name.as_str());
+        check_name(&name).map_err(|m| at(raw.name.span().start, rname, m))?;
+        if let Some(prev) = seen.insert(name.clone(), raw.name.span().start) {
+            let (pl, _) = line_col(text, prev);
+            return Err(at(
+                raw.name.span().start,
+                rname,
+                format!("duplicate rule name in this file (first defined on line {pl})"),
+            ));
+        }
+        let origin = Origin {
+            file: label.to_string(),
+            line: line_col(text, rule_start).0,
+        };
+        let enabled = raw.enabled.unwrap_or(true);
+        if !enabled && raw.regex.is_none() {
+            rules.push(Entry::Disable(Disabled { name, origin }));
+            continue;
+        }
+        let event_type = raw.event_type.ok_or_else(|| {
+            at(
+                rule_start,
+                rname,
+                "missing `event_type` (e.g. \"error\")".into(),
+            )
+        })?;
+        if event_type.get_ref().trim().is_empty() {
+            return Err(at(
+                event_type.span().start,
+                rname,
+                "`event_type` is empty".into(),
+            ));
+        }
+        let regex = raw
+            .regex
+            .ok_or_else(|| at(rule_start, rname, "missing `regex`".into()))?;
+        let case_insensitive = raw.case_insensitive.unwrap_or(false);
+        let compiled = compile(regex.get_ref(), case_insensitive)
+            .map_err(|m| at(regex.span().start, rname, m))?;
+        let mut streams = [true, true];
+        if let Some(list) = &raw.streams {
+            streams = [false, false];
+            for s in list {
+                match s.get_ref().as_str() {
+                    "stdout" => streams[0] = true,
+                    "stderr" => streams[1] = true,
+                    other => {
+                        return Err(at(
+                            s.span().start,
+                            rname,
+                            format!("unknown stream `{other}` (expected \"stdout\" or \"stderr\")"),
+                        ))
+                    }
+                }
+            }
+            if list.is_empty() {
+                return Err(at(rule_start, rname, "`streams` is empty".into()));
+            }
+        }
+        let risk_level = match &raw.risk_level {
+            None => None,
+            Some(r) => Some(RiskLevel::parse(r.get_ref()).ok_or_else(|| {
+                at(
+                    r.span().start,
+                    rname,
+                    format!(
+                        "unknown risk_level `{}` (expected low, medium, high or critical)",
+                        r.get_ref()
+                    ),
+                )
+            })?),
+        };
+        let samples = check_samples(
+            &compiled,
+            raw.samples,
+            raw.counter_samples.as_deref(),
+            rule_start,
+            &|o, m| at(o, rname, m),
+        )?;
+        let rule = Rule {
+            name: name.as_str().into(),
+            event_type: event_type.get_ref().as_str().into(),
+            regex_src: regex.get_ref().clone(),
+            regex: compiled,
+            streams,
+            agents: raw.agents.unwrap_or_else(|| vec!["*".into()]),
+            risk_level,
+            auto_confirmable: raw.auto_confirmable.unwrap_or(false),
+            prompt: raw.prompt.unwrap_or(false),
+            case_insensitive,
+            description: raw.description,
+            samples: samples.0,
+            counter_samples: samples.1,
+            origin: origin.clone(),
+        };
+        if enabled {
+            rules.push(Entry::Rule(Box::new(rule)));
+        } else {
+            rules.push(Entry::Disable(Disabled { name, origin }));
+        }
+    }
+
+    let mut redact = Vec::new();
+    let mut redact_disabled = Vec::new();
+    let mut seen_redact: HashMap<String, usize> = HashMap::new();
+    for spanned in raw.redact {
+        let rule_start = spanned.span().start;
+        let raw = spanned.into_inner();
+        let name = raw.name.get_ref().clone();
+        let rname = Some(name.as_str());
+        check_name(&name).map_err(|m| at(raw.name.span().start, rname, m))?;
+        if seen_redact
+            .insert(name.clone(), raw.name.span().start)
+            .is_some()
+        {
+            return Err(at(
+                raw.name.span().start,
+                rname,
+                "duplicate redact rule name in this file".into(),
+            ));
+        }
+        if !raw.enabled.unwrap_or(true) {
+            redact_disabled.push(name);
+            continue;
+        }
+        let regex = raw
+            .regex
+            .ok_or_else(|| at(rule_start, rname, "missing `regex`".into()))?;
+        let compiled =
+            compile(regex.get_ref(), false).map_err(|m| at(regex.span().start, rname, m))?;
+        let samples = check_samples(
+            &compiled,
+            raw.samples,
+            raw.counter_samples.as_deref(),
+            rule_start,
+            &|o, m| at(o, rname, m),
+        )?;
+        redact.push(RedactRule {
+            replacement: format!("[REDACTED:{name}]"),
+            name: name.as_str().into(),
+            regex: compiled,
+            regex_src: regex.get_ref().clone(),
+            description: raw.description,
+            samples: samples.0,
+            origin: Origin {
+                file: label.to_string(),
+                line: line_col(text, rule_start).0,
+            },
+        });
+    }
+    Ok(ParsedFile {
+        rules,
+        redact,
+        redact_disabled,
+    })
+}
+
+type Samples = (Vec<String>, Vec<String>);
+
+fn check_samples(
+    regex: &Regex,
+    samples: Option<Spanned<Vec<Spanned<String>>>>,
+    counter: Option<&[Spanned<String>]>,
+    rule_start: usize,
+    at: &dyn Fn(usize, String) -> PatternError,
+) -> Result<Samples, PatternError> {
+    let samples = samples.ok_or_else(|| {
+        at(
+            rule_start,
+            "missing `samples`: give at least one real line this rule must match".into(),
+        )
+    })?;
+    if samples.get_ref().is_empty() {
+        return Err(at(
+            samples.span().start,
+            "`samples` is empty: give at least one real line this rule must match".into(),
+        ));
+    }
+    for s in samples.get_ref() {
+        if !regex.is_match(s.get_ref()) {
+            return Err(at(
+                s.span().start,
+                format!("sample {:?} does not match the regex", s.get_ref()),
+            ));
+        }
+    }
+    let mut counters = Vec::new();
+    for s in counter.unwrap_or_default() {
+        if regex.is_match(s.get_ref()) {
+            return Err(at(
+                s.span().start,
+                format!(
+                    "counter-sample {:?} matches the regex but must not",
+                    s.get_ref()
+                ),
+            ));
+        }
+        counters.push(s.get_ref().clone());
+    }
+    Ok((
+        samples
+            .into_inner()
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
+        counters,
+    ))
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("rule name is empty".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "rule name {name:?} has {c:?}; use letters, digits, `_`, `-` and `.`"
+        ));
+    }
+    Ok(())
+}
+
+/// Compiles one rule's regex with the limits that keep a hostile file from hurting.
+pub fn compile(src: &str, case_insensitive: bool) -> Result<Regex, String> {
+    RegexBuilder::new(src)
+        .case_insensitive(case_insensitive)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => {
+                "regex is too large once compiled (pathological repetition?); simplify it".into()
+            }
+            other => format!("invalid regex: {other}"),
+        })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let mut cut = offset;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let before = &text[..cut];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// Shell-style glob on short names: `*` any run, `?` one character. Agent names are short and
+/// have no path separators, so this is all the matching they need.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<RuleBook, PatternError> {
+        let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
+        RuleBook::load(&[Source::Builtin {
+            name: "t.toml",
+            text: leaked,
+        }])
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "codex"));
+        assert!(glob_match("cl*e", "claude"));
+        assert!(glob_match("c?dex", "codex"));
+        assert!(!glob_match("aider", "codex"));
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+    }
+
+    #[test]
+    fn sample_mismatch_names_line_and_rule() {
+        let e = load_text(
+            "version = 1\n[[pattern]]\nname = \"r\"\nevent_type = \"error\"\nregex = 'x'\nsamples = [\"y\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.rule.as_deref()), (6, Some("r")));
+        assert!(e.message.contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn later_rule_replaces_and_disables() {
+        let b = load_text(
+            "[[pattern]]\nname = \"a\"\nevent_type = \"e\"\nregex = 'a'\nsamples = ['a']\n\
+             [[pattern]]\nname = \"b\"\nevent_type = \"e\"\nregex = 'b'\nsamples = ['b']\n",
+        )
+        .unwrap();
+        let mut book = b.clone();
+        book.merge(
+            parse_file(
+                "u.toml",
+                "[[pattern]]\nname = \"a\"\nenabled = false\n[[pattern]]\nname = \"b\"\nevent_type = \"x\"\nregex = 'bb'\nsamples = ['bb']\n",
+            )
+            .unwrap(),
+        );
+        assert_eq!(book.rules.len(), 1);
+        assert_eq!(&*book.rules[0].event_type, "x");
+        assert_eq!(book.disabled[0].name, "a");
+        assert_ne!(b.version(), book.version());
+    }
+}

@@ -1,0 +1,78 @@
+//! wrapper: run an AI coding agent, pass its output through untouched, extract events with
+//! user-editable regex rules, and record the session in SQLite.
+//!
+//! The data flow of the run path, one module each:
+//! [`run::child`] spawn → [`run::pump`] read and pass through → [`lines`] split →
+//! [`extract`] match → [`store::writer`] batch → SQLite ([`store`]).
+//! Beside it, the query side: [`cmd`] (one file per subcommand) and [`output`].
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod extract;
+pub mod lines;
+pub mod output;
+pub mod run;
+pub mod store;
+
+use std::ffi::OsString;
+
+use cli::Command;
+use error::CliError;
+
+/// Parses `args`, runs the command, and returns the process exit code.
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let cli = match cli::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let verbosity = match &cli.command {
+        Command::Run(r) => {
+            if r.quiet {
+                -1
+            } else {
+                r.verbose as i8
+            }
+        }
+        _ => 0,
+    };
+    init_tracing(verbosity);
+    let result = match cli.command {
+        Command::Run(args) => config::RunConfig::resolve(args).and_then(run::run),
+        Command::Patterns(p) => cmd::patterns::run(p.command),
+        Command::ImportSpool(a) => cmd::import_spool::run(a),
+        Command::Db(a) => cmd::db::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError { code: 0, .. }) => 0,
+        Err(e) => {
+            eprintln!("wrapper: {e}");
+            e.code as i32
+        }
+    }
+}
+
+/// wrapper's own diagnostics go to stderr; warnings and errors only unless asked (SPEC §1).
+fn init_tracing(verbosity: i8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,251 @@
+//! The child process: what to run, spawning it in its own process group, the terminal's
+//! foreground, and how it ended.
+//!
+//! "Describe, then run" (as watchexec does): [`ChildSpec`] is a plain value saying what to
+//! spawn; [`spawn`] turns it into a [`Spawned`] child. The child gets its own process group so
+//! that signals can reach the agent and everything it started, and so that Ctrl-C at a
+//! terminal reaches the agent once (from the terminal) rather than twice (terminal + wrapper).
+//! When wrapper owns the terminal, the child's group is made the terminal's foreground group,
+//! so the agent can read the terminal and receives Ctrl-C itself, as if it ran alone.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// The command as the user gave it, for the session's `command_json`.
+    pub argv: Vec<String>,
+    /// Whether a one-word command with shell syntax goes through `/bin/sh -c`.
+    pub via_shell: bool,
+}
+
+impl ChildSpec {
+    /// One word with whitespace or shell syntax runs through `/bin/sh -c` (SPEC §1);
+    /// anything else is executed directly, found on `PATH`.
+    pub fn from_words(words: Vec<OsString>) -> ChildSpec {
+        let argv: Vec<String> = words
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        if words.len() == 1 && needs_shell(&argv[0]) {
+            return ChildSpec {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), words[0].clone()],
+                argv,
+                via_shell: true,
+            };
+        }
+        let mut words = words.into_iter();
+        ChildSpec {
+            program: words.next().unwrap_or_default(),
+            args: words.collect(),
+            argv,
+            via_shell: false,
+        }
+    }
+}
+
+fn needs_shell(word: &str) -> bool {
+    word.chars().any(|c| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '|' | '&'
+                    | ';'
+                    | '<'
+                    | '>'
+                    | '('
+                    | ')'
+                    | '$'
+                    | '`'
+                    | '\\'
+                    | '"'
+                    | '\''
+                    | '*'
+                    | '?'
+                    | '['
+                    | '#'
+                    | '~'
+                    | '{'
+                    | '}'
+            )
+    })
+}
+
+/// A running child.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: Pid,
+    /// The child's process group (equal to its pid).
+    pub pgid: Pid,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// Whether the child's group was made the terminal's foreground group.
+    pub took_terminal: bool,
+}
+
+/// How the child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The exit code wrapper passes on: the child's, or 128 + N for death by signal N.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Why a spawn failed, with the exit code SPEC §6.3 assigns.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run `{program}`: {source}")]
+pub struct SpawnError {
+    pub program: String,
+    pub source: io::Error,
+}
+
+impl SpawnError {
+    /// 127 for "not found", 126 for "found but cannot be executed".
+    pub fn exit_code(&self) -> i32 {
+        match self.source.kind() {
+            io::ErrorKind::NotFound => 127,
+            _ => 126,
+        }
+    }
+}
+
+/// Whether wrapper should hand the terminal to the child: stdin is a terminal and wrapper's
+/// group is in its foreground (not when wrapper itself runs in the background).
+pub fn should_take_terminal() -> bool {
+    let stdin = io::stdin();
+    let Ok(fg) = nix::unistd::tcgetpgrp(&stdin) else {
+        return false;
+    };
+    fg == nix::unistd::getpgrp()
+}
+
+/// Spawns the child in a new process group with stdout and stderr piped, stdin inherited.
+pub fn spawn(spec: &ChildSpec, take_terminal: bool) -> Result<Spawned, SpawnError> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if take_terminal {
+        // SAFETY: runs in the forked child before exec and only calls async-signal-safe
+        // functions (signal, tcsetpgrp, getpid). std has already put the child in its own
+        // process group (`process_group(0)` runs before pre_exec hooks).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                libc::tcsetpgrp(0, libc::getpid());
+                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().map_err(|source| SpawnError {
+        program: spec.argv.first().cloned().unwrap_or_default(),
+        source,
+    })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(SpawnError {
+            program: spec.argv.first().cloned().unwrap_or_default(),
+            source: io::Error::other("pipes were not created"),
+        });
+    };
+    let stdout: OwnedFd = stdout.into();
+    let stderr: OwnedFd = stderr.into();
+    // Bigger pipes let a fast child write more before it waits on us. Best effort.
+    for fd in [&stdout, &stderr] {
+        // SAFETY: plain fcntl on a file descriptor this function owns.
+        unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
+    Ok(Spawned {
+        pid,
+        pgid: pid,
+        stdout,
+        stderr,
+        took_terminal: take_terminal,
+    })
+}
+
+/// Gives the terminal's foreground back to wrapper's own group after the child is done.
+pub fn restore_terminal() {
+    // tcsetpgrp from a background group raises SIGTTOU unless it is blocked.
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    if signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
+        let _ = nix::unistd::tcsetpgrp(io::stdin(), nix::unistd::getpgrp());
+        let _ = signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+}
+
+/// Blocks until the child ends. With `reap_all` (subreaper or PID 1) it also reaps every
+/// orphan that was re-parented to wrapper, as tini does, while waiting for its own child.
+pub fn wait(pid: Pid, reap_all: bool) -> io::Result<Exit> {
+    loop {
+        let target = if reap_all { Pid::from_raw(-1) } else { pid };
+        match waitpid(target, Some(WaitPidFlag::empty())) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return Ok(Exit::Signal(sig as i32)),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+/// Reaps whatever orphans have exited, without blocking (subreaper mode, after our child).
+pub fn reap_orphans() {
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Whether any process of the group is still alive.
+pub fn group_alive(pgid: Pid) -> bool {
+    matches!(
+        signal::killpg(pgid, None),
+        Ok(()) | Err(nix::errno::Errno::EPERM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_word_with_shell_syntax_goes_through_sh() {
+        let s = ChildSpec::from_words(vec!["echo 'test error'".into()]);
+        assert!(s.via_shell);
+        assert_eq!(s.program, "/bin/sh");
+        let s = ChildSpec::from_words(vec!["sleep".into(), "1".into()]);
+        assert!(!s.via_shell);
+        assert_eq!(s.args, vec![OsString::from("1")]);
+        let s = ChildSpec::from_words(vec!["/usr/bin/true".into()]);
+        assert!(!s.via_shell);
+    }
+}

@@ -1,0 +1,222 @@
+//! Reads the child's pipes, passes every byte through at once, and hands the bytes on to
+//! extraction (SPEC §1–§2, §6.2).
+//!
+//! One thread polls both pipes, so the order in which chunks are read is the order in which
+//! lines are numbered. Each chunk is written to wrapper's own stdout/stderr *before* it is
+//! queued for extraction: a prompt without a newline appears immediately, and nothing that
+//! happens in extraction or the database can hold back bytes already read. The queue is
+//! bounded (`QUEUE_CHUNKS` × `CHUNK`), so a slow database makes wrapper read the child more
+//! slowly — as a slow terminal would — instead of growing without limit.
+//!
+//! After the child exits, the pipes are read to EOF; if a descendant keeps them open, reading
+//! stops 2 s after the exit (the drain limit).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::event::Stream;
+
+/// Bytes per read: the default pipe capacity, and a good write size for a terminal.
+pub const CHUNK: usize = 64 * 1024;
+/// Chunks that may wait for extraction: 64 × 64 KiB = 4 MiB of lag at most.
+pub const QUEUE_CHUNKS: usize = 64;
+/// How long the pipes are still read after the child exits (SPEC §6.2).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Bytes read from one stream at one moment.
+pub struct Chunk {
+    pub stream: Stream,
+    pub data: Vec<u8>,
+    pub at: SystemTime,
+}
+
+/// Commands from the run loop, delivered through the wake pipe.
+pub const WAKE_CHILD_EXITED: u8 = 1;
+pub const WAKE_STOP_NOW: u8 = 2;
+
+/// What the pump saw.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PumpReport {
+    pub bytes: [u64; 2],
+    /// Both pipes reached EOF (false: the drain limit cut reading short).
+    pub complete: bool,
+}
+
+struct Pipe {
+    stream: Stream,
+    fd: Option<OwnedFd>,
+    /// Where its bytes go: 1 or 2. `None` once that write failed for good (EPIPE).
+    out: Option<RawFd>,
+}
+
+/// Runs until both pipes are at EOF, or the drain limit after the child's exit passes, or the
+/// run loop says stop. `wake` is the read end of a pipe the run loop writes commands to.
+pub fn run(
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    wake: OwnedFd,
+    chunks: Option<SyncSender<Chunk>>,
+) -> PumpReport {
+    let mut pipes = [
+        Pipe {
+            stream: Stream::Stdout,
+            fd: Some(stdout),
+            out: Some(libc::STDOUT_FILENO),
+        },
+        Pipe {
+            stream: Stream::Stderr,
+            fd: Some(stderr),
+            out: Some(libc::STDERR_FILENO),
+        },
+    ];
+    let mut wake = Some(wake);
+    let mut chunks = chunks;
+    let mut report = PumpReport::default();
+    let mut deadline: Option<Instant> = None;
+
+    while pipes.iter().any(|p| p.fd.is_some()) {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return report;
+                }
+                PollTimeout::try_from(left.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let (ready, wake_ready) = {
+            let mut fds: Vec<PollFd> = Vec::with_capacity(3);
+            let mut which: Vec<usize> = Vec::with_capacity(3);
+            for (i, p) in pipes.iter().enumerate() {
+                if let Some(fd) = &p.fd {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                    which.push(i);
+                }
+            }
+            if let Some(w) = &wake {
+                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+                which.push(usize::MAX);
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return report,
+            }
+            let mut ready = [false; 2];
+            let mut wake_ready = false;
+            for (fd, &i) in fds.iter().zip(&which) {
+                let hit = fd.revents().is_some_and(|r| !r.is_empty());
+                if i == usize::MAX {
+                    wake_ready = hit;
+                } else if hit {
+                    ready[i] = true;
+                }
+            }
+            (ready, wake_ready)
+        };
+        for (i, pipe) in pipes.iter_mut().enumerate() {
+            if ready[i] {
+                if let Some(n) = pump_once(pipe, &mut chunks) {
+                    report.bytes[i] += n as u64;
+                }
+            }
+        }
+        if wake_ready {
+            if let Some(w) = &wake {
+                let mut cmd = [0u8; 16];
+                match nix::unistd::read(w, &mut cmd) {
+                    Ok(0) | Err(_) => wake = None,
+                    Ok(n) => {
+                        if cmd[..n].contains(&WAKE_STOP_NOW) {
+                            return report;
+                        }
+                        if cmd[..n].contains(&WAKE_CHILD_EXITED) && deadline.is_none() {
+                            deadline = Some(Instant::now() + DRAIN_LIMIT);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    report.complete = true;
+    report
+}
+
+/// Reads once from a ready pipe; passes the bytes through and queues them. Returns the
+/// number of bytes read, `None` at EOF or on a read error (the pipe is then closed).
+fn pump_once(pipe: &mut Pipe, chunks: &mut Option<SyncSender<Chunk>>) -> Option<usize> {
+    let fd = pipe.fd.as_ref()?;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let n = loop {
+        // SAFETY: reads into the spare capacity of `buf`, at most `CHUNK` bytes.
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), CHUNK) };
+        if r >= 0 {
+            break r as usize;
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Some(0),
+            _ => {
+                pipe.fd = None;
+                return None;
+            }
+        }
+    };
+    if n == 0 {
+        pipe.fd = None;
+        return None;
+    }
+    // SAFETY: `read` initialised the first `n` bytes.
+    unsafe { buf.set_len(n) };
+    let at = SystemTime::now();
+    if let Some(out) = pipe.out {
+        if write_all(out, &buf).is_err() {
+            // Our own stdout/stderr is gone (e.g. `wrapper … | head`). Close the child's
+            // pipe too, so the child sees EPIPE exactly as it would have without wrapper.
+            pipe.out = None;
+            pipe.fd = None;
+        }
+    }
+    if let Some(tx) = chunks {
+        if tx
+            .send(Chunk {
+                stream: pipe.stream,
+                data: buf,
+                at,
+            })
+            .is_err()
+        {
+            *chunks = None;
+        }
+    }
+    Some(n)
+}
+
+/// Writes all of `buf` to a raw fd, waiting (not spinning) if it is non-blocking.
+fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: writes from a valid slice to a descriptor wrapper inherited.
+        let r = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf = &buf[r as usize..];
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => {
+                // SAFETY: `fd` stays open for the duration of this call.
+                let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+                let mut fds = [PollFd::new(bfd, PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, PollTimeout::NONE);
+            }
+            _ => return Err(err),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The schema, as forward-only numbered migrations (SPEC §5).
+//!
+//! `PRAGMA user_version` records how many have run. Never edit a shipped migration: add the
+//! next one. Table and column names are a public interface (people query them with `sqlite3`),
+//! so migrations add, never rename.
+
+/// `(version, sql)`: migration `version` brings `user_version` from `version - 1` to `version`.
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+
+/// The schema version this wrapper writes.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// `PRAGMA application_id`: "WRPR", so `file(1)` and wrapper can tell its databases apart.
+pub const APPLICATION_ID: i64 = 0x5752_5052;
+
+const V1: &str = r#"
+CREATE TABLE IF NOT EXISTS process_sessions (
+    id INTEGER PRIMARY KEY,
+    agent_name TEXT NOT NULL,
+    session_id TEXT NOT NULL UNIQUE,
+    environment TEXT,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    exit_code INTEGER,
+    signal TEXT,
+    state TEXT NOT NULL,
+    pid INTEGER,
+    hostname TEXT,
+    cwd TEXT,
+    command_json TEXT NOT NULL,
+    total_lines_processed INTEGER NOT NULL DEFAULT 0,
+    total_extraction_events INTEGER NOT NULL DEFAULT 0,
+    total_feedback_outcomes INTEGER NOT NULL DEFAULT 0,
+    stdout_log_path TEXT,
+    stderr_log_path TEXT,
+    extraction_config_version TEXT,
+    environment_config_version TEXT,
+    wrapper_version TEXT,
+    -- The wrapper process that owns the row: crash recovery (SPEC §6.4) checks that this
+    -- process, not the child, is still alive.
+    wrapper_pid INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS process_state_changes (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES process_sessions(session_id),
+    timestamp TEXT NOT NULL,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    metadata_json TEXT
+);
+
+CREATE TABLE IF NOT EXISTS extraction_events (
+    id INTEGER PRIMARY KEY,
+    agent_name TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    matched_value TEXT,
+    original_line TEXT,
+    line_number INTEGER,
+    metadata_json TEXT,
+    code_block_language TEXT,
+    risk_level TEXT,
+    auto_confirmable INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS code_blocks (
+    id INTEGER PRIMARY KEY,
+    agent_name TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    language TEXT,
+    content TEXT NOT NULL,
+    line_start INTEGER,
+    line_end INTEGER,
+    context_json TEXT,
+    parseable INTEGER NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    occurrences INTEGER NOT NULL DEFAULT 1,
+    last_seen_at TEXT
+);
+
+-- Event counts per session, type, pattern and risk, kept by the writer in the same
+-- transactions as the events, so `wrapper stats` never has to scan millions of rows.
+CREATE TABLE IF NOT EXISTS event_counts (
+    session_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    risk_level TEXT NOT NULL DEFAULT '',
+    n INTEGER NOT NULL,
+    PRIMARY KEY (session_id, event_type, pattern, risk_level)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS idx_sessions_agent_started ON process_sessions(agent_name, started_at);
+CREATE INDEX IF NOT EXISTS idx_sessions_started ON process_sessions(started_at);
+CREATE INDEX IF NOT EXISTS idx_sessions_state ON process_sessions(state);
+CREATE INDEX IF NOT EXISTS idx_state_changes_session ON process_state_changes(session_id, id);
+CREATE INDEX IF NOT EXISTS idx_events_session ON extraction_events(session_id, line_number);
+CREATE INDEX IF NOT EXISTS idx_events_agent_ts ON extraction_events(agent_name, timestamp);
+CREATE INDEX IF NOT EXISTS idx_events_type_ts ON extraction_events(event_type, timestamp);
+CREATE INDEX IF NOT EXISTS idx_code_blocks_session ON code_blocks(session_id);
+CREATE INDEX IF NOT EXISTS idx_code_blocks_language ON code_blocks(language);
+"#;

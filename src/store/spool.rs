@@ -1,0 +1,367 @@
+//! The JSON Lines spool (SPEC §6.5): where a session's records go when its database fails
+//! mid-run, and how `wrapper import-spool` loads them back.
+//!
+//! Each line is one object with a `kind`: `session` (the session row, first), `event` and
+//! `code_block` (column names as fields), `state` (a state change) and `lines` (the session's
+//! line count so far). Text in a spool was redacted before it got here, like text in the
+//! database.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::writer::{
+    insert_events, insert_session_row, upsert_code_block, write_state, EventRow, SessionRow, State,
+    StateChange,
+};
+use crate::event::{CodeBlock, Event, Record, RiskLevel, Stream};
+
+pub struct Spool {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl Spool {
+    /// Opens the spool next to the database, or in the temporary directory when that fails,
+    /// and writes the session row first so the spool can be imported on its own.
+    pub fn create(db_path: &Path, session: &SessionRow) -> Spool {
+        let name = format!(
+            "{}.spool-{}.jsonl",
+            db_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "wrapper.db".into()),
+            session.session_id
+        );
+        let beside = db_path.with_file_name(&name);
+        let temp = std::env::temp_dir().join(&name);
+        let mut spool = [beside, temp]
+            .into_iter()
+            .find_map(|p| open_append(&p).map(|f| (p, f)))
+            .map(|(path, f)| Spool {
+                path,
+                out: Some(BufWriter::new(f)),
+            })
+            .unwrap_or_else(|| Spool {
+                path: std::env::temp_dir().join(&name),
+                out: None,
+            });
+        spool.line(&json!({ "kind": "session", "session": session }));
+        spool.flush();
+        spool
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write_records(&mut self, session: &SessionRow, records: &[Record]) {
+        for r in records {
+            let v = match r {
+                Record::Event(e) => {
+                    let mut v = serde_json::to_value(EventRow::new(
+                        &session.agent_name,
+                        &session.session_id,
+                        e,
+                    ))
+                    .unwrap_or(Value::Null);
+                    v["kind"] = "event".into();
+                    v
+                }
+                Record::CodeBlock(b) => json!({
+                    "kind": "code_block",
+                    "agent_name": session.agent_name,
+                    "session_id": session.session_id,
+                    "timestamp": &*b.timestamp,
+                    "language": b.language,
+                    "content": b.content,
+                    "line_start": b.line_start,
+                    "line_end": b.line_end,
+                    "context_json": b.context_json,
+                    "parseable": b.parseable,
+                    "digest": b.digest,
+                }),
+            };
+            self.line(&v);
+        }
+    }
+
+    pub fn write_lines(&mut self, session_id: &str, lines: u64) {
+        self.line(&json!({ "kind": "lines", "session_id": session_id, "lines": lines }));
+    }
+
+    pub fn write_state(&mut self, session_id: &str, st: &StateChange) {
+        self.line(&json!({ "kind": "state", "session_id": session_id, "change": st }));
+    }
+
+    pub fn flush(&mut self) {
+        if let Some(out) = &mut self.out {
+            if out.flush().is_err() {
+                eprintln!(
+                    "wrapper: warning: cannot write spool {}; events from here on are lost",
+                    self.path.display()
+                );
+                self.out = None;
+            }
+        }
+    }
+
+    fn line(&mut self, v: &Value) {
+        if let Some(out) = &mut self.out {
+            let ok = serde_json::to_writer(&mut *out, v).is_ok() && out.write_all(b"\n").is_ok();
+            if !ok {
+                self.out = None;
+            }
+        }
+    }
+}
+
+fn open_append(path: &Path) -> Option<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .ok()
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ImportReport {
+    pub sessions_created: u64,
+    pub events: u64,
+    pub code_blocks: u64,
+    pub states: u64,
+    /// Where the spool was moved after a successful import, so it is not imported twice.
+    pub moved_to: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read spool {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not a spool record: {message}")]
+    Bad {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+#[derive(Deserialize)]
+struct SpoolEvent {
+    agent_name: String,
+    session_id: String,
+    timestamp: String,
+    stream: String,
+    event_type: String,
+    pattern: String,
+    matched_value: Option<String>,
+    original_line: Option<String>,
+    line_number: u64,
+    metadata_json: Option<String>,
+    code_block_language: Option<String>,
+    risk_level: Option<String>,
+    auto_confirmable: bool,
+}
+
+#[derive(Deserialize)]
+struct SpoolBlock {
+    agent_name: String,
+    session_id: String,
+    timestamp: String,
+    language: Option<String>,
+    content: String,
+    line_start: u64,
+    line_end: u64,
+    context_json: String,
+    parseable: bool,
+    digest: String,
+}
+
+#[derive(Deserialize)]
+struct SpoolState {
+    state: String,
+    timestamp: String,
+    exit_code: Option<i32>,
+    signal: Option<String>,
+    pid: Option<u32>,
+    metadata: Option<Value>,
+}
+
+/// Loads a spool into the database in one transaction, then renames it to `*.imported`.
+pub fn import(conn: &Connection, path: &Path) -> Result<ImportReport, ImportError> {
+    let read_err = |source| ImportError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let db = |source| ImportError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad = |line: usize, message: String| ImportError::Bad {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let reader = BufReader::new(File::open(path).map_err(read_err)?);
+    let tx =
+        rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(db)?;
+    let mut report = ImportReport::default();
+    for (i, line) in reader.lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(read_err)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line).map_err(|e| bad(n, e.to_string()))?;
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "session" => {
+                let s: SessionRow = serde_json::from_value(v["session"].clone())
+                    .map_err(|e| bad(n, e.to_string()))?;
+                let exists: Option<i64> = tx
+                    .query_row(
+                        "SELECT 1 FROM process_sessions WHERE session_id = ?1",
+                        [&s.session_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                if exists.is_none() {
+                    insert_session_row(&tx, &s, "running").map_err(db)?;
+                    report.sessions_created += 1;
+                }
+            }
+            "event" => {
+                let e: SpoolEvent = serde_json::from_value(v).map_err(|e| bad(n, e.to_string()))?;
+                let ev = Event {
+                    timestamp: e.timestamp.into(),
+                    stream: if e.stream == "stderr" {
+                        Stream::Stderr
+                    } else {
+                        Stream::Stdout
+                    },
+                    event_type: e.event_type.into(),
+                    pattern: e.pattern.into(),
+                    matched_value: e.matched_value,
+                    original_line: e.original_line.map(Into::into),
+                    line_number: e.line_number,
+                    metadata_json: e.metadata_json,
+                    code_block_language: e.code_block_language,
+                    risk_level: e.risk_level.as_deref().and_then(RiskLevel::parse),
+                    auto_confirmable: e.auto_confirmable,
+                };
+                insert_events(&tx, &e.session_id, &e.agent_name, &[&ev]).map_err(db)?;
+                tx.execute(
+                    "UPDATE process_sessions SET total_extraction_events = total_extraction_events + 1 \
+                     WHERE session_id = ?1",
+                    [&e.session_id],
+                )
+                .map_err(db)?;
+                tx.execute(
+                    "INSERT INTO event_counts (session_id, event_type, pattern, risk_level, n) \
+                     VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (session_id, event_type, pattern, risk_level) \
+                     DO UPDATE SET n = n + 1",
+                    params![
+                        e.session_id,
+                        &*ev.event_type,
+                        &*ev.pattern,
+                        ev.risk_level.map_or("", |r| r.as_str())
+                    ],
+                )
+                .map_err(db)?;
+                report.events += 1;
+            }
+            "code_block" => {
+                let b: SpoolBlock = serde_json::from_value(v).map_err(|e| bad(n, e.to_string()))?;
+                let block = CodeBlock {
+                    timestamp: b.timestamp.into(),
+                    language: b.language,
+                    content: b.content,
+                    line_start: b.line_start,
+                    line_end: b.line_end,
+                    context_json: b.context_json,
+                    parseable: b.parseable,
+                    digest: b.digest,
+                };
+                upsert_code_block(&tx, &b.session_id, &b.agent_name, &block).map_err(db)?;
+                report.code_blocks += 1;
+            }
+            "lines" => {
+                let lines = v["lines"]
+                    .as_u64()
+                    .ok_or_else(|| bad(n, "`lines` is not a number".into()))?;
+                tx.execute(
+                    "UPDATE process_sessions SET total_lines_processed = MAX(total_lines_processed, ?1) \
+                     WHERE session_id = ?2",
+                    params![lines as i64, line_session(&v)],
+                )
+                .map_err(db)?;
+            }
+            "state" => {
+                let sid = v["session_id"].as_str().unwrap_or_default().to_string();
+                let s: SpoolState = serde_json::from_value(v["change"].clone())
+                    .map_err(|e| bad(n, e.to_string()))?;
+                let state = parse_state(&s.state)
+                    .ok_or_else(|| bad(n, format!("unknown state {:?}", s.state)))?;
+                write_state(
+                    &tx,
+                    &sid,
+                    &StateChange {
+                        state,
+                        timestamp: s.timestamp,
+                        exit_code: s.exit_code,
+                        signal: s.signal,
+                        pid: s.pid,
+                        metadata: s.metadata,
+                    },
+                )
+                .map_err(db)?;
+                report.states += 1;
+            }
+            other => return Err(bad(n, format!("unknown kind {other:?}"))),
+        }
+    }
+    tx.commit().map_err(db)?;
+    let moved = path.with_extension("jsonl.imported");
+    if fs::rename(path, &moved).is_ok() {
+        report.moved_to = Some(moved);
+    }
+    Ok(report)
+}
+
+fn line_session(v: &Value) -> String {
+    v.get("session_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn parse_state(s: &str) -> Option<State> {
+    Some(match s {
+        "started" => State::Started,
+        "running" => State::Running,
+        "signaled" => State::Signaled,
+        "completed" => State::Completed,
+        "failed" => State::Failed,
+        "killed" => State::Killed,
+        "interrupted" => State::Interrupted,
+        "spawn_failed" => State::SpawnFailed,
+        "abandoned" => State::Abandoned,
+        _ => return None,
+    })
+}

@@ -1,0 +1,619 @@
+//! The one writer (SPEC §5.2): a dedicated thread that owns the write connection and commits
+//! events, code blocks, session totals and state changes in batched transactions.
+//!
+//! A transaction is committed when `batch_size` rows are pending or the oldest pending row has
+//! waited `flush_interval`, whichever comes first. State changes are committed at once,
+//! together with whatever is pending, so a live query always sees a consistent session.
+//! The channel into this thread is bounded: when the database is slower than the child, the
+//! extraction thread waits here, never the passthrough.
+//!
+//! If the database fails mid-run (disk full, I/O error, file removed), the writer prints one
+//! warning and from then on appends everything to a JSON Lines spool (SPEC §6.5), so nothing
+//! is lost and the agent is not disturbed.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
+use serde::Serialize;
+
+use super::spool::Spool;
+use crate::event::{CodeBlock, Event, Record};
+
+/// Rows per multi-row `INSERT` statement: large enough to amortise statement overhead,
+/// small enough to stay far below SQLite's parameter limit (13 columns × 64 = 832).
+const ROWS_PER_STATEMENT: usize = 64;
+/// Messages that may wait in the channel; each holds up to one read chunk's records.
+const CHANNEL_DEPTH: usize = 16;
+
+/// A session's lifecycle state (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Started,
+    Running,
+    Signaled,
+    Completed,
+    Failed,
+    Killed,
+    Interrupted,
+    SpawnFailed,
+    Abandoned,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Started => "started",
+            State::Running => "running",
+            State::Signaled => "signaled",
+            State::Completed => "completed",
+            State::Failed => "failed",
+            State::Killed => "killed",
+            State::Interrupted => "interrupted",
+            State::SpawnFailed => "spawn_failed",
+            State::Abandoned => "abandoned",
+        }
+    }
+
+    /// A state that ends the session.
+    pub fn is_final(self) -> bool {
+        !matches!(self, State::Started | State::Running | State::Signaled)
+    }
+}
+
+/// The constant facts of a session, written once when it starts.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub agent_name: String,
+    pub environment: Option<String>,
+    pub started_at: String,
+    pub hostname: String,
+    pub cwd: Option<String>,
+    pub command_json: String,
+    pub extraction_config_version: String,
+    pub environment_config_version: Option<String>,
+    pub wrapper_version: String,
+    pub wrapper_pid: u32,
+}
+
+/// One state transition.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateChange {
+    pub state: State,
+    pub timestamp: String,
+    pub exit_code: Option<i32>,
+    /// Signal name for `killed`/`interrupted`/`signaled` (e.g. `SIGTERM`).
+    pub signal: Option<String>,
+    /// The child's pid, known from `running` on.
+    pub pid: Option<u32>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// What the run path sends to the writer.
+#[derive(Debug)]
+pub enum Msg {
+    /// Records in read order, and the session's line count after them.
+    Records {
+        records: Vec<Record>,
+        lines: u64,
+    },
+    State(StateChange),
+}
+
+/// Where `--events-out` goes.
+#[derive(Debug, Clone)]
+pub enum EventsOut {
+    Stderr,
+    File(PathBuf),
+}
+
+/// Everything the writer thread needs.
+pub struct SinkConfig {
+    pub db: Option<(Connection, PathBuf)>,
+    pub events_out: Option<EventsOut>,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub session: SessionRow,
+}
+
+/// What the writer did, reported when it finishes.
+#[derive(Debug, Default, Clone)]
+pub struct SinkReport {
+    pub events_committed: u64,
+    pub events_spooled: u64,
+    pub spool: Option<PathBuf>,
+}
+
+/// Handle to the running writer thread.
+pub struct Sink {
+    tx: SyncSender<Msg>,
+    handle: JoinHandle<SinkReport>,
+}
+
+impl Sink {
+    pub fn start(cfg: SinkConfig) -> io::Result<Sink> {
+        let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+        let handle = thread::Builder::new()
+            .name("wrapper-writer".into())
+            .spawn(move || Writer::new(cfg).run(rx))?;
+        Ok(Sink { tx, handle })
+    }
+
+    pub fn sender(&self) -> SyncSender<Msg> {
+        self.tx.clone()
+    }
+
+    /// Waits until everything sent has been committed (or spooled), then stops the thread.
+    pub fn finish(self) -> SinkReport {
+        drop(self.tx);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+/// Creates the session row and its `started` state in one transaction, before anything is
+/// spawned, so a clashing `--session-id` is refused before the agent runs.
+pub fn insert_session(conn: &Connection, s: &SessionRow) -> rusqlite::Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    insert_session_row(&tx, s, "started")?;
+    tx.execute(
+        "INSERT INTO process_state_changes (session_id, timestamp, state) VALUES (?1, ?2, 'started')",
+        params![s.session_id, s.started_at],
+    )?;
+    tx.commit()
+}
+
+pub(crate) fn insert_session_row(
+    conn: &Connection,
+    s: &SessionRow,
+    state: &str,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO process_sessions (agent_name, session_id, environment, started_at, state, \
+         hostname, cwd, command_json, extraction_config_version, environment_config_version, \
+         wrapper_version, wrapper_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            s.agent_name,
+            s.session_id,
+            s.environment,
+            s.started_at,
+            state,
+            s.hostname,
+            s.cwd,
+            s.command_json,
+            s.extraction_config_version,
+            s.environment_config_version,
+            s.wrapper_version,
+            s.wrapper_pid,
+        ],
+    )
+}
+
+struct Writer {
+    db: Option<(Connection, PathBuf)>,
+    events_out: Option<Box<dyn Write + Send>>,
+    events_out_failed: bool,
+    batch_size: usize,
+    flush_interval: Duration,
+    session: SessionRow,
+    spool: Option<Spool>,
+    pending: Vec<Record>,
+    pending_states: Vec<StateChange>,
+    lines: u64,
+    lines_committed: u64,
+    report: SinkReport,
+}
+
+impl Writer {
+    fn new(cfg: SinkConfig) -> Writer {
+        let mut events_out_failed = false;
+        let events_out: Option<Box<dyn Write + Send>> = match cfg.events_out {
+            None => None,
+            Some(EventsOut::Stderr) => Some(Box::new(io::stderr())),
+            Some(EventsOut::File(p)) => match File::create(&p) {
+                Ok(f) => Some(Box::new(BufWriter::with_capacity(64 * 1024, f))),
+                Err(e) => {
+                    eprintln!(
+                        "wrapper: warning: cannot write events to {}: {e}",
+                        p.display()
+                    );
+                    events_out_failed = true;
+                    None
+                }
+            },
+        };
+        Writer {
+            db: cfg.db,
+            events_out,
+            events_out_failed,
+            batch_size: cfg.batch_size.max(1),
+            flush_interval: cfg.flush_interval,
+            session: cfg.session,
+            spool: None,
+            pending: Vec::new(),
+            pending_states: Vec::new(),
+            lines: 0,
+            lines_committed: 0,
+            report: SinkReport::default(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) -> SinkReport {
+        let mut oldest: Option<Instant> = None;
+        loop {
+            let msg = match oldest {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(t) => rx.recv_timeout(self.flush_interval.saturating_sub(t.elapsed())),
+            };
+            match msg {
+                Ok(Msg::Records { records, lines }) => {
+                    self.write_events_out(&records);
+                    self.lines = self.lines.max(lines);
+                    if self.db.is_none() && self.spool.is_none() {
+                        continue;
+                    }
+                    self.pending.extend(records);
+                    oldest.get_or_insert_with(Instant::now);
+                    while self.pending.len() >= self.batch_size {
+                        let rest = self.pending.split_off(self.batch_size);
+                        let batch = std::mem::replace(&mut self.pending, rest);
+                        self.commit(batch);
+                    }
+                    if self.pending.is_empty() && self.lines == self.lines_committed {
+                        oldest = None;
+                    }
+                }
+                Ok(Msg::State(st)) => {
+                    self.pending_states.push(st);
+                    self.commit_pending();
+                    oldest = None;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.commit_pending();
+                    oldest = None;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.commit_pending();
+                    break;
+                }
+            }
+        }
+        if let Some(out) = &mut self.events_out {
+            let _ = out.flush();
+        }
+        if let Some(s) = &mut self.spool {
+            s.flush();
+        }
+        self.report
+    }
+
+    fn commit_pending(&mut self) {
+        while self.pending.len() > self.batch_size {
+            let rest = self.pending.split_off(self.batch_size);
+            let batch = std::mem::replace(&mut self.pending, rest);
+            self.commit(batch);
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.commit(batch);
+    }
+
+    /// Commits one batch with whatever state changes are pending; on failure, spools it.
+    fn commit(&mut self, batch: Vec<Record>) {
+        let states = std::mem::take(&mut self.pending_states);
+        if batch.is_empty() && states.is_empty() && self.lines == self.lines_committed {
+            return;
+        }
+        if self.spool.is_none() {
+            if let Some((conn, path)) = &self.db {
+                let mut attempt = 0;
+                loop {
+                    match write_batch(
+                        conn,
+                        &self.session.session_id,
+                        &self.session.agent_name,
+                        &batch,
+                        self.lines,
+                        &states,
+                    ) {
+                        Ok(events) => {
+                            self.report.events_committed += events;
+                            self.lines_committed = self.lines;
+                            return;
+                        }
+                        // Lock contention beyond the busy timeout: try again, it is not a fault.
+                        Err(e) if is_busy(&e) && attempt < 5 => attempt += 1,
+                        Err(e) => {
+                            let path = path.clone();
+                            self.start_spool(&path, &e.to_string());
+                            break;
+                        }
+                    }
+                }
+            } else {
+                return;
+            }
+        }
+        if let Some(spool) = &mut self.spool {
+            spool.write_records(&self.session, &batch);
+            spool.write_lines(&self.session.session_id, self.lines);
+            for st in &states {
+                spool.write_state(&self.session.session_id, st);
+            }
+            spool.flush();
+            self.report.events_spooled += batch
+                .iter()
+                .filter(|r| matches!(r, Record::Event(_)))
+                .count() as u64;
+            self.lines_committed = self.lines;
+        }
+    }
+
+    fn start_spool(&mut self, db_path: &Path, error: &str) {
+        let spool = Spool::create(db_path, &self.session);
+        eprintln!(
+            "wrapper: warning: database {} failed ({error}); the agent keeps running and events now go to {} \
+             (load them later with `wrapper import-spool {}`)",
+            db_path.display(),
+            spool.path().display(),
+            spool.path().display()
+        );
+        self.report.spool = Some(spool.path().to_path_buf());
+        self.spool = Some(spool);
+        // The connection may be in any state now; it is not used again.
+        self.db = None;
+    }
+
+    fn write_events_out(&mut self, records: &[Record]) {
+        let Some(out) = &mut self.events_out else {
+            return;
+        };
+        let mut buf = Vec::with_capacity(records.len() * 256);
+        for r in records {
+            if let Record::Event(e) = r {
+                let row = EventRow::new(&self.session.agent_name, &self.session.session_id, e);
+                if serde_json::to_writer(&mut buf, &row).is_ok() {
+                    buf.push(b'\n');
+                }
+            }
+        }
+        if buf.is_empty() {
+            return;
+        }
+        if out.write_all(&buf).and_then(|_| out.flush()).is_err() && !self.events_out_failed {
+            self.events_out_failed = true;
+            eprintln!("wrapper: warning: cannot write to --events-out; continuing without it");
+            self.events_out = None;
+        }
+    }
+}
+
+/// An event as one JSON object, with field names equal to the column names.
+#[derive(Serialize)]
+pub struct EventRow<'a> {
+    pub agent_name: &'a str,
+    pub session_id: &'a str,
+    pub timestamp: &'a str,
+    pub stream: &'a str,
+    pub event_type: &'a str,
+    pub pattern: &'a str,
+    pub matched_value: Option<&'a str>,
+    pub original_line: Option<&'a str>,
+    pub line_number: u64,
+    pub metadata_json: Option<&'a str>,
+    pub code_block_language: Option<&'a str>,
+    pub risk_level: Option<&'a str>,
+    pub auto_confirmable: bool,
+}
+
+impl<'a> EventRow<'a> {
+    pub fn new(agent_name: &'a str, session_id: &'a str, e: &'a Event) -> Self {
+        EventRow {
+            agent_name,
+            session_id,
+            timestamp: &e.timestamp,
+            stream: e.stream.as_str(),
+            event_type: &e.event_type,
+            pattern: &e.pattern,
+            matched_value: e.matched_value.as_deref(),
+            original_line: e.original_line.as_deref(),
+            line_number: e.line_number,
+            metadata_json: e.metadata_json.as_deref(),
+            code_block_language: e.code_block_language.as_deref(),
+            risk_level: e.risk_level.map(|r| r.as_str()),
+            auto_confirmable: e.auto_confirmable,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Writes one batch in one transaction. Returns the number of events written.
+pub(crate) fn write_batch(
+    conn: &Connection,
+    session_id: &str,
+    agent: &str,
+    batch: &[Record],
+    lines: u64,
+    states: &[StateChange],
+) -> rusqlite::Result<u64> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let mut events: Vec<&Event> = Vec::with_capacity(batch.len());
+    let mut counts: HashMap<(&str, &str, &str), i64> = HashMap::new();
+    for r in batch {
+        match r {
+            Record::Event(e) => {
+                events.push(e);
+                *counts
+                    .entry((
+                        &e.event_type,
+                        &e.pattern,
+                        e.risk_level.map_or("", |r| r.as_str()),
+                    ))
+                    .or_default() += 1;
+            }
+            Record::CodeBlock(b) => upsert_code_block(&tx, session_id, agent, b)?,
+        }
+    }
+    insert_events(&tx, session_id, agent, &events)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO event_counts (session_id, event_type, pattern, risk_level, n) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (session_id, event_type, pattern, risk_level) \
+             DO UPDATE SET n = n + excluded.n",
+        )?;
+        for ((t, p, r), n) in &counts {
+            stmt.execute(params![session_id, t, p, r, n])?;
+        }
+    }
+    tx.prepare_cached(
+        "UPDATE process_sessions SET total_lines_processed = MAX(total_lines_processed, ?1), \
+         total_extraction_events = total_extraction_events + ?2 WHERE session_id = ?3",
+    )?
+    .execute(params![lines as i64, events.len() as i64, session_id])?;
+    for st in states {
+        write_state(&tx, session_id, st)?;
+    }
+    tx.commit()?;
+    Ok(events.len() as u64)
+}
+
+const EVENT_COLUMNS: &str = "agent_name, session_id, timestamp, stream, event_type, pattern, \
+     matched_value, original_line, line_number, metadata_json, code_block_language, risk_level, \
+     auto_confirmable";
+const EVENT_PARAMS: usize = 13;
+
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; EVENT_PARAMS].join(","));
+    format!(
+        "INSERT INTO extraction_events ({EVENT_COLUMNS}) VALUES {}",
+        vec![one; rows].join(",")
+    )
+}
+
+/// Inserts events with multi-row statements (the main lever on insert cost, SPEC §9).
+pub(crate) fn insert_events(
+    conn: &Connection,
+    session_id: &str,
+    agent: &str,
+    events: &[&Event],
+) -> rusqlite::Result<()> {
+    let mut chunks = events.chunks_exact(ROWS_PER_STATEMENT);
+    if events.len() >= ROWS_PER_STATEMENT {
+        let mut stmt = conn.prepare_cached(&insert_sql(ROWS_PER_STATEMENT))?;
+        for chunk in &mut chunks {
+            for (i, e) in chunk.iter().enumerate() {
+                bind_event(&mut stmt, i * EVENT_PARAMS, session_id, agent, e)?;
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = conn.prepare_cached(&insert_sql(1))?;
+        for e in rest {
+            bind_event(&mut stmt, 0, session_id, agent, e)?;
+            stmt.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
+fn bind_event(
+    stmt: &mut Statement<'_>,
+    base: usize,
+    session_id: &str,
+    agent: &str,
+    e: &Event,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(base + 1, agent)?;
+    stmt.raw_bind_parameter(base + 2, session_id)?;
+    stmt.raw_bind_parameter(base + 3, &*e.timestamp)?;
+    stmt.raw_bind_parameter(base + 4, e.stream.as_str())?;
+    stmt.raw_bind_parameter(base + 5, &*e.event_type)?;
+    stmt.raw_bind_parameter(base + 6, &*e.pattern)?;
+    stmt.raw_bind_parameter(base + 7, e.matched_value.as_deref())?;
+    stmt.raw_bind_parameter(base + 8, e.original_line.as_deref())?;
+    stmt.raw_bind_parameter(base + 9, e.line_number as i64)?;
+    stmt.raw_bind_parameter(base + 10, e.metadata_json.as_deref())?;
+    stmt.raw_bind_parameter(base + 11, e.code_block_language.as_deref())?;
+    stmt.raw_bind_parameter(base + 12, e.risk_level.map(|r| r.as_str()))?;
+    stmt.raw_bind_parameter(base + 13, e.auto_confirmable as i64)?;
+    Ok(())
+}
+
+/// Stores a code block, or counts one more occurrence of a block already stored (SPEC §4).
+pub(crate) fn upsert_code_block(
+    conn: &Connection,
+    session_id: &str,
+    agent: &str,
+    b: &CodeBlock,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO code_blocks (agent_name, session_id, timestamp, language, content, line_start, \
+         line_end, context_json, parseable, digest, occurrences, last_seen_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?3) \
+         ON CONFLICT (digest) DO UPDATE SET occurrences = occurrences + 1, last_seen_at = excluded.timestamp",
+    )?
+    .execute(params![
+        agent,
+        session_id,
+        &*b.timestamp,
+        b.language,
+        b.content,
+        b.line_start as i64,
+        b.line_end as i64,
+        b.context_json,
+        b.parseable as i64,
+        b.digest,
+    ])?;
+    Ok(())
+}
+
+/// Records a state change and mirrors it on the session row.
+pub(crate) fn write_state(
+    conn: &Connection,
+    session_id: &str,
+    st: &StateChange,
+) -> rusqlite::Result<()> {
+    let mut meta = st.metadata.clone().unwrap_or_else(|| serde_json::json!({}));
+    if let (Some(sig), Some(obj)) = (&st.signal, meta.as_object_mut()) {
+        obj.entry("signal").or_insert_with(|| sig.clone().into());
+    }
+    let meta = match &meta {
+        serde_json::Value::Object(m) if m.is_empty() => None,
+        other => Some(other.to_string()),
+    };
+    conn.prepare_cached(
+        "INSERT INTO process_state_changes (session_id, timestamp, state, exit_code, metadata_json) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![session_id, st.timestamp, st.state.as_str(), st.exit_code, meta])?;
+    match st.state {
+        State::Signaled | State::Started => {}
+        State::Running => {
+            conn.execute(
+                "UPDATE process_sessions SET state = 'running', pid = ?2 WHERE session_id = ?1",
+                params![session_id, st.pid],
+            )?;
+        }
+        s => {
+            conn.execute(
+                "UPDATE process_sessions SET state = ?2, ended_at = ?3, exit_code = ?4, signal = ?5, \
+                 pid = COALESCE(?6, pid) WHERE session_id = ?1",
+                params![session_id, s.as_str(), st.timestamp, st.exit_code, st.signal, st.pid],
+            )?;
+        }
+    }
+    Ok(())
+}
