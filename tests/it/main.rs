@@ -1,0 +1,7 @@
+//! Integration tests: the real binary, real child processes, real signals, real SQLite files.
+
+mod harness;
+mod passthrough;
+mod patterns;
+mod run;
+mod signals;

@@ -1,0 +1,135 @@
+//! Passthrough: what the user sees is byte for byte what the child wrote, on real transcripts
+//! and on hostile bytes, with or without extraction and the database.
+
+use std::process::{Command, Stdio};
+
+use crate::harness::*;
+
+/// Runs `cat FILE` directly and through wrapper; both streams must match byte for byte.
+fn assert_identical(env: &Env, file: &std::path::Path, extra: &[&str]) {
+    let direct = Command::new("sh")
+        .args(["-c", "cat \"$1\"; cat \"$1\" >&2", "sh"])
+        .arg(file)
+        .output()
+        .expect("direct run");
+    let wrapped = env
+        .cmd()
+        .args(["codex"])
+        .args(extra)
+        .args(["--", "sh", "-c", "cat \"$1\"; cat \"$1\" >&2", "sh"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("wrapped run");
+    assert_eq!(wrapped.status.code(), direct.status.code());
+    assert!(
+        wrapped.stdout == direct.stdout,
+        "stdout differs for {}",
+        file.display()
+    );
+    assert!(
+        wrapped.stderr == direct.stderr,
+        "stderr differs for {}",
+        file.display()
+    );
+}
+
+#[test]
+fn corpus_files_pass_through_byte_for_byte() {
+    let env = Env::new();
+    let files = corpus_files();
+    for (i, f) in files.iter().enumerate() {
+        let db = env.path(&format!("c{i}.db"));
+        assert_identical(&env, f, &["--db", db.to_str().expect("utf8")]);
+    }
+    if !files.is_empty() {
+        // The built-in rules found something in the real transcripts.
+        let conn = rusqlite::Connection::open(env.path("c0.db")).expect("db");
+        let _: i64 = conn
+            .query_row("SELECT count(*) FROM extraction_events", [], |r| r.get(0))
+            .expect("count");
+    }
+}
+
+#[test]
+fn hostile_bytes_pass_through_byte_for_byte() {
+    let env = Env::new();
+    let mut data = Vec::new();
+    data.extend_from_slice(b"plain line\n");
+    data.extend_from_slice(b"bad utf8 \xff\xfe\xc3 here\n");
+    data.extend_from_slice(b"nul \0 byte\n");
+    data.extend_from_slice(b"\x1b[31mred\x1b[0m \x1b]0;title\x07 \x1b[2K\r50%\r100%\r\n");
+    data.extend_from_slice(&[b'\r'; 10000]);
+    data.extend_from_slice(b"crlf\r\n");
+    for i in 0..2000u32 {
+        data.extend_from_slice(format!("\x1b[{}m{i}\x1b[0m", i % 100).as_bytes());
+    }
+    data.extend(std::iter::repeat_n(b'z', 200_000));
+    data.extend_from_slice(b"\nno newline at the end");
+    let file = env.path("hostile.bin");
+    std::fs::write(&file, &data).expect("write");
+    assert_identical(
+        &env,
+        &file,
+        &[
+            "--no-default-patterns",
+            "--db",
+            env.db().to_str().expect("utf8"),
+        ],
+    );
+    assert_identical(&env, &file, &[]);
+    // Lines counted: every \n of both copies plus each unterminated tail.
+    let newlines = data.iter().filter(|b| **b == b'\n').count() as i64;
+    assert_eq!(
+        env.query_i64("SELECT total_lines_processed FROM process_sessions"),
+        2 * (newlines + 1)
+    );
+    // Nothing stored contains NUL or escape bytes.
+    assert_eq!(env.query_i64("SELECT count(*) FROM extraction_events WHERE instr(original_line, char(27)) > 0 OR instr(original_line, char(0)) > 0"), 0);
+}
+
+#[test]
+fn stdin_is_inherited() {
+    let env = Env::new();
+    let mut child = env
+        .cmd()
+        .args([
+            "codex",
+            "--no-default-patterns",
+            "--",
+            "sh",
+            "-c",
+            "read a; echo \"you said $a\"",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.stdout, b"you said hello\n");
+}
+
+#[test]
+fn closed_stdout_behaves_as_without_wrapper() {
+    let env = Env::new();
+    // `yes | head -1`: the child must get EPIPE/SIGPIPE once our stdout is gone.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} codex --no-default-patterns -- yes | head -n 1",
+            bin().display()
+        ))
+        .current_dir(env.dir.path())
+        .env("XDG_DATA_HOME", env.path("data"))
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .expect("run");
+    assert_eq!(out.stdout, b"y\n");
+}

@@ -1,0 +1,541 @@
+//! The run path end to end: sessions, states, exit codes, events, code blocks, redaction,
+//! configuration.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::harness::*;
+
+#[test]
+fn failed_session_records_events_states_and_exit_code() {
+    let env = Env::new();
+    let out = env.sh(
+        &[],
+        "echo 'error[E0308]: mismatched types' >&2; echo '  --> src/main.rs:3:5'; exit 3",
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        env.query_strings("SELECT state || ':' || exit_code FROM process_sessions"),
+        ["failed:3"]
+    );
+    assert_eq!(
+        env.query_strings("SELECT state FROM process_state_changes ORDER BY id"),
+        ["started", "running", "failed"]
+    );
+    let conn = env.conn();
+    let (stream, ty, pattern, value, line, meta): (String, String, String, String, i64, String) =
+        conn.query_row(
+            "SELECT stream, event_type, pattern, matched_value, line_number, metadata_json \
+             FROM extraction_events WHERE pattern = 't_error'",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .expect("error event");
+    assert_eq!(
+        (stream.as_str(), ty.as_str(), pattern.as_str()),
+        ("stderr", "error", "t_error")
+    );
+    assert_eq!(value, "mismatched types");
+    assert!((1..=2).contains(&line));
+    assert_eq!(meta, r#"{"code":"E0308"}"#);
+    let meta: String = conn
+        .query_row(
+            "SELECT metadata_json FROM extraction_events WHERE pattern = 't_path'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("path event");
+    let v: serde_json::Value = serde_json::from_str(&meta).expect("json");
+    assert_eq!(
+        (v["path"].as_str(), v["line"].as_str(), v["col"].as_str()),
+        (Some("src/main.rs"), Some("3"), Some("5"))
+    );
+    // Session totals are kept as the run goes.
+    assert_eq!(
+        env.query_i64("SELECT total_lines_processed FROM process_sessions"),
+        2
+    );
+    assert_eq!(
+        env.query_i64("SELECT total_extraction_events FROM process_sessions"),
+        2
+    );
+    assert_eq!(env.query_i64("SELECT count(*) FROM extraction_events"), 2);
+    // Timestamps: UTC, milliseconds, Z.
+    let ts = env.query_strings("SELECT timestamp FROM extraction_events");
+    for t in ts {
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+    }
+}
+
+#[test]
+fn completed_session_and_seed_forms() {
+    let env = Env::new();
+    // The seed forms from the spec: options after the command, and one word with shell syntax.
+    let out = env
+        .cmd()
+        .args(["codex", "echo 'test error'", "--enable-db", "--db"])
+        .arg(env.db())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"test error\n");
+    let out = env
+        .cmd()
+        .args(["codex", "true", "--db"])
+        .arg(env.db())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        env.query_strings("SELECT state || ':' || exit_code || ':' || command_json FROM process_sessions ORDER BY id"),
+        [r#"completed:0:["echo 'test error'"]"#, r#"completed:0:["true"]"#]
+    );
+    let meta = env.query_strings(
+        "SELECT metadata_json FROM process_state_changes WHERE state = 'running' ORDER BY id",
+    );
+    assert!(meta[0].contains(r#""via_shell":true"#), "{}", meta[0]);
+    assert!(meta[1].contains(r#""via_shell":false"#), "{}", meta[1]);
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let env = Env::new();
+    for code in [0, 1, 2, 42, 126, 127, 128, 200, 255] {
+        let out = env.sh(&[], &format!("exit {code}"));
+        assert_eq!(out.status.code(), Some(code), "exit {code}");
+    }
+    let states = env.query_strings("SELECT state FROM process_sessions ORDER BY id");
+    assert_eq!(states[0], "completed");
+    assert!(states[1..].iter().all(|s| s == "failed"), "{states:?}");
+}
+
+#[test]
+fn child_killed_by_signal_gives_128_plus_n_and_killed() {
+    let env = Env::new();
+    let out = env.sh(&[], "kill -KILL $$");
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(
+        env.query_strings(
+            "SELECT state || ':' || exit_code || ':' || signal FROM process_sessions"
+        ),
+        ["killed:137:SIGKILL"]
+    );
+    let out = env.sh(&[], "kill -SEGV $$");
+    assert_eq!(out.status.code(), Some(128 + 11));
+}
+
+#[test]
+fn spawn_failures_are_127_and_126() {
+    let env = Env::new();
+    let out = env
+        .run_cmd("codex", &[], &["definitely-not-a-command-xyz"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("definitely-not-a-command-xyz"));
+    let script = env.path("noexec.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
+    let out = env
+        .run_cmd("codex", &[], &[script.to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(
+        env.query_strings("SELECT state || ':' || exit_code FROM process_sessions ORDER BY id"),
+        ["spawn_failed:127", "spawn_failed:126"]
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_run_nothing() {
+    let env = Env::new();
+    let marker = env.path("ran");
+    let touch = format!("touch {}", marker.display());
+    for extra in [
+        vec!["--batch-size", "0"],
+        vec!["--flush-interval", "soon"],
+        vec!["--max-line", "lots"],
+        vec!["--no-such-option"],
+    ] {
+        let out = env
+            .run_cmd("codex", &extra, &["sh", "-c", &touch])
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!marker.exists(), "{extra:?} spawned the child");
+    }
+    // No command at all.
+    let out = env.cmd().args(["codex"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn session_id_clash_is_refused_before_spawn() {
+    let env = Env::new();
+    assert!(env.sh(&["--session-id", "s-1"], "true").status.success());
+    let marker = env.path("ran");
+    let out = env.sh(
+        &["--session-id", "s-1"],
+        &format!("touch {}", marker.display()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert!(!marker.exists());
+    assert_eq!(env.query_i64("SELECT count(*) FROM process_sessions"), 1);
+}
+
+#[test]
+fn code_blocks_are_stored_once_with_occurrences() {
+    let env = Env::new();
+    let script = r#"printf 'Here is the fix:\n```rust\nfn main() {}\n```\n```json\n{"a": 1\n```\n'
+printf '```rust\nfn main() {}\n```\n~~~\nunclosed\n'"#;
+    assert!(env.sh(&[], script).status.success());
+    let conn = env.conn();
+    let mut stmt = conn
+        .prepare("SELECT language, content, line_start, line_end, parseable, occurrences, context_json, digest FROM code_blocks ORDER BY id")
+        .expect("prepare");
+    type Row = (Option<String>, String, i64, i64, i64, i64, String, String);
+    let rows: Vec<Row> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let (lang, content, start, end, parseable, occ, ctx, digest) = &rows[0];
+    assert_eq!(
+        (lang.as_deref(), content.as_str()),
+        (Some("rust"), "fn main() {}")
+    );
+    assert_eq!((*start, *end, *parseable, *occ), (2, 4, 1, 2));
+    let ctx: serde_json::Value = serde_json::from_str(ctx).expect("context json");
+    assert_eq!(ctx["before"], "Here is the fix:");
+    assert_eq!(ctx["stream"], "stdout");
+    // The digest is SHA-256 of language + "\n" + content.
+    assert_eq!(digest.len(), 64);
+    assert_eq!(rows[1].0.as_deref(), Some("json"));
+    assert_eq!(rows[1].4, 0, "invalid JSON is not parseable");
+    assert_eq!(rows[2].0, None);
+    assert_eq!(rows[2].4, 0, "an unclosed block is not parseable");
+    // One code_block event per block seen, with the language set.
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM extraction_events WHERE event_type = 'code_block'"),
+        4
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM extraction_events e JOIN code_blocks c ON c.digest = e.matched_value WHERE e.code_block_language = 'rust'"),
+        2
+    );
+}
+
+#[test]
+fn secrets_are_redacted_in_the_store_but_not_on_the_terminal() {
+    let env = Env::new();
+    let out = env.sh(
+        &[],
+        "echo 'error: bad key sk-abcdefghijklmnop1234 rejected'",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sk-abcdefghijklmnop1234"));
+    assert_eq!(
+        env.query_strings("SELECT matched_value FROM extraction_events"),
+        ["bad key [REDACTED:t_key] rejected"]
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM extraction_events WHERE original_line LIKE '%sk-abc%'"),
+        0
+    );
+    // --no-redact stores the text as it is, for that run only.
+    let out = env.sh(
+        &["--no-redact"],
+        "echo 'error: key sk-abcdefghijklmnop9999'",
+    );
+    assert!(out.status.success());
+    assert_eq!(env.query_i64("SELECT count(*) FROM extraction_events WHERE matched_value LIKE '%sk-abcdefghijklmnop9999%'"), 1);
+}
+
+#[test]
+fn stream_filter_and_events_out() {
+    let env = Env::new();
+    let jsonl = env.path("events.jsonl");
+    let out = env
+        .cmd()
+        .args(["codex", "--no-default-patterns", "--patterns"])
+        .arg(env.rules())
+        .arg("--events-out")
+        .arg(&jsonl)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo 'warning: on stdout'; echo 'warning: on stderr' >&2; echo 'error: e1'",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    // No database was asked for: none is created, but --events-out still works.
+    assert!(!env.path("data/wrapper/wrapper.db").exists());
+    let text = std::fs::read_to_string(&jsonl).expect("events file");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    let warning = events
+        .iter()
+        .find(|e| e["event_type"] == "warning")
+        .expect("warning");
+    assert_eq!(warning["stream"], "stderr");
+    assert_eq!(warning["matched_value"], "on stderr");
+    assert_eq!(warning["agent_name"], "codex");
+    for key in [
+        "session_id",
+        "timestamp",
+        "pattern",
+        "original_line",
+        "line_number",
+        "metadata_json",
+        "risk_level",
+        "auto_confirmable",
+        "code_block_language",
+    ] {
+        assert!(warning.get(key).is_some(), "missing {key}");
+    }
+}
+
+#[test]
+fn idle_prompt_is_recorded_while_the_agent_waits_and_only_once() {
+    let env = Env::new();
+    let mut cmd = env.run_cmd(
+        "aider",
+        &["--flush-interval", "20ms"],
+        &[
+            "sh",
+            "-c",
+            "printf 'Delete everything? [y/N] '; read answer; echo \"got $answer\"",
+        ],
+    );
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let out = Captured::start(child.stdout.take().expect("stdout"));
+    // The partial line reaches the terminal at once, before any newline.
+    out.wait_for("Delete everything? [y/N] ");
+    // And the prompt is recorded while the agent is still waiting for input.
+    wait_until("prompt event committed", || {
+        env.db().exists()
+            && env
+                .conn()
+                .query_row(
+                    "SELECT count(*) FROM extraction_events WHERE event_type = 'prompt'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                == 1
+    });
+    stdin.write_all(b"y\n").expect("answer");
+    drop(stdin);
+    assert!(child.wait().expect("wait").success());
+    assert!(out.finish().ends_with(b"got y\n"));
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM extraction_events WHERE event_type = 'prompt'"),
+        1
+    );
+    assert_eq!(
+        env.query_strings("SELECT risk_level || ':' || matched_value || ':' || line_number FROM extraction_events"),
+        ["high:Delete everything?:1"]
+    );
+}
+
+#[test]
+fn long_lines_are_cut_for_extraction_but_pass_through_whole() {
+    let env = Env::new();
+    let out = env.sh(
+        &["--max-line", "1KiB"],
+        "printf 'error: '; head -c 300000 /dev/zero | tr '\\0' 'x'; echo",
+    );
+    assert_eq!(out.stdout.len(), 7 + 300000 + 1);
+    let meta = env.query_strings("SELECT metadata_json FROM extraction_events");
+    assert_eq!(meta, [r#"{"truncated":true}"#]);
+    assert_eq!(
+        env.query_i64("SELECT length(original_line) FROM extraction_events"),
+        1024
+    );
+}
+
+#[test]
+fn config_file_and_environment_precedence() {
+    let env = Env::new();
+    let cfg_dir = env.path("config/wrapper");
+    std::fs::create_dir_all(&cfg_dir).expect("mkdir");
+    std::fs::write(
+        cfg_dir.join("config.toml"),
+        format!(
+            "enable_db = true\ndb = {:?}\nenvironment = \"from-config\"\n",
+            env.path("cfg.db").display().to_string()
+        ),
+    )
+    .expect("config");
+    let run = |envs: &[(&str, &str)], extra: &[&str]| {
+        let mut c = env.cmd();
+        c.args(["codex", "--no-default-patterns"])
+            .args(extra)
+            .args(["--", "true"]);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        assert!(c.output().expect("run").status.success());
+    };
+    run(&[], &[]);
+    let q = |db: &str| {
+        let conn = rusqlite::Connection::open(env.path(db)).expect("open");
+        let v: Vec<String> = conn
+            .prepare("SELECT COALESCE(environment, '') FROM process_sessions ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect();
+        v
+    };
+    assert_eq!(q("cfg.db"), ["from-config"]);
+    // Environment beats the config file.
+    run(
+        &[
+            ("WRAPPER_ENV", "from-env"),
+            ("WRAPPER_DB", env.path("envdb.db").to_str().expect("utf8")),
+        ],
+        &[],
+    );
+    assert_eq!(q("envdb.db"), ["from-env"]);
+    // The command line beats both.
+    run(
+        &[("WRAPPER_ENV", "from-env")],
+        &[
+            "--env",
+            "from-cli",
+            "--db",
+            env.path("cli.db").to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(q("cli.db"), ["from-cli"]);
+}
+
+#[test]
+fn bad_config_file_names_file_line_col() {
+    let env = Env::new();
+    let cfg = env.path("bad.toml");
+    std::fs::write(&cfg, "enable_db = true\nbatch_sise = 3\n").expect("write");
+    let out = env
+        .cmd()
+        .args(["codex", "--config"])
+        .arg(&cfg)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:2:1"), "{err}");
+    assert!(err.contains("batch_sise"), "{err}");
+}
+
+#[test]
+fn database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let db = env.path("sub/dir/private.db");
+    let out = env
+        .cmd()
+        .args(["codex", "--no-default-patterns", "--db"])
+        .arg(&db)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let mode = std::fs::metadata(&db).expect("db").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_database_from_a_newer_wrapper_is_refused() {
+    let env = Env::new();
+    assert!(env.sh(&[], "true").status.success());
+    env.conn()
+        .execute_batch("PRAGMA user_version = 999")
+        .expect("bump");
+    let out = env.sh(&[], "true");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("newer"));
+}
+
+#[test]
+fn grandchild_holding_the_pipe_does_not_hang_wrapper() {
+    let env = Env::new();
+    let start = std::time::Instant::now();
+    // The grandchild keeps stdout open for 60 s; wrapper must stop draining 2 s after the
+    // child's exit.
+    let out = env.sh(&[], "sleep 60 & echo started; exit 0");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        env.query_strings("SELECT state FROM process_sessions"),
+        ["completed"]
+    );
+    let meta = env
+        .query_strings("SELECT metadata_json FROM process_state_changes WHERE state = 'completed'");
+    assert!(meta[0].contains(r#""drained":false"#), "{}", meta[0]);
+}
+
+#[test]
+fn abandoned_sessions_are_recovered_by_the_next_wrapper() {
+    let env = Env::new();
+    assert!(env.sh(&[], "true").status.success());
+    // A session whose wrapper is gone: pid 0x7fffffff cannot exist.
+    env.conn()
+        .execute_batch(
+            "INSERT INTO process_sessions (agent_name, session_id, started_at, state, hostname, command_json, wrapper_pid)
+             SELECT 'codex', 'orphan', '2026-01-01T00:00:00.000Z', 'running', hostname, '[]', 2147483647 FROM process_sessions LIMIT 1;
+             INSERT INTO process_sessions (agent_name, session_id, started_at, state, hostname, command_json, wrapper_pid)
+             VALUES ('codex', 'other-host', '2026-01-01T00:00:00.000Z', 'running', 'some-other-host', '[]', 2147483647);",
+        )
+        .expect("insert");
+    assert!(env.sh(&[], "true").status.success());
+    assert_eq!(
+        env.query_strings("SELECT session_id || ':' || state FROM process_sessions WHERE session_id IN ('orphan', 'other-host') ORDER BY session_id"),
+        ["orphan:abandoned", "other-host:running"]
+    );
+    assert_eq!(env.query_i64("SELECT count(*) FROM process_state_changes WHERE session_id = 'orphan' AND state = 'abandoned'"), 1);
+}
