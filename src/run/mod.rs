@@ -273,19 +273,27 @@ fn supervise(
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(pump::QUEUE_CHUNKS);
-    let extractor = Extractor::new(Arc::new(matcher), Arc::new(redactor), cfg.max_line);
-    let prompt_idle = cfg.prompt_idle;
-    let extract = thread::Builder::new()
-        .name("wrapper-extract".into())
-        .spawn(move || extract_loop(chunk_rx, extractor, records_tx, prompt_idle))
-        .context("cannot start the extraction thread")?;
+    // With nowhere to record to (no database, no --events-out), extraction would be work that
+    // nobody sees: the pump then only passes bytes through.
+    let (chunk_tx, extract) = match records_tx {
+        None => (None, None),
+        Some(records_tx) => {
+            let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(pump::QUEUE_CHUNKS);
+            let extractor = Extractor::new(Arc::new(matcher), Arc::new(redactor), cfg.max_line);
+            let prompt_idle = cfg.prompt_idle;
+            let handle = thread::Builder::new()
+                .name("wrapper-extract".into())
+                .spawn(move || extract_loop(chunk_rx, extractor, records_tx, prompt_idle))
+                .context("cannot start the extraction thread")?;
+            (Some(chunk_tx), Some(handle))
+        }
+    };
 
     let pump_ctl = ctl_tx.clone();
     thread::Builder::new()
         .name("wrapper-pump".into())
         .spawn(move || {
-            let report = pump::run(stdout, stderr, wake_r, Some(chunk_tx));
+            let report = pump::run(stdout, stderr, wake_r, chunk_tx);
             let _ = pump_ctl.send(Control::PumpDone(report));
         })
         .context("cannot start the pump thread")?;
@@ -386,9 +394,12 @@ fn supervise(
     if reap_all {
         child::reap_orphans();
     }
-    let (lines, events) = extract
-        .join()
-        .map_err(|_| anyhow!("internal: the extraction thread panicked"))?;
+    let (lines, events) = match extract {
+        Some(h) => h
+            .join()
+            .map_err(|_| anyhow!("internal: the extraction thread panicked"))?,
+        None => (0, 0),
+    };
     Ok(Outcome {
         exit: exit.expect("loop ends only after exit"),
         pid,
@@ -406,14 +417,14 @@ fn supervise(
 fn extract_loop(
     rx: Receiver<Chunk>,
     mut x: Extractor,
-    sink: Option<SyncSender<Msg>>,
+    sink: SyncSender<Msg>,
     prompt_idle: Duration,
 ) -> (u64, u64) {
     use crate::event::Stream;
     let streams = [Stream::Stdout, Stream::Stderr];
     let mut last_data: [Option<(Instant, Arc<str>)>; 2] = [None, None];
     let mut sent_lines = 0;
-    let mut sink = sink;
+    let mut sink = Some(sink);
     loop {
         let idle_at = streams
             .iter()
