@@ -439,7 +439,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 /// Writes one batch in one transaction. Returns the number of events written.
-pub(crate) fn write_batch(
+pub fn write_batch(
     conn: &Connection,
     session_id: &str,
     agent: &str,
