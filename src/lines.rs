@@ -137,7 +137,11 @@ pub fn clean_line(raw: &[u8]) -> Cow<'_, str> {
     if memchr(0x1b, raw).is_some() {
         return Cow::Owned(strip_escapes(raw));
     }
-    let text = String::from_utf8_lossy(raw);
+    // `from_utf8` validates faster than the lossy decoder walks; most lines are valid.
+    let text = match std::str::from_utf8(raw) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    };
     if memchr(0, raw).is_some() {
         return Cow::Owned(text.replace('\0', ""));
     }

@@ -110,6 +110,11 @@ impl CodeBlockParser {
 
     fn remember(&mut self, text: &str) {
         self.prev.clear();
+        // Byte length bounds character count, so short lines (nearly all) skip the char walk.
+        if text.len() <= MAX_CONTEXT_CHARS {
+            self.prev.push_str(text);
+            return;
+        }
         match text.char_indices().nth(MAX_CONTEXT_CHARS) {
             Some((cut, _)) => self.prev.push_str(&text[..cut]),
             None => self.prev.push_str(text),

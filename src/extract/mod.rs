@@ -12,7 +12,6 @@ pub mod rules;
 use std::sync::Arc;
 
 use regex::{RegexSet, RegexSetBuilder};
-use serde_json::{Map, Value};
 
 use crate::event::{Event, Record, Stream};
 use crate::lines::{clean_line, LineSplitter};
@@ -124,6 +123,8 @@ struct Core {
     events: u64,
     out: Vec<Record>,
     code_block: Arc<str>,
+    /// Reusable capture slots, one per rule, so matching allocates nothing per line.
+    locations: Vec<regex::CaptureLocations>,
 }
 
 impl Extractor {
@@ -131,6 +132,11 @@ impl Extractor {
         Extractor {
             splitters: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
             core: Core {
+                locations: matcher
+                    .rules
+                    .iter()
+                    .map(|r| r.rule.regex.capture_locations())
+                    .collect(),
                 matcher,
                 redactor,
                 blocks: Default::default(),
@@ -241,7 +247,7 @@ impl Core {
                 continue;
             }
             let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
-            self.emit(r, stream, &stored, line, line_number, truncated, false, ts);
+            self.emit(idx, r, stream, &stored, line, line_number, truncated, false, ts);
         }
     }
 
@@ -276,6 +282,7 @@ impl Core {
             };
             state.fired.push(idx);
             self.emit(
+                idx,
                 r,
                 stream,
                 &stored,
@@ -291,6 +298,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
+        idx: usize,
         r: &CompiledRule,
         stream: Stream,
         text: &str,
@@ -301,27 +309,38 @@ impl Core {
         ts: &Arc<str>,
     ) {
         // After redaction the rule may no longer match (the secret was what it matched).
-        let Some(caps) = r.rule.regex.captures(text) else {
+        let locs = &mut self.locations[idx];
+        if r.rule.regex.captures_read(locs, text).is_none() {
             return;
-        };
+        }
+        let group = |i: usize| locs.get(i).map(|(a, b)| &text[a..b]);
         let value = r
             .value_group
-            .and_then(|i| caps.get(i))
-            .or_else(|| caps.get(0))
-            .map(|m| m.as_str().to_string());
-        let mut meta = Map::new();
+            .and_then(group)
+            .or_else(|| group(0))
+            .map(str::to_string);
+        let mut meta: Vec<u8> = Vec::new();
+        let mut field = |name: &str, value: &dyn Fn(&mut Vec<u8>)| {
+            meta.push(if meta.is_empty() { b'{' } else { b',' });
+            json_str(&mut meta, name);
+            meta.push(b':');
+            value(&mut meta);
+        };
         for (i, name) in &r.groups {
-            if let Some(m) = caps.get(*i) {
-                meta.insert(name.to_string(), Value::String(m.as_str().to_string()));
+            if let Some(v) = group(*i) {
+                field(name, &|m| json_str(m, v));
             }
         }
         if truncated {
-            meta.insert("truncated".into(), Value::Bool(true));
+            field("truncated", &|m| m.extend_from_slice(b"true"));
         }
         if partial {
-            meta.insert("partial".into(), Value::Bool(true));
+            field("partial", &|m| m.extend_from_slice(b"true"));
         }
-        let metadata_json = (!meta.is_empty()).then(|| Value::Object(meta).to_string());
+        let metadata_json = (!meta.is_empty()).then(|| {
+            meta.push(b'}');
+            String::from_utf8(meta).unwrap_or_default()
+        });
         self.events += 1;
         self.out.push(Record::Event(Event {
             timestamp: ts.clone(),
@@ -477,4 +496,10 @@ samples = ["sk-abcdef"]
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Appends `s` as a JSON string (quoted and escaped).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
