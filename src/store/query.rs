@@ -918,13 +918,13 @@ pub fn search(
         " AND ?5 IS NULL"
     };
     let lim = limit_value(limit);
+    // The SQL here is fixed and known good, so a generic SQLITE_ERROR while running it comes
+    // from the MATCH expression: the user's query (unbalanced quote, unknown column, ...).
     let bad = |e: rusqlite::Error| match &e {
-        rusqlite::Error::SqliteFailure(_, Some(msg))
-            if msg.contains("fts5") || msg.contains("syntax") || msg.contains("no such column") =>
-        {
+        rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::Unknown => {
             QueryError::BadSearch {
                 query: query.into(),
-                message: msg.clone(),
+                message: msg.clone().unwrap_or_else(|| f.to_string()),
             }
         }
         _ => QueryError::Sqlite(e),
