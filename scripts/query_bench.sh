@@ -104,7 +104,7 @@ now_ns() { date +%s%N; }
 if [ ! -s "$DB" ]; then
   echo "generating $LINES lines of agent output..." >&2
   gen_log "$LINES" > "$LOG"
-  echo "recording them with the real wrapper (built-in rules, database on)..." >&2
+  echo "recording them with the real wrapper (the bench rules, database on)..." >&2
   t0=$(now_ns)
   "$W" codex --db "$DB" "${RULES[@]}" --session-id bench-codex-1 -- cat "$LOG" > /dev/null
   t1=$(now_ns)

@@ -322,6 +322,7 @@ fn show_by_unique_prefix_has_history_counts_and_blocks() {
     assert_eq!(prompt["n"], 1);
     assert_eq!(v["code_blocks"][0]["language"], "rust");
     assert_eq!(v["code_blocks"][0]["content"], "fn main() {}");
+    assert_eq!(v["code_blocks_total"], 1);
     let text = env.ok(&["show", "alpha-1111"]);
     assert!(text.contains("State history") && text.contains("my_prompt"));
 }
@@ -549,6 +550,9 @@ fn code_blocks_get_ambiguous_prefix_lists_candidates() {
     let err = env.fails(&["code-blocks", "get", first]);
     let err = one_line_error(&err);
     assert!(err.contains("ambiguous"), "{err}");
+    let v = env.json(&["show", "many-1", "--blocks", "5", "--json"]);
+    assert_eq!(v["code_blocks"].as_array().map(Vec::len), Some(5));
+    assert_eq!(v["code_blocks_total"], 17);
     let err = env.fails(&["code-blocks", "get", "ffffffffffffffffff0"]);
     assert!(err.contains("no code block"), "{err}");
 }

@@ -22,7 +22,10 @@ pub struct ShowArgs {
     /// Session id, or any unique prefix of one
     #[arg(value_name = "SESSION")]
     pub session: String,
-    /// One JSON object: {session, state_changes, event_counts, code_blocks}
+    /// Most code blocks to list (newest first); 0 for all
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub blocks: u64,
+    /// One JSON object: {session, state_changes, event_counts, code_blocks, code_blocks_total}
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -36,6 +39,8 @@ struct ShowJson {
     state_changes: Vec<StateChange>,
     event_counts: Vec<EventCount>,
     code_blocks: Vec<CodeBlockRecord>,
+    /// All code blocks first seen in the session; `code_blocks` holds the newest `--blocks`.
+    code_blocks_total: i64,
 }
 
 pub fn run(args: ShowArgs) -> CliResult<i32> {
@@ -48,15 +53,18 @@ pub fn run(args: ShowArgs) -> CliResult<i32> {
         &conn,
         &CodeBlockFilter {
             session: Some(id.clone()),
+            limit: args.blocks,
             ..Default::default()
         },
     )
     .map_err(view::query_error)?;
+    let code_blocks_total = query::code_block_count(&conn, &id).map_err(view::query_error)?;
     let data = ShowJson {
         session,
         state_changes,
         event_counts,
         code_blocks,
+        code_blocks_total,
     };
     if args.json {
         output::print_json(&data)?;
@@ -149,11 +157,18 @@ fn print_human(d: &ShowJson) -> CliResult<i32> {
         output::print_table(t)?;
     }
 
-    view::line("\nCode blocks")?;
+    view::line(format!("\nCode blocks ({})", d.code_blocks_total))?;
     if d.code_blocks.is_empty() {
         view::line("  none")?;
     } else {
         crate::cmd::code_blocks::print_blocks(&d.code_blocks, false)?;
+        let hidden = d.code_blocks_total - d.code_blocks.len() as i64;
+        if hidden > 0 {
+            view::line(format!(
+                "  … and {hidden} more (`wrapper code-blocks --session {} --limit 0`)",
+                s.session_id
+            ))?;
+        }
     }
     Ok(0)
 }

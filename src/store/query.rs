@@ -283,6 +283,15 @@ pub struct EventCount {
     pub n: i64,
 }
 
+/// How many code blocks were first seen in a session.
+pub fn code_block_count(conn: &Connection, session_id: &str) -> QueryResult<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM code_blocks WHERE session_id = ?1",
+        [session_id],
+        |r| r.get(0),
+    )?)
+}
+
 /// A session's event counts, most frequent first.
 pub fn event_counts(conn: &Connection, session_id: &str) -> QueryResult<Vec<EventCount>> {
     let mut stmt = conn.prepare(
@@ -364,10 +373,16 @@ pub struct EventFilter {
 
 /// Events, newest first.
 ///
-/// Within one session the order is by `line_number` (which is read order, hence time order),
-/// so `idx_events_session` answers it; otherwise by `timestamp`, which `idx_events_agent_ts`
-/// and `idx_events_type_ts` hold after their first column. `id` breaks ties; an index holds
-/// the rowid as its last column, so the tie-break costs no sort.
+/// Which rows make the page, and how SQLite finds them, depends on the filters, so that the
+/// first page always comes off an index instead of a sort of every matching row:
+/// - `--session`: by `line_number` (read order, hence time order) on `idx_events_session`;
+/// - `--agent` or `--type`: by `timestamp` on `idx_events_agent_ts` / `idx_events_type_ts`;
+/// - otherwise (no filter, or only pattern, risk, time): the most recently recorded rows,
+///   walking the table backwards by id and stopping after `limit` matches. Ids are given at
+///   commit, so this differs from timestamp order only among events committed within the
+///   same flush interval by concurrent wrappers; the page is then shown in timestamp order.
+///
+/// `id` breaks ties; an index holds the rowid as its last column, so that costs no sort.
 pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord>> {
     let (w, order) = event_where(f);
     let sql = format!(
@@ -378,8 +393,14 @@ pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord
     p.push(limit_value(f.limit));
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(p), EventRecord::from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut rows: Vec<EventRecord> = rows.collect::<rusqlite::Result<_>>()?;
+    if order == ORDER_BY_ID {
+        rows.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.id.cmp(&a.id)));
+    }
+    Ok(rows)
 }
+
+const ORDER_BY_ID: &str = "id DESC";
 
 fn event_where(f: &EventFilter) -> (Where, &'static str) {
     let mut w = Where::default();
@@ -392,8 +413,10 @@ fn event_where(f: &EventFilter) -> (Where, &'static str) {
     w.opt("timestamp < ?", &f.until);
     let order = if f.session.is_some() {
         "line_number DESC, id DESC"
-    } else {
+    } else if f.agent.is_some() || f.event_type.is_some() {
         "timestamp DESC, id DESC"
+    } else {
+        ORDER_BY_ID
     };
     (w, order)
 }
@@ -466,14 +489,16 @@ pub struct CodeBlockFilter {
     pub limit: u64,
 }
 
-/// Code blocks, newest first.
+/// Code blocks, most recently first seen first. By id rather than timestamp: a block is
+/// stored when first seen, so the orders agree, and `idx_code_blocks_session` and
+/// `idx_code_blocks_language` hold the id, so the first page needs no sort.
 pub fn code_blocks(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<Vec<CodeBlockRecord>> {
     let mut w = Where::default();
     w.opt("agent_name = ?", &f.agent);
     w.opt("language = ?", &f.language);
     w.opt("session_id = ?", &f.session);
     let sql = format!(
-        "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks{} ORDER BY timestamp DESC, id DESC LIMIT ?",
+        "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks{} ORDER BY id DESC LIMIT ?",
         w.sql()
     );
     let mut p = w.params;
@@ -718,52 +743,103 @@ pub struct TimelineFilter {
 
 /// State changes and events of one agent's sessions, oldest first. With `from`, the first
 /// `limit` entries from there; without it, the last `limit` before `to` (or now).
+///
+/// Each kind is read with its own `ORDER BY … LIMIT` (events straight off
+/// `idx_events_agent_ts`), then the two short lists are merged here: a single UNION ALL
+/// query would sort every event of the agent before applying the limit.
 pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<TimelineEntry>> {
+    let forward = f.from.is_some();
+    let dir = if forward { "ASC" } else { "DESC" };
+    let lim = limit_value(f.limit);
+    // (entry, order within one millisecond: starts, then events, then ends; then row id)
+    let mut all: Vec<(TimelineEntry, i64, i64)> = Vec::new();
+
     let mut ew = Where::default();
-    ew.add("e.agent_name = ?", [Value::Text(f.agent.clone())]);
-    ew.opt("e.timestamp >= ?", &f.from);
-    ew.opt("e.timestamp < ?", &f.to);
+    ew.add("agent_name = ?", [Value::Text(f.agent.clone())]);
+    ew.opt("timestamp >= ?", &f.from);
+    ew.opt("timestamp < ?", &f.to);
+    let sql = format!(
+        "SELECT timestamp, session_id, event_type, pattern, risk_level, matched_value, \
+         line_number, id FROM extraction_events{} ORDER BY timestamp {dir}, id {dir} LIMIT ?",
+        ew.sql()
+    );
+    let mut p = ew.params;
+    p.push(lim.clone());
+    let mut stmt = conn.prepare(&sql)?;
+    for r in stmt.query_map(params_from_iter(p), |r| {
+        Ok((
+            TimelineEntry {
+                timestamp: r.get(0)?,
+                session_id: r.get(1)?,
+                kind: "event".into(),
+                what: r.get(2)?,
+                pattern: r.get(3)?,
+                risk_level: r.get(4)?,
+                detail: r.get(5)?,
+                line_number: r.get(6)?,
+            },
+            1,
+            r.get(7)?,
+        ))
+    })? {
+        all.push(r?);
+    }
+
     let mut sw = Where::default();
     sw.add("s.agent_name = ?", [Value::Text(f.agent.clone())]);
     sw.opt("c.timestamp >= ?", &f.from);
     sw.opt("c.timestamp < ?", &f.to);
-    let dir = if f.from.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
-        "SELECT timestamp, session_id, kind, what, pattern, risk_level, detail, line_number FROM ( \
-           SELECT e.timestamp, e.session_id, 'event' AS kind, e.event_type AS what, e.pattern, \
-                  e.risk_level, e.matched_value AS detail, e.line_number, e.id AS seq, 1 AS k \
-           FROM extraction_events e{} \
-           UNION ALL \
-           SELECT c.timestamp, c.session_id, 'state', c.state, NULL, NULL, \
-                  CASE WHEN c.exit_code IS NOT NULL THEN 'exit ' || c.exit_code ELSE c.metadata_json END, \
-                  NULL, c.id, CASE WHEN c.state IN ('started', 'running') THEN 0 ELSE 2 END \
-           FROM process_state_changes c JOIN process_sessions s ON s.session_id = c.session_id{} \
-         ) ORDER BY timestamp {dir}, k {dir}, seq {dir} LIMIT ?",
-        ew.sql(),
+        "SELECT c.timestamp, c.session_id, c.state, \
+                CASE WHEN c.exit_code IS NOT NULL THEN 'exit ' || c.exit_code ELSE c.metadata_json END, \
+                c.id FROM process_state_changes c \
+         JOIN process_sessions s ON s.session_id = c.session_id{} \
+         ORDER BY c.timestamp {dir}, c.id {dir} LIMIT ?",
         sw.sql()
     );
-    let mut p = ew.params;
-    p.extend(sw.params);
-    p.push(limit_value(f.limit));
+    let mut p = sw.params;
+    p.push(lim);
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows: Vec<TimelineEntry> = stmt
-        .query_map(params_from_iter(p), |r| {
-            Ok(TimelineEntry {
+    for r in stmt.query_map(params_from_iter(p), |r| {
+        let state: String = r.get(2)?;
+        let k = if matches!(state.as_str(), "started" | "running") {
+            0
+        } else {
+            2
+        };
+        Ok((
+            TimelineEntry {
                 timestamp: r.get(0)?,
                 session_id: r.get(1)?,
-                kind: r.get(2)?,
-                what: r.get(3)?,
-                pattern: r.get(4)?,
-                risk_level: r.get(5)?,
-                detail: r.get(6)?,
-                line_number: r.get(7)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    if f.from.is_none() {
-        rows.reverse();
+                kind: "state".into(),
+                what: state,
+                pattern: None,
+                risk_level: None,
+                detail: r.get(3)?,
+                line_number: None,
+            },
+            k,
+            r.get(4)?,
+        ))
+    })? {
+        all.push(r?);
     }
-    Ok(rows)
+
+    all.sort_by(|a, b| {
+        a.0.timestamp
+            .cmp(&b.0.timestamp)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+    });
+    if f.limit > 0 {
+        let n = usize::try_from(f.limit).unwrap_or(usize::MAX);
+        if forward {
+            all.truncate(n);
+        } else if all.len() > n {
+            all.drain(..all.len() - n);
+        }
+    }
+    Ok(all.into_iter().map(|(e, _, _)| e).collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1110,4 +1186,72 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
     tx.execute_batch("DROP TABLE temp.prune_sessions")?;
     tx.commit()?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = crate::store::open(&dir.path().join("t.db"), crate::store::OpenMode::Create)
+            .expect("open");
+        (dir, conn)
+    }
+
+    fn plan(conn: &Connection, f: EventFilter) -> String {
+        events_plan(conn, &EventFilter { limit: 50, ..f })
+            .expect("plan")
+            .join(" | ")
+    }
+
+    /// The §9 queries must come off an index with no sort step; a schema or query change
+    /// that loses that would make them scan a million rows.
+    #[test]
+    fn first_pages_come_off_an_index_without_sorting() {
+        let (_d, conn) = db();
+        let p = plan(
+            &conn,
+            EventFilter {
+                agent: Some("codex".into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            p.contains("idx_events_agent_ts") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(
+            &conn,
+            EventFilter {
+                event_type: Some("error".into()),
+                since: Some("2026-01-01T00:00:00.000Z".into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            p.contains("idx_events_type_ts") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(
+            &conn,
+            EventFilter {
+                session: Some("s".into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            p.contains("idx_events_session") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(&conn, EventFilter::default());
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+    }
+
+    #[test]
+    fn words_become_quoted_phrases() {
+        assert_eq!(fts_query("rm -rf", false), r#""rm" "-rf""#);
+        assert_eq!(fts_query("mism* a\"b", false), r#""mism"* "a""b""#);
+        assert_eq!(fts_query("a OR b", true), "a OR b");
+    }
 }
