@@ -122,6 +122,11 @@ pub const TEXT_MAX: usize = 120;
 /// Keeps every row of a table on one line on a terminal: cells are wrapped to the terminal's
 /// width and then cut to their first line, with an ellipsis.
 pub fn one_line(t: &mut comfy_table::Table) {
+    // A terminal that reports no usable size (a bare pty, some CI runners) would squeeze every
+    // column to one character; lay out for a common width instead.
+    if output::stdout_is_terminal() && t.width().is_none_or(|w| w < 40) {
+        t.set_width(120);
+    }
     t.set_truncation_indicator("…");
     for row in t.row_iter_mut() {
         row.max_height(1);
