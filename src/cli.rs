@@ -64,6 +64,24 @@ pub enum Command {
     ImportSpool(ImportSpoolArgs),
     /// Database maintenance: where it is, whether it is healthy, migrate it
     Db(DbArgs),
+    /// List recorded sessions, newest first
+    Sessions(crate::cmd::sessions::SessionsArgs),
+    /// Show one session: details, state history, event counts, code blocks
+    Show(crate::cmd::show::ShowArgs),
+    /// List extracted events, newest first, with filters
+    Events(crate::cmd::events::EventsArgs),
+    /// List code blocks, or print one with `code-blocks get <DIGEST-PREFIX>`
+    CodeBlocks(crate::cmd::code_blocks::CodeBlocksArgs),
+    /// Totals: sessions, success rate, events by type, pattern and risk
+    Stats(crate::cmd::stats::StatsArgs),
+    /// One agent's state changes and events in time order
+    Timeline(crate::cmd::timeline::TimelineArgs),
+    /// Full-text search over event lines and code blocks
+    Search(crate::cmd::search::SearchArgs),
+    /// Delete ended sessions older than a cutoff, with everything under them
+    Prune(crate::cmd::prune::PruneArgs),
+    /// Copy the database safely while wrappers may be writing to it
+    Backup(crate::cmd::backup::BackupArgs),
 }
 
 /// Options of the run path. All but the agent and command can also be set in config.toml.

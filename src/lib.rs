@@ -16,6 +16,7 @@ pub mod lines;
 pub mod output;
 pub mod run;
 pub mod store;
+pub mod time;
 
 use std::ffi::OsString;
 
@@ -48,6 +49,15 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Patterns(p) => cmd::patterns::run(p.command),
         Command::ImportSpool(a) => cmd::import_spool::run(a),
         Command::Db(a) => cmd::db::run(a),
+        Command::Sessions(a) => cmd::sessions::run(a),
+        Command::Show(a) => cmd::show::run(a),
+        Command::Events(a) => cmd::events::run(a),
+        Command::CodeBlocks(a) => cmd::code_blocks::run(a),
+        Command::Stats(a) => cmd::stats::run(a),
+        Command::Timeline(a) => cmd::timeline::run(a),
+        Command::Search(a) => cmd::search::run(a),
+        Command::Prune(a) => cmd::prune::run(a),
+        Command::Backup(a) => cmd::backup::run(a),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@
 //! so migrations add, never rename.
 
 /// `(version, sql)`: migration `version` brings `user_version` from `version - 1` to `version`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
 
 /// The schema version this wrapper writes.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -103,4 +103,35 @@ CREATE INDEX IF NOT EXISTS idx_events_agent_ts ON extraction_events(agent_name, 
 CREATE INDEX IF NOT EXISTS idx_events_type_ts ON extraction_events(event_type, timestamp);
 CREATE INDEX IF NOT EXISTS idx_code_blocks_session ON code_blocks(session_id);
 CREATE INDEX IF NOT EXISTS idx_code_blocks_language ON code_blocks(language);
+"#;
+
+/// Full-text search (SPEC §7 `wrapper search`).
+///
+/// External-content FTS5 tables: the text lives once, in `extraction_events` and `code_blocks`;
+/// the FTS tables hold only the inverted index. Nothing on the insert path touches them (no
+/// triggers): FTS indexing costs several times a plain row insert, and the run path must keep
+/// its 500k lines/s. Instead the query side indexes rows whose id is above the high-water mark
+/// in `fts_state` before it searches (`store::query::sync_fts`), and `wrapper prune` removes
+/// the rows it deletes from the index in the same transaction.
+///
+/// No new index on `extraction_events`: the v1 indexes already serve the §9 queries (see
+/// docs/QUERYING.md), and every index there is paid for on each of millions of inserts.
+const V2: &str = r#"
+CREATE VIRTUAL TABLE IF NOT EXISTS extraction_events_fts USING fts5(
+    original_line, matched_value,
+    content = 'extraction_events', content_rowid = 'id'
+);
+
+CREATE VIRTUAL TABLE IF NOT EXISTS code_blocks_fts USING fts5(
+    content, language,
+    content = 'code_blocks', content_rowid = 'id'
+);
+
+-- Per FTS table, the highest content rowid already indexed.
+CREATE TABLE IF NOT EXISTS fts_state (
+    fts_table TEXT PRIMARY KEY,
+    indexed_through INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO fts_state (fts_table, indexed_through) VALUES
+    ('extraction_events_fts', 0), ('code_blocks_fts', 0);
 "#;

@@ -1,0 +1,79 @@
+//! `wrapper prune --older-than 30d`: retention. Deletes whole sessions that started before
+//! the cutoff and have ended, with everything recorded under them, in one transaction. A
+//! live session is never touched, and nothing is deleted unless asked: `--dry-run` shows
+//! what would go.
+
+use clap::Args;
+use comfy_table::Cell;
+
+use crate::cli::DbOpt;
+use crate::cmd::view;
+use crate::error::CliResult;
+use crate::output;
+use crate::store::query;
+use crate::time::Edge;
+
+/// Delete ended sessions older than a cutoff, with their events and code blocks
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Sessions started before WHEN go: a duration ago (30d, 12h), a date or an RFC 3339 time
+    #[arg(long, value_name = "WHEN", required = true)]
+    pub older_than: String,
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Report as one JSON object: sessions (the rows), events, event_counts, code_blocks,
+    /// state_changes, dry_run
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbOpt,
+}
+
+pub fn run(args: PruneArgs) -> CliResult<i32> {
+    let cutoff =
+        view::bound("older-than", Some(&args.older_than), Edge::Start)?.unwrap_or_default();
+    let (conn, path) = view::open_db(&args.db)?;
+    let report = query::prune(&conn, &cutoff, args.dry_run).map_err(view::query_error)?;
+    if args.json {
+        output::print_json(&report)?;
+        return Ok(0);
+    }
+    if report.sessions.is_empty() {
+        view::line(format!(
+            "nothing to prune: no ended session started before {cutoff}"
+        ))?;
+        return Ok(0);
+    }
+    if args.dry_run {
+        let mut t = output::table(&["SESSION", "AGENT", "STATE", "STARTED", "EVENTS"]);
+        for s in &report.sessions {
+            t.add_row(vec![
+                Cell::new(&s.session_id),
+                Cell::new(&s.agent_name),
+                view::state_cell(&s.state),
+                Cell::new(&s.started_at),
+                Cell::new(s.total_extraction_events),
+            ]);
+        }
+        output::print_table(t)?;
+    }
+    view::line(format!(
+        "{} {} sessions started before {cutoff}: {} events, {} code blocks, {} state changes{}",
+        if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        },
+        report.sessions.len(),
+        report.events,
+        report.code_blocks,
+        report.state_changes,
+        if args.dry_run {
+            " (dry run: nothing deleted)".to_string()
+        } else {
+            format!(" from {}", path.display())
+        }
+    ))?;
+    Ok(0)
+}

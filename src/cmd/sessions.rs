@@ -1,0 +1,88 @@
+//! `wrapper sessions`: the recorded sessions, newest first, with the filters of SPEC §7.
+
+use chrono::Utc;
+use clap::Args;
+
+use crate::cli::DbOpt;
+use crate::cmd::view::{self, Format};
+use crate::error::CliResult;
+use crate::output;
+use crate::store::query::{self, SessionFilter};
+use crate::time::{self, Edge};
+
+/// List recorded sessions, newest first
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Only sessions of this agent
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Only sessions still running (started or running)
+    #[arg(long)]
+    pub active: bool,
+    /// Only sessions started since WHEN: a duration ago (7d, 12h), a date or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Most sessions to list; 0 for all
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u64,
+    /// One JSON array; field names are the columns of process_sessions
+    #[arg(long)]
+    pub json: bool,
+    /// One JSON object per line
+    #[arg(long, conflicts_with = "json")]
+    pub jsonl: bool,
+    #[command(flatten)]
+    pub db: DbOpt,
+}
+
+pub fn run(args: SessionsArgs) -> CliResult<i32> {
+    let filter = SessionFilter {
+        agent: args.agent,
+        active: args.active,
+        since: view::bound("since", args.since.as_deref(), Edge::Start)?,
+        limit: args.limit,
+    };
+    let (conn, _) = view::open_db(&args.db)?;
+    let rows = query::sessions(&conn, &filter).map_err(view::query_error)?;
+    if view::emit_machine(Format::from_flags(args.json, args.jsonl), &rows)? {
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        view::line("no sessions match")?;
+        return Ok(0);
+    }
+    let now = Utc::now();
+    let mut t = output::table(&[
+        "SESSION", "AGENT", "STATE", "STARTED", "DURATION", "EXIT", "LINES", "EVENTS", "COMMAND",
+    ]);
+    for s in &rows {
+        let duration = s
+            .ended_at
+            .as_deref()
+            .and_then(|end| time::duration_ms(&s.started_at, end))
+            .map(time::human_duration)
+            .unwrap_or_default();
+        let exit = match (&s.exit_code, &s.signal) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(sig)) => sig.clone(),
+            _ => String::new(),
+        };
+        t.add_row(vec![
+            comfy_table::Cell::new(&s.session_id),
+            comfy_table::Cell::new(&s.agent_name),
+            view::state_cell(&s.state),
+            comfy_table::Cell::new(view::when(&s.started_at, now)),
+            comfy_table::Cell::new(duration),
+            comfy_table::Cell::new(exit),
+            comfy_table::Cell::new(s.total_lines_processed),
+            comfy_table::Cell::new(s.total_extraction_events),
+            comfy_table::Cell::new(view::elide(
+                &view::command_text(&s.command_json),
+                view::TEXT_MAX,
+            )),
+        ]);
+    }
+    view::one_line(&mut t);
+    output::print_table(t)?;
+    Ok(0)
+}

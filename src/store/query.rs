@@ -1,0 +1,1257 @@
+//! The read side of the store (SPEC §7): filters become parameterised SQL here and rows come
+//! back as typed records whose field names are the column names, so `--json` output is the
+//! schema people already query with `sqlite3`.
+//!
+//! Values are always bound, never spliced into SQL text; only fixed fragments chosen by this
+//! file are. Every query is written so that SQLite can answer the first page from an index
+//! (see docs/QUERYING.md for the plans and timings): lists are newest first and ordered by a
+//! key the filtering index already holds.
+
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
+use serde::Serialize;
+
+/// States that end a session (SPEC §6). Only these may be pruned; they are the denominator of
+/// the success rate.
+pub const FINAL_STATES: &[&str] = &[
+    "completed",
+    "failed",
+    "killed",
+    "interrupted",
+    "spawn_failed",
+    "abandoned",
+];
+
+/// `state IN (…final…)` as SQL text: the list is this file's constant, not user input.
+fn final_states_sql() -> String {
+    let quoted: Vec<String> = FINAL_STATES.iter().map(|s| format!("'{s}'")).collect();
+    format!("({})", quoted.join(", "))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    #[error("no session {0:?} (list them with `wrapper sessions`)")]
+    UnknownSession(String),
+    #[error("session prefix {prefix:?} is ambiguous: it matches {}{}", candidates.join(", "), if *more { ", …" } else { "" })]
+    AmbiguousSession {
+        prefix: String,
+        candidates: Vec<String>,
+        more: bool,
+    },
+    #[error("no code block whose digest starts with {0:?} (list them with `wrapper code-blocks`)")]
+    UnknownDigest(String),
+    #[error("digest prefix {prefix:?} is ambiguous: it matches {}{}", candidates.join(", "), if *more { ", …" } else { "" })]
+    AmbiguousDigest {
+        prefix: String,
+        candidates: Vec<String>,
+        more: bool,
+    },
+    #[error("{0:?} is not a digest prefix (hexadecimal digits, as `wrapper code-blocks` shows)")]
+    BadDigest(String),
+    #[error("cannot search for {query:?}: {message}")]
+    BadSearch { query: String, message: String },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type QueryResult<T> = Result<T, QueryError>;
+
+/// Conditions joined with AND, each with its bound values in order. Clauses are fixed SQL
+/// written in this file with `?` placeholders; values only ever travel as parameters.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Where {
+    fn add(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) {
+        self.clauses.push(clause.to_string());
+        self.params.extend(values);
+    }
+
+    fn opt(&mut self, clause: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.add(clause, [Value::Text(v.clone())]);
+        }
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+/// A `LIMIT` value: `0` means no limit (SQLite's `-1`).
+fn limit_value(limit: u64) -> Value {
+    Value::Integer(if limit == 0 {
+        -1
+    } else {
+        i64::try_from(limit).unwrap_or(i64::MAX)
+    })
+}
+
+/// The smallest string greater than every string that starts with `prefix`: strings compare
+/// as bytes, and U+10FFFF is the largest UTF-8 sequence. A prefix lookup is then a range on
+/// the UNIQUE index instead of a scan.
+fn prefix_upper(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+/// One `process_sessions` row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Session {
+    pub id: i64,
+    pub agent_name: String,
+    pub session_id: String,
+    pub environment: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub signal: Option<String>,
+    pub state: String,
+    pub pid: Option<i64>,
+    pub hostname: Option<String>,
+    pub cwd: Option<String>,
+    pub command_json: String,
+    pub total_lines_processed: i64,
+    pub total_extraction_events: i64,
+    pub total_feedback_outcomes: i64,
+    pub stdout_log_path: Option<String>,
+    pub stderr_log_path: Option<String>,
+    pub extraction_config_version: Option<String>,
+    pub environment_config_version: Option<String>,
+    pub wrapper_version: Option<String>,
+    pub wrapper_pid: Option<i64>,
+}
+
+const SESSION_COLUMNS: &str = "id, agent_name, session_id, environment, started_at, ended_at, \
+    exit_code, signal, state, pid, hostname, cwd, command_json, total_lines_processed, \
+    total_extraction_events, total_feedback_outcomes, stdout_log_path, stderr_log_path, \
+    extraction_config_version, environment_config_version, wrapper_version, wrapper_pid";
+
+impl Session {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+        Ok(Session {
+            id: r.get(0)?,
+            agent_name: r.get(1)?,
+            session_id: r.get(2)?,
+            environment: r.get(3)?,
+            started_at: r.get(4)?,
+            ended_at: r.get(5)?,
+            exit_code: r.get(6)?,
+            signal: r.get(7)?,
+            state: r.get(8)?,
+            pid: r.get(9)?,
+            hostname: r.get(10)?,
+            cwd: r.get(11)?,
+            command_json: r.get(12)?,
+            total_lines_processed: r.get(13)?,
+            total_extraction_events: r.get(14)?,
+            total_feedback_outcomes: r.get(15)?,
+            stdout_log_path: r.get(16)?,
+            stderr_log_path: r.get(17)?,
+            extraction_config_version: r.get(18)?,
+            environment_config_version: r.get(19)?,
+            wrapper_version: r.get(20)?,
+            wrapper_pid: r.get(21)?,
+        })
+    }
+
+    pub fn is_final(&self) -> bool {
+        FINAL_STATES.contains(&self.state.as_str())
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SessionFilter {
+    pub agent: Option<String>,
+    /// Only sessions still `started` or `running`.
+    pub active: bool,
+    /// Started at or after (a stored-timestamp string).
+    pub since: Option<String>,
+    pub limit: u64,
+}
+
+/// Sessions, newest first.
+pub fn sessions(conn: &Connection, f: &SessionFilter) -> QueryResult<Vec<Session>> {
+    let mut w = Where::default();
+    w.opt("agent_name = ?", &f.agent);
+    if f.active {
+        w.add("state IN ('started', 'running')", []);
+    }
+    w.opt("started_at >= ?", &f.since);
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM process_sessions{} ORDER BY started_at DESC, id DESC LIMIT ?",
+        w.sql()
+    );
+    let mut p = w.params;
+    p.push(limit_value(f.limit));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(p), Session::from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Resolves a full session id or a unique prefix of one to the full id.
+pub fn resolve_session(conn: &Connection, given: &str) -> QueryResult<String> {
+    if given.is_empty() {
+        return Err(QueryError::UnknownSession(given.into()));
+    }
+    let exact: Option<String> = conn
+        .query_row(
+            "SELECT session_id FROM process_sessions WHERE session_id = ?1",
+            [given],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = exact {
+        return Ok(id);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT session_id FROM process_sessions WHERE session_id >= ?1 AND session_id < ?2 \
+         ORDER BY session_id LIMIT 11",
+    )?;
+    let found: Vec<String> = stmt
+        .query_map(params![given, prefix_upper(given)], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    match found.len() {
+        0 => Err(QueryError::UnknownSession(given.into())),
+        1 => Ok(found.into_iter().next().unwrap_or_default()),
+        n => Err(QueryError::AmbiguousSession {
+            prefix: given.into(),
+            more: n > 10,
+            candidates: found.into_iter().take(10).collect(),
+        }),
+    }
+}
+
+/// The session row of a full session id.
+pub fn session(conn: &Connection, session_id: &str) -> QueryResult<Session> {
+    conn.query_row(
+        &format!("SELECT {SESSION_COLUMNS} FROM process_sessions WHERE session_id = ?1"),
+        [session_id],
+        Session::from_row,
+    )
+    .optional()?
+    .ok_or_else(|| QueryError::UnknownSession(session_id.into()))
+}
+
+/// One `process_state_changes` row.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateChange {
+    pub id: i64,
+    pub session_id: String,
+    pub timestamp: String,
+    pub state: String,
+    pub exit_code: Option<i64>,
+    pub metadata_json: Option<String>,
+}
+
+/// A session's state history, oldest first.
+pub fn state_changes(conn: &Connection, session_id: &str) -> QueryResult<Vec<StateChange>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, session_id, timestamp, state, exit_code, metadata_json \
+         FROM process_state_changes WHERE session_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([session_id], |r| {
+        Ok(StateChange {
+            id: r.get(0)?,
+            session_id: r.get(1)?,
+            timestamp: r.get(2)?,
+            state: r.get(3)?,
+            exit_code: r.get(4)?,
+            metadata_json: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One `event_counts` row.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventCount {
+    pub event_type: String,
+    pub pattern: String,
+    /// `""` when the rule has no risk level (the table's key cannot hold NULL).
+    pub risk_level: String,
+    pub n: i64,
+}
+
+/// How many code blocks were first seen in a session.
+pub fn code_block_count(conn: &Connection, session_id: &str) -> QueryResult<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM code_blocks WHERE session_id = ?1",
+        [session_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// A session's event counts, most frequent first.
+pub fn event_counts(conn: &Connection, session_id: &str) -> QueryResult<Vec<EventCount>> {
+    let mut stmt = conn.prepare(
+        "SELECT event_type, pattern, risk_level, n FROM event_counts WHERE session_id = ?1 \
+         ORDER BY n DESC, event_type, pattern",
+    )?;
+    let rows = stmt.query_map([session_id], |r| {
+        Ok(EventCount {
+            event_type: r.get(0)?,
+            pattern: r.get(1)?,
+            risk_level: r.get(2)?,
+            n: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// One `extraction_events` row. The same fields as `--events-out` lines, plus `id`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub agent_name: String,
+    pub session_id: String,
+    pub timestamp: String,
+    pub stream: String,
+    pub event_type: String,
+    pub pattern: String,
+    pub matched_value: Option<String>,
+    pub original_line: Option<String>,
+    pub line_number: Option<i64>,
+    pub metadata_json: Option<String>,
+    pub code_block_language: Option<String>,
+    pub risk_level: Option<String>,
+    pub auto_confirmable: bool,
+}
+
+const EVENT_COLUMNS: &str = "id, agent_name, session_id, timestamp, stream, event_type, pattern, \
+    matched_value, original_line, line_number, metadata_json, code_block_language, risk_level, \
+    auto_confirmable";
+
+impl EventRecord {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
+        Ok(EventRecord {
+            id: r.get(0)?,
+            agent_name: r.get(1)?,
+            session_id: r.get(2)?,
+            timestamp: r.get(3)?,
+            stream: r.get(4)?,
+            event_type: r.get(5)?,
+            pattern: r.get(6)?,
+            matched_value: r.get(7)?,
+            original_line: r.get(8)?,
+            line_number: r.get(9)?,
+            metadata_json: r.get(10)?,
+            code_block_language: r.get(11)?,
+            risk_level: r.get(12)?,
+            auto_confirmable: r.get::<_, i64>(13)? != 0,
+        })
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub agent: Option<String>,
+    /// A full session id (resolve prefixes first with [`resolve_session`]).
+    pub session: Option<String>,
+    pub event_type: Option<String>,
+    pub pattern: Option<String>,
+    pub risk: Option<String>,
+    /// `timestamp >= since`.
+    pub since: Option<String>,
+    /// `timestamp < until`.
+    pub until: Option<String>,
+    pub limit: u64,
+}
+
+/// Events, newest first.
+///
+/// Which rows make the page, and how SQLite finds them, depends on the filters, so that the
+/// first page always comes off an index instead of a sort of every matching row:
+/// - `--session`: by `line_number` (read order, hence time order) on `idx_events_session`;
+/// - `--agent` or `--type`: by `timestamp` on `idx_events_agent_ts` / `idx_events_type_ts`;
+/// - otherwise (no filter, or only pattern, risk, time): the most recently recorded rows,
+///   walking the table backwards by id and stopping after `limit` matches. Ids are given at
+///   commit, so this differs from timestamp order only among events committed within the
+///   same flush interval by concurrent wrappers; the page is then shown in timestamp order.
+///
+/// `id` breaks ties; an index holds the rowid as its last column, so that costs no sort.
+pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord>> {
+    let (w, order) = event_where(f);
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY {order} LIMIT ?",
+        w.sql()
+    );
+    let mut p = w.params;
+    p.push(limit_value(f.limit));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(p), EventRecord::from_row)?;
+    let mut rows: Vec<EventRecord> = rows.collect::<rusqlite::Result<_>>()?;
+    if order == ORDER_BY_ID {
+        rows.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.id.cmp(&a.id)));
+    }
+    Ok(rows)
+}
+
+const ORDER_BY_ID: &str = "id DESC";
+
+fn event_where(f: &EventFilter) -> (Where, &'static str) {
+    let mut w = Where::default();
+    w.opt("agent_name = ?", &f.agent);
+    w.opt("session_id = ?", &f.session);
+    w.opt("event_type = ?", &f.event_type);
+    w.opt("pattern = ?", &f.pattern);
+    w.opt("risk_level = ?", &f.risk);
+    w.opt("timestamp >= ?", &f.since);
+    w.opt("timestamp < ?", &f.until);
+    let order = if f.session.is_some() {
+        "line_number DESC, id DESC"
+    } else if f.agent.is_some() || f.event_type.is_some() {
+        "timestamp DESC, id DESC"
+    } else {
+        ORDER_BY_ID
+    };
+    (w, order)
+}
+
+/// The query plan SQLite chooses for [`events`], for the benchmark and for tests that guard
+/// against a filter silently losing its index.
+pub fn events_plan(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<String>> {
+    let (w, order) = event_where(f);
+    let sql = format!(
+        "EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY {order} LIMIT ?",
+        w.sql()
+    );
+    let mut p = w.params;
+    p.push(limit_value(f.limit));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(p), |r| r.get::<_, String>(3))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Code blocks
+
+/// One `code_blocks` row.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeBlockRecord {
+    pub id: i64,
+    pub agent_name: String,
+    pub session_id: String,
+    pub timestamp: String,
+    pub language: Option<String>,
+    pub content: String,
+    pub line_start: Option<i64>,
+    pub line_end: Option<i64>,
+    pub context_json: Option<String>,
+    pub parseable: bool,
+    pub digest: String,
+    pub occurrences: i64,
+    pub last_seen_at: Option<String>,
+}
+
+const CODE_BLOCK_COLUMNS: &str = "id, agent_name, session_id, timestamp, language, content, \
+    line_start, line_end, context_json, parseable, digest, occurrences, last_seen_at";
+
+impl CodeBlockRecord {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<CodeBlockRecord> {
+        Ok(CodeBlockRecord {
+            id: r.get(0)?,
+            agent_name: r.get(1)?,
+            session_id: r.get(2)?,
+            timestamp: r.get(3)?,
+            language: r.get(4)?,
+            content: r.get(5)?,
+            line_start: r.get(6)?,
+            line_end: r.get(7)?,
+            context_json: r.get(8)?,
+            parseable: r.get::<_, i64>(9)? != 0,
+            digest: r.get(10)?,
+            occurrences: r.get(11)?,
+            last_seen_at: r.get(12)?,
+        })
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct CodeBlockFilter {
+    pub agent: Option<String>,
+    pub language: Option<String>,
+    /// A full session id.
+    pub session: Option<String>,
+    pub limit: u64,
+}
+
+/// Code blocks, most recently first seen first. By id rather than timestamp: a block is
+/// stored when first seen, so the orders agree, and `idx_code_blocks_session` and
+/// `idx_code_blocks_language` hold the id, so the first page needs no sort.
+pub fn code_blocks(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<Vec<CodeBlockRecord>> {
+    let mut w = Where::default();
+    w.opt("agent_name = ?", &f.agent);
+    w.opt("language = ?", &f.language);
+    w.opt("session_id = ?", &f.session);
+    let sql = format!(
+        "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks{} ORDER BY id DESC LIMIT ?",
+        w.sql()
+    );
+    let mut p = w.params;
+    p.push(limit_value(f.limit));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(p), CodeBlockRecord::from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The code block whose digest is `prefix` or starts with it (case-insensitive hex).
+pub fn code_block_by_digest(conn: &Connection, prefix: &str) -> QueryResult<CodeBlockRecord> {
+    let p = prefix.trim().to_ascii_lowercase();
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(QueryError::BadDigest(prefix.into()));
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks WHERE digest >= ?1 AND digest < ?2 \
+         ORDER BY digest LIMIT 11"
+    ))?;
+    let found: Vec<CodeBlockRecord> = stmt
+        .query_map(params![p, prefix_upper(&p)], CodeBlockRecord::from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    match found.len() {
+        0 => Err(QueryError::UnknownDigest(prefix.into())),
+        1 => found
+            .into_iter()
+            .next()
+            .ok_or_else(|| QueryError::UnknownDigest(prefix.into())),
+        n => Err(QueryError::AmbiguousDigest {
+            prefix: prefix.into(),
+            more: n > 10,
+            candidates: found.into_iter().take(10).map(|b| b.digest).collect(),
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats
+
+#[derive(Debug, Default, Clone)]
+pub struct StatsFilter {
+    pub agent: Option<String>,
+    /// Only sessions with at least one event of this pattern, and only its events.
+    pub pattern: Option<String>,
+    /// Sessions started at or after.
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeCount {
+    pub event_type: String,
+    pub n: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatternCount {
+    pub pattern: String,
+    pub event_type: String,
+    pub n: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RiskCount {
+    /// `""` for events whose rule has no risk level.
+    pub risk_level: String,
+    pub n: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStats {
+    pub agent_name: String,
+    pub sessions: i64,
+    pub active_sessions: i64,
+    pub ended_sessions: i64,
+    pub completed_sessions: i64,
+    /// completed / ended; `null` when no session has ended.
+    pub success_rate: Option<f64>,
+    pub events: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub sessions: i64,
+    pub active_sessions: i64,
+    pub ended_sessions: i64,
+    pub completed_sessions: i64,
+    pub success_rate: Option<f64>,
+    pub events: i64,
+    pub by_type: Vec<TypeCount>,
+    pub by_pattern: Vec<PatternCount>,
+    pub by_risk: Vec<RiskCount>,
+    pub by_agent: Vec<AgentStats>,
+}
+
+fn rate(completed: i64, ended: i64) -> Option<f64> {
+    (ended > 0).then(|| completed as f64 / ended as f64)
+}
+
+/// Totals from `process_sessions` and `event_counts` only: never a scan of the events.
+pub fn stats(conn: &Connection, f: &StatsFilter) -> QueryResult<Stats> {
+    let mut w = Where::default();
+    w.opt("agent_name = ?", &f.agent);
+    w.opt("started_at >= ?", &f.since);
+    w.opt(
+        "session_id IN (SELECT session_id FROM event_counts WHERE pattern = ?)",
+        &f.pattern,
+    );
+    let scope = format!(
+        "WITH s AS (SELECT session_id, agent_name, state FROM process_sessions{})",
+        w.sql()
+    );
+    let finals = final_states_sql();
+    let mut by_agent: Vec<AgentStats> = {
+        let sql = format!(
+            "{scope} SELECT agent_name, count(*), \
+             sum(state IN ('started', 'running')), sum(state IN {finals}), \
+             sum(state = 'completed') FROM s GROUP BY agent_name ORDER BY agent_name"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(w.params.iter()), |r| {
+            let ended: i64 = r.get(3)?;
+            let completed: i64 = r.get(4)?;
+            Ok(AgentStats {
+                agent_name: r.get(0)?,
+                sessions: r.get(1)?,
+                active_sessions: r.get(2)?,
+                ended_sessions: ended,
+                completed_sessions: completed,
+                success_rate: rate(completed, ended),
+                events: 0,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+
+    let mut ep = w.params.clone();
+    let pattern_clause = if let Some(p) = &f.pattern {
+        ep.push(Value::Text(p.clone()));
+        " WHERE c.pattern = ?"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "{scope} SELECT s.agent_name, c.event_type, c.pattern, c.risk_level, sum(c.n) \
+         FROM s JOIN event_counts c ON c.session_id = s.session_id{pattern_clause} \
+         GROUP BY 1, 2, 3, 4"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows: Vec<(String, String, String, String, i64)> = stmt
+        .query_map(params_from_iter(ep), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+
+    use std::collections::BTreeMap;
+    let mut by_type: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut by_pattern: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut by_risk: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut per_agent: BTreeMap<&str, i64> = BTreeMap::new();
+    for (agent, t, p, risk, n) in &rows {
+        *by_type.entry(t).or_default() += n;
+        *by_pattern.entry((p, t)).or_default() += n;
+        *by_risk.entry(risk).or_default() += n;
+        *per_agent.entry(agent).or_default() += n;
+    }
+    for a in &mut by_agent {
+        a.events = per_agent.get(a.agent_name.as_str()).copied().unwrap_or(0);
+    }
+    let mut by_type: Vec<TypeCount> = by_type
+        .into_iter()
+        .map(|(t, n)| TypeCount {
+            event_type: t.into(),
+            n,
+        })
+        .collect();
+    by_type.sort_by(|a, b| b.n.cmp(&a.n).then_with(|| a.event_type.cmp(&b.event_type)));
+    let mut by_pattern: Vec<PatternCount> = by_pattern
+        .into_iter()
+        .map(|((p, t), n)| PatternCount {
+            pattern: p.into(),
+            event_type: t.into(),
+            n,
+        })
+        .collect();
+    by_pattern.sort_by(|a, b| b.n.cmp(&a.n).then_with(|| a.pattern.cmp(&b.pattern)));
+    let mut by_risk: Vec<RiskCount> = by_risk
+        .into_iter()
+        .map(|(r, n)| RiskCount {
+            risk_level: r.into(),
+            n,
+        })
+        .collect();
+    by_risk.sort_by(|a, b| b.n.cmp(&a.n).then_with(|| a.risk_level.cmp(&b.risk_level)));
+
+    let sum = |g: fn(&AgentStats) -> i64| by_agent.iter().map(g).sum::<i64>();
+    let (sessions, active, ended, completed) = (
+        sum(|a| a.sessions),
+        sum(|a| a.active_sessions),
+        sum(|a| a.ended_sessions),
+        sum(|a| a.completed_sessions),
+    );
+    Ok(Stats {
+        sessions,
+        active_sessions: active,
+        ended_sessions: ended,
+        completed_sessions: completed,
+        success_rate: rate(completed, ended),
+        events: by_type.iter().map(|t| t.n).sum(),
+        by_type,
+        by_pattern,
+        by_risk,
+        by_agent,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeline
+
+/// One moment of an agent's timeline: a state change or an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub timestamp: String,
+    pub session_id: String,
+    /// `"state"` or `"event"`.
+    pub kind: String,
+    /// The state (`running`, `completed`, …) or the event type.
+    pub what: String,
+    pub pattern: Option<String>,
+    pub risk_level: Option<String>,
+    /// The event's matched value, or a state change's exit code / metadata.
+    pub detail: Option<String>,
+    pub line_number: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TimelineFilter {
+    pub agent: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: u64,
+}
+
+/// State changes and events of one agent's sessions, oldest first. With `from`, the first
+/// `limit` entries from there; without it, the last `limit` before `to` (or now).
+///
+/// Each kind is read with its own `ORDER BY … LIMIT` (events straight off
+/// `idx_events_agent_ts`), then the two short lists are merged here: a single UNION ALL
+/// query would sort every event of the agent before applying the limit.
+pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<TimelineEntry>> {
+    let forward = f.from.is_some();
+    let dir = if forward { "ASC" } else { "DESC" };
+    let lim = limit_value(f.limit);
+    // (entry, order within one millisecond: starts, then events, then ends; then row id)
+    let mut all: Vec<(TimelineEntry, i64, i64)> = Vec::new();
+
+    let mut ew = Where::default();
+    ew.add("agent_name = ?", [Value::Text(f.agent.clone())]);
+    ew.opt("timestamp >= ?", &f.from);
+    ew.opt("timestamp < ?", &f.to);
+    let sql = format!(
+        "SELECT timestamp, session_id, event_type, pattern, risk_level, matched_value, \
+         line_number, id FROM extraction_events{} ORDER BY timestamp {dir}, id {dir} LIMIT ?",
+        ew.sql()
+    );
+    let mut p = ew.params;
+    p.push(lim.clone());
+    let mut stmt = conn.prepare(&sql)?;
+    for r in stmt.query_map(params_from_iter(p), |r| {
+        Ok((
+            TimelineEntry {
+                timestamp: r.get(0)?,
+                session_id: r.get(1)?,
+                kind: "event".into(),
+                what: r.get(2)?,
+                pattern: r.get(3)?,
+                risk_level: r.get(4)?,
+                detail: r.get(5)?,
+                line_number: r.get(6)?,
+            },
+            1,
+            r.get(7)?,
+        ))
+    })? {
+        all.push(r?);
+    }
+
+    let mut sw = Where::default();
+    sw.add("s.agent_name = ?", [Value::Text(f.agent.clone())]);
+    sw.opt("c.timestamp >= ?", &f.from);
+    sw.opt("c.timestamp < ?", &f.to);
+    let sql = format!(
+        "SELECT c.timestamp, c.session_id, c.state, \
+                CASE WHEN c.exit_code IS NOT NULL THEN 'exit ' || c.exit_code ELSE c.metadata_json END, \
+                c.id FROM process_state_changes c \
+         JOIN process_sessions s ON s.session_id = c.session_id{} \
+         ORDER BY c.timestamp {dir}, c.id {dir} LIMIT ?",
+        sw.sql()
+    );
+    let mut p = sw.params;
+    p.push(lim);
+    let mut stmt = conn.prepare(&sql)?;
+    for r in stmt.query_map(params_from_iter(p), |r| {
+        let state: String = r.get(2)?;
+        let k = if matches!(state.as_str(), "started" | "running") {
+            0
+        } else {
+            2
+        };
+        Ok((
+            TimelineEntry {
+                timestamp: r.get(0)?,
+                session_id: r.get(1)?,
+                kind: "state".into(),
+                what: state,
+                pattern: None,
+                risk_level: None,
+                detail: r.get(3)?,
+                line_number: None,
+            },
+            k,
+            r.get(4)?,
+        ))
+    })? {
+        all.push(r?);
+    }
+
+    all.sort_by(|a, b| {
+        a.0.timestamp
+            .cmp(&b.0.timestamp)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+    });
+    if f.limit > 0 {
+        let n = usize::try_from(f.limit).unwrap_or(usize::MAX);
+        if forward {
+            all.truncate(n);
+        } else if all.len() > n {
+            all.drain(..all.len() - n);
+        }
+    }
+    Ok(all.into_iter().map(|(e, _, _)| e).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Full-text search
+
+/// The FTS tables, their content tables and the indexed columns (fixed SQL, not input).
+const FTS: &[(&str, &str, &str)] = &[
+    (
+        "extraction_events_fts",
+        "extraction_events",
+        "original_line, matched_value",
+    ),
+    ("code_blocks_fts", "code_blocks", "content, language"),
+];
+
+/// Rows indexed per write transaction while catching up, so running wrappers never wait on
+/// the write lock for long (their busy timeout is 10 s; one chunk takes well under a second).
+const FTS_CHUNK: i64 = 50_000;
+
+/// How many rows the FTS index is behind, per table, without taking any lock.
+pub fn fts_backlog(conn: &Connection) -> QueryResult<i64> {
+    let mut total = 0;
+    for (fts, table, _) in FTS {
+        let (done, max) = fts_marks(conn, fts, table)?;
+        total += (max - done).max(0);
+    }
+    Ok(total)
+}
+
+fn fts_marks(conn: &Connection, fts: &str, table: &str) -> rusqlite::Result<(i64, i64)> {
+    let done: i64 = conn
+        .query_row(
+            "SELECT indexed_through FROM fts_state WHERE fts_table = ?1",
+            [fts],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let max: i64 = conn.query_row(
+        &format!("SELECT coalesce(max(id), 0) FROM {table}"),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((done, max))
+}
+
+/// Brings the FTS indexes up to date: indexes every row with an id above the high-water mark,
+/// in chunks of [`FTS_CHUNK`] ids, each in its own write transaction. Returns rows indexed.
+///
+/// Safe against concurrent writers: the mark is re-read under the write lock, and rows are
+/// committed in id order (write transactions are serialised), so no committed row can appear
+/// below the mark later.
+pub fn sync_fts(conn: &Connection, mut progress: impl FnMut(i64)) -> QueryResult<i64> {
+    let mut indexed = 0;
+    for (fts, table, cols) in FTS {
+        loop {
+            let (done, max) = fts_marks(conn, fts, table)?;
+            if max <= done {
+                break;
+            }
+            let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let (done, max) = fts_marks(&tx, fts, table)?;
+            if max <= done {
+                tx.commit()?;
+                break;
+            }
+            let upto = max.min(done.saturating_add(FTS_CHUNK));
+            let n = tx.execute(
+                &format!(
+                    "INSERT INTO {fts} (rowid, {cols}) SELECT id, {cols} FROM {table} \
+                     WHERE id > ?1 AND id <= ?2"
+                ),
+                params![done, upto],
+            )?;
+            tx.execute(
+                "INSERT INTO fts_state (fts_table, indexed_through) VALUES (?1, ?2) \
+                 ON CONFLICT (fts_table) DO UPDATE SET indexed_through = excluded.indexed_through",
+                params![fts, upto],
+            )?;
+            tx.commit()?;
+            indexed += n as i64;
+            progress(indexed);
+        }
+    }
+    Ok(indexed)
+}
+
+/// One search hit: an event or a code block.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    /// `"event"` or `"code_block"`.
+    pub kind: String,
+    /// `extraction_events.id` or `code_blocks.id`.
+    pub id: i64,
+    pub session_id: String,
+    pub agent_name: String,
+    pub timestamp: String,
+    pub event_type: Option<String>,
+    pub pattern: Option<String>,
+    pub line_number: Option<i64>,
+    pub language: Option<String>,
+    pub digest: Option<String>,
+    /// The best-matching fragment; matches are wrapped in [`HIT_OPEN`] / [`HIT_CLOSE`].
+    pub snippet: String,
+    /// FTS5 bm25 rank: lower is better.
+    pub rank: f64,
+}
+
+/// Markers around matched terms in [`SearchHit::snippet`], replaced by the presentation layer.
+pub const HIT_OPEN: char = '\u{2}';
+pub const HIT_CLOSE: char = '\u{3}';
+
+/// Turns what a person typed into an FTS5 query: each word becomes a quoted phrase (so `-`,
+/// `:`, `(` and quotes are plain text, not syntax), all must match; a trailing `*` keeps its
+/// prefix meaning. With `raw`, the FTS5 query language is used as given.
+pub fn fts_query(input: &str, raw: bool) -> String {
+    if raw {
+        return input.to_string();
+    }
+    input
+        .split_whitespace()
+        .map(|w| {
+            let (word, star) = match w.strip_suffix('*') {
+                Some(s) if !s.is_empty() => (s, "*"),
+                _ => (w, ""),
+            };
+            format!("\"{}\"{star}", word.replace('"', "\"\""))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Ranked full-text search over event lines and code blocks. Call [`sync_fts`] first.
+pub fn search(
+    conn: &Connection,
+    query: &str,
+    raw: bool,
+    agent: Option<&str>,
+    limit: u64,
+) -> QueryResult<Vec<SearchHit>> {
+    let q = fts_query(query, raw);
+    if q.trim().is_empty() {
+        return Err(QueryError::BadSearch {
+            query: query.into(),
+            message: "the query is empty".into(),
+        });
+    }
+    let (open, close) = (HIT_OPEN.to_string(), HIT_CLOSE.to_string());
+    let agent_clause = if agent.is_some() {
+        " AND x.agent_name = ?5"
+    } else {
+        " AND ?5 IS NULL"
+    };
+    let lim = limit_value(limit);
+    // The SQL here is fixed and known good, so a generic SQLITE_ERROR while running it comes
+    // from the MATCH expression: the user's query (unbalanced quote, unknown column, ...).
+    let bad = |e: rusqlite::Error| match &e {
+        rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::Unknown => {
+            QueryError::BadSearch {
+                query: query.into(),
+                message: msg.clone().unwrap_or_else(|| f.to_string()),
+            }
+        }
+        _ => QueryError::Sqlite(e),
+    };
+    let mut hits = Vec::new();
+    {
+        let sql = format!(
+            "SELECT x.id, x.session_id, x.agent_name, x.timestamp, x.event_type, x.pattern, \
+                    x.line_number, snippet(extraction_events_fts, -1, ?2, ?3, '…', 24), f.rank \
+             FROM extraction_events_fts f JOIN extraction_events x ON x.id = f.rowid \
+             WHERE extraction_events_fts MATCH ?1{agent_clause} ORDER BY f.rank LIMIT ?4"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(bad)?;
+        let rows = stmt
+            .query_map(params![q, open, close, lim, agent], |r| {
+                Ok(SearchHit {
+                    kind: "event".into(),
+                    id: r.get(0)?,
+                    session_id: r.get(1)?,
+                    agent_name: r.get(2)?,
+                    timestamp: r.get(3)?,
+                    event_type: r.get(4)?,
+                    pattern: r.get(5)?,
+                    line_number: r.get(6)?,
+                    language: None,
+                    digest: None,
+                    snippet: r.get(7)?,
+                    rank: r.get(8)?,
+                })
+            })
+            .map_err(bad)?;
+        for r in rows {
+            hits.push(r.map_err(bad)?);
+        }
+    }
+    {
+        let sql = format!(
+            "SELECT x.id, x.session_id, x.agent_name, x.timestamp, x.language, x.digest, \
+                    x.line_start, snippet(code_blocks_fts, 0, ?2, ?3, '…', 24), f.rank \
+             FROM code_blocks_fts f JOIN code_blocks x ON x.id = f.rowid \
+             WHERE code_blocks_fts MATCH ?1{agent_clause} ORDER BY f.rank LIMIT ?4"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(bad)?;
+        let rows = stmt
+            .query_map(params![q, open, close, lim, agent], |r| {
+                Ok(SearchHit {
+                    kind: "code_block".into(),
+                    id: r.get(0)?,
+                    session_id: r.get(1)?,
+                    agent_name: r.get(2)?,
+                    timestamp: r.get(3)?,
+                    event_type: None,
+                    pattern: None,
+                    line_number: r.get(6)?,
+                    language: r.get(4)?,
+                    digest: r.get(5)?,
+                    snippet: r.get(7)?,
+                    rank: r.get(8)?,
+                })
+            })
+            .map_err(bad)?;
+        for r in rows {
+            hits.push(r.map_err(bad)?);
+        }
+    }
+    // Both lists are ranked by bm25 on comparable short texts; merge them into one ranking.
+    hits.sort_by(|a, b| {
+        a.rank
+            .total_cmp(&b.rank)
+            .then(b.timestamp.cmp(&a.timestamp))
+    });
+    if limit > 0 {
+        hits.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(hits)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prune
+
+/// What a prune removed (or, dry, would remove).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub sessions: Vec<Session>,
+    pub events: i64,
+    pub event_counts: i64,
+    pub code_blocks: i64,
+    pub state_changes: i64,
+    pub dry_run: bool,
+}
+
+/// Deletes every session in a final state that started before `cutoff`, with everything
+/// under it, in one transaction; the FTS indexes lose the same rows. Live sessions are never
+/// touched. With `dry_run`, counts the same rows and changes nothing.
+pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<PruneReport> {
+    let tx = rusqlite::Transaction::new_unchecked(
+        conn,
+        if dry_run {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        },
+    )?;
+    let finals = final_states_sql();
+    let mut stmt = tx.prepare(&format!(
+        "SELECT {SESSION_COLUMNS} FROM process_sessions \
+         WHERE started_at < ?1 AND state IN {finals} ORDER BY started_at, id"
+    ))?;
+    let sessions: Vec<Session> = stmt
+        .query_map([cutoff], Session::from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(stmt);
+    let mut report = PruneReport {
+        sessions,
+        events: 0,
+        event_counts: 0,
+        code_blocks: 0,
+        state_changes: 0,
+        dry_run,
+    };
+    if report.sessions.is_empty() {
+        return Ok(report);
+    }
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS prune_sessions (session_id TEXT PRIMARY KEY); \
+         DELETE FROM temp.prune_sessions;",
+    )?;
+    {
+        let mut ins = tx.prepare("INSERT INTO temp.prune_sessions (session_id) VALUES (?1)")?;
+        for s in &report.sessions {
+            ins.execute([&s.session_id])?;
+        }
+    }
+    const DOOMED: &str = "session_id IN (SELECT session_id FROM temp.prune_sessions)";
+    let count = |table: &str| -> rusqlite::Result<i64> {
+        tx.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE {DOOMED}"),
+            [],
+            |r| r.get(0),
+        )
+    };
+    report.events = count("extraction_events")?;
+    report.event_counts = count("event_counts")?;
+    report.code_blocks = count("code_blocks")?;
+    report.state_changes = count("process_state_changes")?;
+    if dry_run {
+        tx.execute_batch("DROP TABLE temp.prune_sessions")?;
+        tx.commit()?;
+        return Ok(report);
+    }
+    // An external-content FTS index must be told the old values of every row it indexed
+    // before that row goes; rows above the mark were never indexed and must not be "deleted".
+    for (fts, table, cols) in FTS {
+        tx.execute(
+            &format!(
+                "INSERT INTO {fts} ({fts}, rowid, {cols}) SELECT 'delete', id, {cols} FROM {table} \
+                 WHERE {DOOMED} AND id <= (SELECT indexed_through FROM fts_state WHERE fts_table = ?1)"
+            ),
+            [fts],
+        )?;
+    }
+    for table in [
+        "extraction_events",
+        "event_counts",
+        "code_blocks",
+        "process_state_changes",
+        "process_sessions",
+    ] {
+        tx.execute(&format!("DELETE FROM {table} WHERE {DOOMED}"), [])?;
+    }
+    // SQLite reuses the ids of deleted rows at the top of a table: lower the mark so that
+    // rows inserted later with those ids are indexed.
+    for (fts, table, _) in FTS {
+        tx.execute(
+            &format!(
+                "UPDATE fts_state SET indexed_through = \
+                 min(indexed_through, (SELECT coalesce(max(id), 0) FROM {table})) \
+                 WHERE fts_table = ?1"
+            ),
+            [fts],
+        )?;
+    }
+    tx.execute_batch("DROP TABLE temp.prune_sessions")?;
+    tx.commit()?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = crate::store::open(&dir.path().join("t.db"), crate::store::OpenMode::Create)
+            .expect("open");
+        (dir, conn)
+    }
+
+    fn plan(conn: &Connection, f: EventFilter) -> String {
+        events_plan(conn, &EventFilter { limit: 50, ..f })
+            .expect("plan")
+            .join(" | ")
+    }
+
+    /// The §9 queries must come off an index with no sort step; a schema or query change
+    /// that loses that would make them scan a million rows.
+    #[test]
+    fn first_pages_come_off_an_index_without_sorting() {
+        let (_d, conn) = db();
+        let p = plan(
+            &conn,
+            EventFilter {
+                agent: Some("codex".into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            p.contains("idx_events_agent_ts") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(
+            &conn,
+            EventFilter {
+                event_type: Some("error".into()),
+                since: Some("2026-01-01T00:00:00.000Z".into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            p.contains("idx_events_type_ts") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(
+            &conn,
+            EventFilter {
+                session: Some("s".into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            p.contains("idx_events_session") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(&conn, EventFilter::default());
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+    }
+
+    #[test]
+    fn words_become_quoted_phrases() {
+        assert_eq!(fts_query("rm -rf", false), r#""rm" "-rf""#);
+        assert_eq!(fts_query("mism* a\"b", false), r#""mism"* "a""b""#);
+        assert_eq!(fts_query("a OR b", true), "a OR b");
+    }
+}
