@@ -14,7 +14,14 @@ use wrapper::store::{self, OpenMode};
 /// only grow, so every index is appended to at its end.
 fn events(first: u64, n: usize) -> Vec<Record> {
     let secs = first / 1000;
-    let ts: Arc<str> = format!("2026-11-22T{:02}:{:02}:{:02}.{:03}Z", (secs / 3600) % 24, (secs / 60) % 60, secs % 60, first % 1000).into();
+    let ts: Arc<str> = format!(
+        "2026-11-22T{:02}:{:02}:{:02}.{:03}Z",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        first % 1000
+    )
+    .into();
     let kinds: [(&str, &str); 4] = [
         ("error", "rust_error"),
         ("file_path", "path_line_col"),
@@ -30,7 +37,9 @@ fn events(first: u64, n: usize) -> Vec<Record> {
                 event_type: t.into(),
                 pattern: p.into(),
                 matched_value: Some(format!("mismatched types in src/lib/parser.rs:{i}:17")),
-                original_line: Some(format!("error[E0308]: mismatched types in src/lib/parser.rs:{i}:17").into()),
+                original_line: Some(
+                    format!("error[E0308]: mismatched types in src/lib/parser.rs:{i}:17").into(),
+                ),
                 line_number: first + i as u64,
                 metadata_json: Some(r#"{"code":"E0308"}"#.into()),
                 code_block_language: None,
@@ -69,7 +78,19 @@ fn inserts(c: &mut Criterion) {
                     next += batch as u64;
                     events(next, batch)
                 },
-                |rows| black_box(write_batch(&conn, &session.session_id, &session.agent_name, &rows, 1, &[]).expect("write")),
+                |rows| {
+                    black_box(
+                        write_batch(
+                            &conn,
+                            &session.session_id,
+                            &session.agent_name,
+                            &rows,
+                            1,
+                            &[],
+                        )
+                        .expect("write"),
+                    )
+                },
                 BatchSize::SmallInput,
             )
         });

@@ -247,7 +247,17 @@ impl Core {
                 continue;
             }
             let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
-            self.emit(idx, r, stream, &stored, line, line_number, truncated, false, ts);
+            self.emit(
+                idx,
+                r,
+                stream,
+                &stored,
+                line,
+                line_number,
+                truncated,
+                false,
+                ts,
+            );
         }
     }
 
@@ -388,6 +398,12 @@ impl Core {
     }
 }
 
+/// Appends `s` as a JSON string (quoted and escaped).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,10 +512,4 @@ samples = ["sk-abcdef"]
             other => panic!("unexpected {other:?}"),
         }
     }
-}
-
-/// Appends `s` as a JSON string (quoted and escaped).
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Serialising a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
