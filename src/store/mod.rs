@@ -243,6 +243,31 @@ pub fn recover_abandoned(conn: &Connection) -> rusqlite::Result<usize> {
     Ok(n)
 }
 
+/// Fails when the database file this connection has open is no longer the file at its path
+/// (removed, or replaced by another file). SQLite would go on writing to the orphaned file
+/// without an error and the events would be lost with it; the writer spools instead (§6.5).
+pub fn check_not_moved(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::ffi;
+    let mut moved: std::ffi::c_int = 0;
+    // SAFETY: the handle is valid for the life of `conn`; SQLITE_FCNTL_HAS_MOVED writes one
+    // int through the pointer, which points at a live local.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_HAS_MOVED,
+            (&mut moved as *mut std::ffi::c_int).cast(),
+        )
+    };
+    if rc == ffi::SQLITE_OK && moved != 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(ffi::SQLITE_READONLY_DBMOVED),
+            Some("the database file was removed or replaced".into()),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a process with this pid exists on this host.
 pub fn pid_alive(pid: i64) -> bool {
     let Ok(pid) = i32::try_from(pid) else {

@@ -7,7 +7,7 @@
 //! database.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -21,14 +21,27 @@ use super::writer::{
 };
 use crate::event::{CodeBlock, Event, Record, RiskLevel, Stream};
 
+/// An open spool. Lines are collected per batch and written with one `write` at
+/// [`Spool::flush`], so a failed write never leaves half a line behind: the file is cut back
+/// to its last complete line and stays importable.
 pub struct Spool {
     path: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: Option<File>,
+    /// Lines not yet written.
+    buf: Vec<u8>,
+    /// Length of the file up to its last complete batch.
+    good_len: u64,
+    /// The `session` line, repeated at the top of a fallback file so it imports on its own.
+    session_line: Vec<u8>,
+    /// Where to go when the current file cannot be written (the temporary directory).
+    fallback: Option<PathBuf>,
 }
 
 impl Spool {
     /// Opens the spool next to the database, or in the temporary directory when that fails,
-    /// and writes the session row first so the spool can be imported on its own.
+    /// and writes the session row first so the spool can be imported on its own. A place only
+    /// counts as writable once that first line is really written: a full disk lets a file be
+    /// created but not filled.
     pub fn create(db_path: &Path, session: &SessionRow) -> Spool {
         let name = format!(
             "{}.spool-{}.jsonl",
@@ -40,19 +53,29 @@ impl Spool {
         );
         let beside = db_path.with_file_name(&name);
         let temp = std::env::temp_dir().join(&name);
-        let mut spool = [beside, temp]
-            .into_iter()
-            .find_map(|p| open_append(&p).map(|f| (p, f)))
-            .map(|(path, f)| Spool {
-                path,
-                out: Some(BufWriter::new(f)),
-            })
-            .unwrap_or_else(|| Spool {
-                path: std::env::temp_dir().join(&name),
-                out: None,
-            });
-        spool.line(&json!({ "kind": "session", "session": session }));
-        spool.flush();
+        let mut session_line =
+            serde_json::to_vec(&json!({ "kind": "session", "session": session }))
+                .unwrap_or_default();
+        session_line.push(b'\n');
+        let mut spool = Spool {
+            path: beside.clone(),
+            out: None,
+            buf: Vec::new(),
+            good_len: 0,
+            session_line,
+            fallback: None,
+        };
+        if let Some((f, len)) = start_file(&beside, &spool.session_line) {
+            spool.out = Some(f);
+            spool.good_len = len;
+            spool.fallback = Some(temp).filter(|t| *t != beside);
+        } else {
+            spool.path = temp.clone();
+            if let Some((f, len)) = start_file(&temp, &spool.session_line) {
+                spool.out = Some(f);
+                spool.good_len = len;
+            }
+        }
         spool
     }
 
@@ -99,35 +122,68 @@ impl Spool {
         self.line(&json!({ "kind": "state", "session_id": session_id, "change": st }));
     }
 
+    /// Writes the collected lines. When the spool's own disk fails (it may be the full disk
+    /// that broke the database), the file is cut back to its last complete batch and the
+    /// spool moves once to the temporary directory, with a warning naming the new file.
     pub fn flush(&mut self) {
-        if let Some(out) = &mut self.out {
-            if out.flush().is_err() {
+        if self.buf.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        // Without a file (nowhere was writable, already warned) the lines are dropped.
+        let Some(out) = &mut self.out else {
+            return;
+        };
+        if out.write_all(&buf).is_ok() {
+            self.good_len += buf.len() as u64;
+            return;
+        }
+        let _ = out.set_len(self.good_len);
+        self.out = None;
+        let old = self.path.clone();
+        if let Some(temp) = self.fallback.take() {
+            let mut first = self.session_line.clone();
+            first.extend_from_slice(&buf);
+            if let Some((f, len)) = start_file(&temp, &first) {
                 eprintln!(
-                    "wrapper: warning: cannot write spool {}; events from here on are lost",
-                    self.path.display()
+                    "wrapper: warning: cannot write spool {}; events from here on go to {} \
+                     (import both with `wrapper import-spool`)",
+                    old.display(),
+                    temp.display()
                 );
-                self.out = None;
+                self.out = Some(f);
+                self.good_len = len;
+                self.path = temp;
+                return;
             }
         }
+        eprintln!(
+            "wrapper: warning: cannot write spool {}; events from here on are lost",
+            old.display()
+        );
     }
 
     fn line(&mut self, v: &Value) {
-        if let Some(out) = &mut self.out {
-            let ok = serde_json::to_writer(&mut *out, v).is_ok() && out.write_all(b"\n").is_ok();
-            if !ok {
-                self.out = None;
-            }
+        if serde_json::to_writer(&mut self.buf, v).is_ok() {
+            self.buf.push(b'\n');
         }
     }
 }
 
-fn open_append(path: &Path) -> Option<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
+/// Creates `path` and writes `first` to it; `None` (and no file left behind) if either fails.
+fn start_file(path: &Path, first: &[u8]) -> Option<(File, u64)> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
         .mode(0o600)
         .open(path)
-        .ok()
+        .ok()?;
+    if f.write_all(first).is_err() {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return None;
+    }
+    Some((f, first.len() as u64))
 }
 
 /// What an import did.

@@ -313,14 +313,18 @@ impl Writer {
             if let Some((conn, path)) = &self.db {
                 let mut attempt = 0;
                 loop {
-                    match write_batch(
-                        conn,
-                        &self.session.session_id,
-                        &self.session.agent_name,
-                        &batch,
-                        self.lines,
-                        &states,
-                    ) {
+                    // SQLite goes on writing to a removed or replaced file without an error.
+                    let written = super::check_not_moved(conn).and_then(|()| {
+                        write_batch(
+                            conn,
+                            &self.session.session_id,
+                            &self.session.agent_name,
+                            &batch,
+                            self.lines,
+                            &states,
+                        )
+                    });
+                    match written {
                         Ok(events) => {
                             self.report.events_committed += events;
                             self.lines_committed = self.lines;
