@@ -268,3 +268,13 @@ pub fn process_gone(pid: i32) -> bool {
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
 }
+
+/// A child that floods numbered `error: line N` lines on stdout until it gets SIGTERM,
+/// SIGINT or SIGHUP, then reports `wrote N` on stderr and exits 7.
+///
+/// The writing subshell ignores those signals and stops at a flag file set by the trapping
+/// parent: a shell that is itself interrupted in the middle of `echo` can lose a line it
+/// already counted (dash does, about one run in ten), which would make the count inexact.
+pub const EXACT_FLOOD: &str = "rm -f stop; trap ': > stop' TERM INT HUP; \
+     ( trap '' TERM INT HUP; i=0; while [ ! -e stop ]; do i=$((i+1)); echo \"error: line $i\"; done; \
+       echo \"wrote $i\" >&2 ) & echo ready; wait; wait; exit 7";

@@ -144,13 +144,15 @@ fn a_second_terminating_signal_kills_at_once() {
 fn sigterm_during_a_flood_loses_no_line() {
     let env = Env::new();
     // The child writes numbered error lines until told to stop, then reports how many.
-    let script = "trap 'echo \"wrote $i\" >&2; exit 0' TERM; i=0; echo ready; \
-                  while :; do i=$((i+1)); echo \"error: line $i\"; done";
-    let w = Running::spawn(env.run_cmd("codex", &["--batch-size", "100"], &["sh", "-c", script]));
+    let w = Running::spawn(env.run_cmd(
+        "codex",
+        &["--batch-size", "100"],
+        &["sh", "-c", EXACT_FLOOD],
+    ));
     w.out.wait_for("error: line 2000");
     w.signal(Signal::SIGTERM);
     let (code, out, err) = w.wait();
-    assert_eq!(code, 0);
+    assert_eq!(code, 7);
     let err = String::from_utf8_lossy(&err);
     let wrote: i64 = err
         .lines()
