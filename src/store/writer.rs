@@ -29,7 +29,7 @@ use crate::event::{CodeBlock, Event, Record};
 /// small enough to stay far below SQLite's parameter limit (13 columns × 64 = 832).
 const ROWS_PER_STATEMENT: usize = 64;
 /// Messages that may wait in the channel; each holds up to one read chunk's records.
-const CHANNEL_DEPTH: usize = 16;
+const CHANNEL_DEPTH: usize = 4;
 
 /// A session's lifecycle state (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
