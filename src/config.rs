@@ -5,7 +5,6 @@
 //! so a bad value is an exit-2 error that names where it came from.
 
 use std::ffi::OsString;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,7 +65,7 @@ pub fn load_file(explicit: Option<&Path>) -> Result<LoadedConfig, CliError> {
             None => return Ok(LoadedConfig::default()),
         },
     };
-    let text = match fs::read(&path) {
+    let text = match crate::extract::rules::read_regular_file(&path) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
             CliError::usage(anyhow!("{}: config file is not UTF-8", path.display()))
         })?,

@@ -145,7 +145,7 @@ impl RuleBook {
                 Source::Builtin { name, text } => parse_file(&format!("<builtin>/{name}"), text)?,
                 Source::File(path) => {
                     let label = path.display().to_string();
-                    let bytes = fs::read(path).map_err(|e| PatternError {
+                    let bytes = read_regular_file(path).map_err(|e| PatternError {
                         file: label.clone(),
                         line: 1,
                         col: 1,
@@ -240,6 +240,47 @@ impl RuleBook {
         let digest = Sha256::digest(canon.to_string().as_bytes());
         format!("{digest:x}")[..12].to_string()
     }
+}
+
+/// Largest pattern or config file wrapper reads: far beyond any real one, small enough that
+/// a mistaken path (a log, an image) is refused instead of parsed.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a file that must be a regular file of at most [`MAX_FILE_BYTES`]. A FIFO would block
+/// forever and `/dev/zero` never ends; both are refused with a clear error instead.
+pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = |meta: &fs::Metadata| {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        Error::new(ErrorKind::InvalidInput, kind)
+    };
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    // O_NONBLOCK: should the path become a FIFO after the check, opening it does not hang.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The built-in files, in name order.
