@@ -2,6 +2,7 @@
 
 mod hardening;
 mod harness;
+mod hostile;
 mod passthrough;
 mod patterns;
 mod run;
