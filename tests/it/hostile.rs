@@ -152,12 +152,12 @@ fn binary_garbage_passes_through_in_bounded_memory() {
     let ok = Command::new("sh")
         .args([
             "-c",
-            &format!("head -c 33554432 /dev/urandom > {}", garbage.display()),
+            &format!("head -c 16777216 /dev/urandom > {}", garbage.display()),
         ])
         .status()
         .expect("urandom");
     assert!(ok.success());
-    passes_through_in_bounded_memory(&env, "32 MiB of /dev/urandom", "cat garbage.bin");
+    passes_through_in_bounded_memory(&env, "16 MiB of /dev/urandom", "cat garbage.bin");
     // Whatever got stored holds no NUL and no ESC.
     assert_eq!(
         env.query_i64(
@@ -271,9 +271,7 @@ fn five_thousand_rules_load_in_bounded_time_and_all_match() {
     }
     let file = env.path("many.toml");
     std::fs::write(&file, &text).expect("write");
-    let (code, err, took) = check_file(&env, &file);
-    eprintln!("5,000 rules: `patterns check` took {took:?}");
-    assert_eq!(code, 0, "{err}");
+    // Loading (parse, 5,000 sample checks, 5,000 regexes and one RegexSet) and a short run.
     let start = Instant::now();
     let out = env
         .cmd()
@@ -290,8 +288,15 @@ fn five_thousand_rules_load_in_bounded_time_and_all_match() {
         .stdin(Stdio::null())
         .output()
         .expect("run");
-    eprintln!("5,000 rules: a run took {:?}", start.elapsed());
-    assert_eq!(out.status.code(), Some(0));
+    eprintln!(
+        "5,000 rules: loading them and a run took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         env.query_strings(
             "SELECT pattern || '=' || matched_value FROM extraction_events ORDER BY id"
