@@ -175,6 +175,14 @@ impl RuleBook {
         Ok(book)
     }
 
+    /// Loads one pattern file's text, as if it were the only source (for tools and fuzzing,
+    /// where the text is not `'static`). `label` is what errors call the file.
+    pub fn parse_text(label: &str, text: &str) -> Result<RuleBook, PatternError> {
+        let mut book = RuleBook::default();
+        book.merge(parse_file(label, text)?);
+        Ok(book)
+    }
+
     /// The built-ins alone.
     pub fn builtin() -> Result<RuleBook, PatternError> {
         RuleBook::load(&builtin_sources())
