@@ -79,10 +79,7 @@ fn run_measured(env: &Env, gen: &str) -> Measured {
     });
     let status_path = format!("/proc/{}/status", w.id());
     let (mut hwm, mut anon) = (0, 0);
-    loop {
-        let Ok(status) = std::fs::read_to_string(&status_path) else {
-            break;
-        };
+    while let Ok(status) = std::fs::read_to_string(&status_path) {
         // A zombie has no memory fields any more: wrapper has exited.
         let Some(h) = status_kib(&status, "VmHWM:") else {
             break;
