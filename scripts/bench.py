@@ -10,7 +10,8 @@ docs/PERFORMANCE.md. Steps:
 2. throughput - `cat | cat`, `tee`, `script`, `ts` (if installed) and wrapper in three modes,
               interleaved round-robin (the starting command rotates each round), RUNS timed
               rounds after one warm-up round; median wall time, lines/s, MB/s, ratio to
-              `cat | cat`, peak RSS (ru_maxrss from wait4, the figure `/usr/bin/time -v` prints).
+              `cat | cat`; peak RSS (ru_maxrss from wait4, the figure `/usr/bin/time -v` prints)
+              from the untimed warm-up round and one untimed final round (see Rss).
               Every database run uses a fresh file and is checked: committed events == the
               reference count, total_lines_processed == input lines, state completed.
 3. latency/startup - scripts/latency.py.
@@ -54,11 +55,72 @@ def log(msg):
 
 # ---------------------------------------------------------------- running and measuring
 
+# Peak RSS. ru_maxrss of a process includes the memory image it had before exec, so a child
+# spawned straight from this (47 MB) Python process would report Python's size. Each stage is
+# therefore measured through a small launcher that forks it and reads its wait4 rusage:
+# GNU time (`/usr/bin/time -f %M`, what `/usr/bin/time -v` prints as "Maximum resident set
+# size") when present, else a Python launcher whose own image (its `floor`, measured on `true`
+# and reported) is the smallest figure it can show. The launcher costs a few milliseconds per
+# stage, so RSS comes from separate untimed runs and never from the timed ones.
+PY_LAUNCHER = r"""
+import os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(f"{ru.ru_maxrss}\n")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+class Rss:
+    def __init__(self, work):
+        self.out = os.path.join(work, "rss.txt")
+        gnu = ["/usr/bin/time", "-f", "%M", "-o", self.out]
+        self.tool = "python launcher (os.wait4 ru_maxrss)"
+        self.prefix = [sys.executable or "python3", "-S", "-I", "-c", PY_LAUNCHER, self.out]
+        if os.access("/usr/bin/time", os.X_OK) and os.environ.get("BENCH_RSS") != "python":
+            ok = subprocess.run(gnu + ["true"], stdout=DEVNULL, stderr=DEVNULL).returncode == 0
+            if ok and self._read() is not None:
+                self.tool, self.prefix = "/usr/bin/time -f %M (GNU time, wait4 ru_maxrss)", gnu
+        self.floor_kib = None
+        self.floor_kib = self.measure([["true"]])[1]
+
+    def _read(self):
+        try:
+            with open(self.out) as f:
+                lines = f.read().split()
+            return int(lines[-1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def measure(self, stages, stdout=DEVNULL):
+        """Run the stages like run_pipeline, each under the launcher; (secs, peak KiB, codes)."""
+        peak, codes = 0, []
+        outs = []
+        for i, argv in enumerate(stages):
+            outs.append(f"{self.out}.{i}")
+        wrapped = [self.prefix[:-1] + [outs[i]] + argv for i, argv in enumerate(stages)]
+        t, _, codes = run_pipeline(wrapped, stdout)
+        for o in outs:
+            try:
+                with open(o) as f:
+                    peak = max(peak, int(f.read().split()[-1]))
+                os.unlink(o)
+            except (OSError, ValueError, IndexError):
+                fail(f"no RSS figure from {self.tool} for {stages!r}")
+        return t, peak, codes
+
+
 def run_pipeline(stages, stdout=DEVNULL):
     """Run argv stages connected by pipes, stdin from /dev/null, the last stage's stdout to
-    `stdout`, every stderr to /dev/null. Returns (wall seconds, peak RSS KiB over the stages,
-    exit codes). Peak RSS is wait4's ru_maxrss, which covers a stage and the children it reaped
-    (so wrapper's figure covers its child too)."""
+    `stdout`, every stderr to /dev/null. Returns (wall seconds, exit codes)."""
     procs = []
     t0 = time.perf_counter()
     prev = DEVNULL
@@ -70,13 +132,8 @@ def run_pipeline(stages, stdout=DEVNULL):
             prev.close()
         prev = None if last else p.stdout
         procs.append(p)
-    rss, codes = 0, []
-    for p in procs:
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        codes.append(p.returncode)
-        rss = max(rss, ru.ru_maxrss)
-    return time.perf_counter() - t0, rss, codes
+    codes = [p.wait() for p in procs]
+    return time.perf_counter() - t0, None, codes
 
 
 def capture(argv):
@@ -210,7 +267,7 @@ def verify(w, inp, work, in_sha, in_bytes):
     return events, per_pattern, db, notes
 
 
-def throughput(w, inp, work, runs, n_lines, n_bytes, expect_events, per_pattern):
+def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, per_pattern):
     tee_out = os.path.join(work, "tee.out")
     cmds = [
         ("cat | cat", "limit", lambda db: [["cat", inp], ["cat"]]),
@@ -236,15 +293,21 @@ def throughput(w, inp, work, runs, n_lines, n_bytes, expect_events, per_pattern)
     samples = {name: [] for name, _, _ in cmds}
     rss = {name: [] for name, _, _ in cmds}
     checks = []
-    total_rounds = runs + 1
-    log(f"throughput: {len(cmds)} commands x {runs} interleaved rounds (+1 warm-up round)")
-    for r in range(total_rounds):
-        warm = r == 0
+    # Round 0: warm-up, untimed, under the RSS launcher. Rounds 1..runs: timed, no launcher.
+    # Last round: untimed, under the RSS launcher again. Peak RSS = the larger of the two.
+    last = runs + 1
+    log(f"throughput: {len(cmds)} commands x {runs} interleaved timed rounds "
+        f"(+ warm-up and final rounds for peak RSS, {rss_tool.tool})")
+    for r in range(last + 1):
+        timed = 0 < r < last
         order = cmds[r % len(cmds):] + cmds[:r % len(cmds)]
         for name, _, mk in order:
             db = os.path.join(work, f"run-{r}.db")
             rm_db(db)
-            t, peak, codes = run_pipeline(mk(db))
+            if timed:
+                t, _, codes = run_pipeline(mk(db))
+            else:
+                t, peak, codes = rss_tool.measure(mk(db))
             if any(codes):
                 fail(f"{name}: exit codes {codes}")
             if name == "wrapper + database":
@@ -252,10 +315,11 @@ def throughput(w, inp, work, runs, n_lines, n_bytes, expect_events, per_pattern)
                 checks.append({"round": r, "events": f["events"],
                                "total_lines_processed": f["total_lines_processed"]})
             rm_db(db)
-            if not warm:
+            if timed:
                 samples[name].append(t)
+            else:
                 rss[name].append(peak)
-        log(f"  round {r}{' (warm-up)' if warm else ''} done")
+        log(f"  round {r}{'' if timed else ' (untimed, peak RSS)'} done")
     try:
         os.unlink(tee_out)
     except FileNotFoundError:
@@ -276,7 +340,7 @@ def throughput(w, inp, work, runs, n_lines, n_bytes, expect_events, per_pattern)
     return rows, skipped, checks
 
 
-def memory(w, inp, work, big_gb, long_gb, in_lines, in_bytes):
+def memory(w, inp, work, rss_tool, big_gb, long_gb, in_lines, in_bytes):
     out = {}
     copies = int(big_gb * 2**30 // in_bytes) + 1
     nbytes = int(big_gb * 2**30)
@@ -287,7 +351,7 @@ def memory(w, inp, work, big_gb, long_gb, in_lines, in_bytes):
     argv = [w, "bench", "--db", db, "--", "sh", "-c", gen, inp, str(copies), str(nbytes)]
     log(f"memory: {big_gb:g} GiB of agent output ({copies} copies of the input, cut at "
         f"{nbytes} bytes) through wrapper with the database on")
-    t, peak, codes = run_pipeline([argv])
+    t, peak, codes = rss_tool.measure([argv])
     if any(codes):
         fail(f"big output run: exit {codes}")
     with open(inp, "rb") as f:
@@ -314,7 +378,7 @@ def memory(w, inp, work, big_gb, long_gb, in_lines, in_bytes):
     size = f"{int(long_gb * 1024)}M"
     argv = [w, "bench", "--db", db, "--", "head", "-c", size, "/dev/zero"]
     log(f"memory: one {long_gb:g} GiB line of NUL bytes with no newline, database on")
-    t, peak, codes = run_pipeline([argv])
+    t, peak, codes = rss_tool.measure([argv])
     if any(codes):
         fail(f"long line run: exit {codes}")
     f = db_figures(db)
@@ -350,7 +414,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--json", required=True)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--big-gb", type=float, default=2)
+    ap.add_argument("--big-gb", type=float, default=1)
     ap.add_argument("--long-gb", type=float, default=1)
     ap.add_argument("--lat-samples", type=int, default=200)
     ap.add_argument("--start-runs", type=int, default=30)
@@ -376,6 +440,9 @@ def main():
     log(f"input: {n_lines} lines, {n_bytes} bytes, sha256 {in_sha[:16]}...  ({a.input_source})")
     log(f"wrapper: {version}; load average {report['load_before']}")
 
+    rss_tool = Rss(work)
+    report["peak_rss_method"] = {"tool": rss_tool.tool, "floor_mib": rss_tool.floor_kib / 1024}
+    log(f"peak RSS: {rss_tool.tool}; `true` measures {rss_tool.floor_kib / 1024:.1f} MiB")
     log("verify: passthrough is byte-exact in every mode; reference event count from --events-out")
     expect_events, per_pattern, vdb, notes = verify(w, inp, work, in_sha, n_bytes)
     f = check_db(vdb, expect_events, n_lines, per_pattern, "verify database run")
@@ -387,7 +454,7 @@ def main():
     report["verify"] = {"events": expect_events, "per_pattern": per_pattern,
                         "code_blocks": f["code_blocks"], "notes": notes}
 
-    rows, skipped, checks = throughput(w, inp, work, a.runs, n_lines, n_bytes, expect_events, per_pattern)
+    rows, skipped, checks = throughput(w, inp, work, rss_tool, a.runs, n_lines, n_bytes, expect_events, per_pattern)
     report["runs"] = a.runs
     report["throughput"] = rows
     report["skipped"] = skipped
@@ -403,7 +470,7 @@ def main():
         report["latency"] = lat
         latency.print_report(lat)
     if "memory" not in skip:
-        mem = memory(w, inp, work, a.big_gb, a.long_gb, n_lines, n_bytes)
+        mem = memory(w, inp, work, rss_tool, a.big_gb, a.long_gb, n_lines, n_bytes)
         report["memory"] = mem
         b, l = mem["big_output"], mem["long_line"]
         print(f"\nPeak RSS, database on")

@@ -4,11 +4,11 @@
 #
 #   scripts/bench.sh                      # everything, ~5-10 minutes on 2 cores
 #   RUNS=9 scripts/bench.sh               # more timed rounds (default 5, plus one warm-up)
-#   BIG_GB=10 scripts/bench.sh            # the full 10 GiB memory run (default 2)
+#   BIG_GB=10 scripts/bench.sh            # the full 10 GiB memory run (default 1)
 #   SKIP=memory,latency scripts/bench.sh  # throughput table only
 #   NO_BUILD=1 WRAPPER=path/to/wrapper scripts/bench.sh   # benchmark a given binary
 #
-# Knobs: RUNS, LINES (1000000), BIG_GB (2), LONG_GB (1), LAT_SAMPLES (200), START_RUNS (30),
+# Knobs: RUNS, LINES (1000000), BIG_GB (1), LONG_GB (1), LAT_SAMPLES (200), START_RUNS (30),
 # SKIP, BENCH_TMP (where inputs and databases go; default $TMPDIR or /tmp), WRAPPER, NO_BUILD.
 # Prints the tables and writes every figure, with all samples and a description of the
 # machine, to target/bench/latest.json. Exits non-zero if a check fails (output not byte-exact,
@@ -19,7 +19,7 @@ cd "$ROOT"
 
 RUNS=${RUNS:-5}
 LINES=${LINES:-1000000}
-BIG_GB=${BIG_GB:-2}
+BIG_GB=${BIG_GB:-1}
 LONG_GB=${LONG_GB:-1}
 LAT_SAMPLES=${LAT_SAMPLES:-200}
 START_RUNS=${START_RUNS:-30}

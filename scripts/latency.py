@@ -141,36 +141,42 @@ def measure(wrapper, work, samples=200, rounds=4, starts=30, log=print):
             entry["added_p99_ms"] = ms(p99 - d_p99)
         result["partial_line"][name] = entry
 
-    # Start-up: interleaved, fresh database for the "fresh" mode, one reused database for "warm".
+    # Start-up: interleaved; a fresh database file per run for the "fresh" modes, one reused
+    # database for "db_existing" (the usual case: a user's database already exists).
     log(f"startup: {starts} interleaved runs of each start-up command")
     warm_db = os.path.join(work, "warm.db")
     rm_db(warm_db)
     run_quiet([wrapper, "bench", "--db", warm_db, "--", "true"])  # create it once
-    whole = {"true": [], "passthrough": [], "db_fresh": [], "db_existing": []}
-    exec_ = {"date": [], "passthrough": [], "db_fresh": [], "db_existing": []}
-    for i in range(starts):
-        fresh = os.path.join(work, f"start-{i}.db")
-        whole["true"].append(run_quiet(["true"]))
-        whole["passthrough"].append(run_quiet([wrapper, "bench", "--no-default-patterns", "--", "true"]))
-        whole["db_fresh"].append(run_quiet([wrapper, "bench", "--db", fresh, "--", "true"]))
-        whole["db_existing"].append(run_quiet([wrapper, "bench", "--db", warm_db, "--", "true"]))
-        rm_db(fresh)
-        date = ["date", "+%s%N"]
-        exec_["date"].append(start_to_exec(date))
-        exec_["passthrough"].append(start_to_exec([wrapper, "bench", "--no-default-patterns", "--"] + date))
-        exec_["db_fresh"].append(start_to_exec([wrapper, "bench", "--db", fresh, "--"] + date))
-        exec_["db_existing"].append(start_to_exec([wrapper, "bench", "--db", warm_db, "--"] + date))
-        rm_db(fresh)
+    fresh = os.path.join(work, "start.db")
+    wb = [wrapper, "bench"]
+    modes = {  # name -> wrapper options (None = the child alone)
+        "child": None,
+        "passthrough": ["--no-default-patterns"],
+        "rules_no_db": [],
+        "db_no_rules": ["--no-default-patterns", "--db", fresh],
+        "db_fresh": ["--db", fresh],
+        "db_existing": ["--db", warm_db],
+    }
+    whole = {k: [] for k in modes}
+    exec_ = {k: [] for k in modes}
+    date = ["date", "+%s%N"]
+    for _ in range(starts):
+        for k, opts in modes.items():
+            rm_db(fresh)
+            whole[k].append(run_quiet(["true"] if opts is None else wb + opts + ["--", "true"]))
+            rm_db(fresh)
+            exec_[k].append(start_to_exec(date if opts is None else wb + opts + ["--"] + date))
+    rm_db(fresh)
     rm_db(warm_db)
-    startup = {"runs": starts, "whole_process": {}, "start_to_exec": {}}
-    base = statistics.median(whole["true"])
-    for k, v in whole.items():
-        med = statistics.median(v)
-        startup["whole_process"][k] = {"median_ms": ms(med), "added_ms": ms(med - base)}
-    base = statistics.median(exec_["date"])
-    for k, v in exec_.items():
-        med = statistics.median(v)
-        startup["start_to_exec"][k] = {"median_ms": ms(med), "added_ms": ms(med - base)}
+    startup = {"runs": starts, "modes": {}}
+    wbase, ebase = statistics.median(whole["child"]), statistics.median(exec_["child"])
+    for k, opts in modes.items():
+        wm, em = statistics.median(whole[k]), statistics.median(exec_[k])
+        startup["modes"][k] = {
+            "options": "(child alone)" if opts is None else " ".join(
+                "FRESH.db" if o == fresh else "EXISTING.db" if o == warm_db else o for o in opts),
+            "whole_median_ms": ms(wm), "whole_added_ms": ms(wm - wbase),
+            "exec_median_ms": ms(em), "exec_added_ms": ms(em - ebase)}
     result["startup"] = startup
     return result
 
@@ -186,16 +192,13 @@ def print_report(r):
         ap = f"{e['added_p99_ms']:.3f}" if "added_p99_ms" in e else "-"
         print(f"  {label:<24}{e['median_ms']:>10.3f}{e['p99_ms']:>10.3f}{am:>11}{ap:>11}")
     s = r["startup"]
-    print(f"\nStart-up ({s['runs']} interleaved runs, medians)")
-    print(f"  {'mode':<30}{'whole `true` ms':>16}{'added':>8}{'start->exec ms':>16}{'added':>8}")
-    labels = {"true": "child alone", "date": "child alone",
-              "passthrough": "wrapper --no-default-patterns", "db_fresh": "wrapper --db (fresh file)",
-              "db_existing": "wrapper --db (existing file)"}
-    for wk, ek in (("true", "date"), ("passthrough", "passthrough"),
-                   ("db_fresh", "db_fresh"), ("db_existing", "db_existing")):
-        w, e = s["whole_process"][wk], s["start_to_exec"][ek]
-        print(f"  {labels[wk]:<30}{w['median_ms']:>16.3f}{w['added_ms']:>8.3f}"
-              f"{e['median_ms']:>16.3f}{e['added_ms']:>8.3f}")
+    print(f"\nStart-up ({s['runs']} interleaved runs, medians; child `true` for whole-process, "
+          "`date +%s%N` for start->exec)")
+    print(f"  {'wrapper bench <options> -- child':<44}{'whole ms':>9}{'added':>8}"
+          f"{'->exec ms':>11}{'added':>8}")
+    for k, e in s["modes"].items():
+        print(f"  {e['options'] or '(default rules, no database)':<44}{e['whole_median_ms']:>9.2f}"
+              f"{e['whole_added_ms']:>8.2f}{e['exec_median_ms']:>11.2f}{e['exec_added_ms']:>8.2f}")
 
 
 def main():
