@@ -226,6 +226,20 @@ def machine(work):
     return info
 
 
+def git_state():
+    """Commit of the checkout the script lives in, and whether its sources differ from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "src", "Cargo.toml",
+                                "Cargo.lock", "patterns", "build.rs"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+    return {"commit": head or None, "sources_modified": bool(dirty)}
+
+
 def load():
     try:
         return list(os.getloadavg())
@@ -432,13 +446,16 @@ def main():
     started = time.time()
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wrapper": {"path": w, "version": version},
+        "wrapper": {"path": w, "version": version, "source": git_state()},
         "machine": machine(work),
         "load_before": load(),
         "input": {"source": a.input_source, "lines": n_lines, "bytes": n_bytes, "sha256": in_sha},
     }
     log(f"input: {n_lines} lines, {n_bytes} bytes, sha256 {in_sha[:16]}...  ({a.input_source})")
-    log(f"wrapper: {version}; load average {report['load_before']}")
+    src = report["wrapper"]["source"] or {}
+    log(f"wrapper: {version} from {(src.get('commit') or '?')[:12]}"
+        f"{' (sources modified)' if src.get('sources_modified') else ''}; "
+        f"load average {report['load_before']}")
 
     rss_tool = Rss(work)
     report["peak_rss_method"] = {"tool": rss_tool.tool, "floor_mib": rss_tool.floor_kib / 1024}
