@@ -77,9 +77,6 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         None => None,
         Some(path) => {
             let conn = store::open(path, OpenMode::Create).map_err(CliError::usage)?;
-            if let Err(e) = store::recover_abandoned(&conn) {
-                tracing::warn!("could not check for abandoned sessions: {e}");
-            }
             writer::insert_session(&conn, &session).map_err(|e| {
                 if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) {
                     CliError::usage(anyhow!(

@@ -186,18 +186,22 @@ const WRITER_AUTOCHECKPOINT: u32 = 8000;
 
 impl Checkpointer {
     fn start(writer: &Connection, path: &Path) -> Option<Checkpointer> {
-        let conn = super::open(path, super::OpenMode::Existing).ok()?;
-        // A checkpoint streams pages from the WAL; it needs no page cache of its own.
-        conn.execute_batch("PRAGMA cache_size = -256").ok()?;
         writer
             .execute_batch(&format!(
                 "PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}"
             ))
             .ok()?;
         let (tick, rx) = sync_channel::<()>(1);
+        let path = path.to_path_buf();
         let handle = thread::Builder::new()
             .name("wrapper-checkpoint".into())
             .spawn(move || {
+                // Opened here, not before the spawn: the agent's start does not wait for it.
+                let Ok(conn) = super::open(&path, super::OpenMode::Existing) else {
+                    return;
+                };
+                // A checkpoint streams pages from the WAL; it needs no page cache of its own.
+                let _ = conn.execute_batch("PRAGMA cache_size = -256");
                 while rx.recv().is_ok() {
                     let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
                 }
@@ -303,6 +307,13 @@ impl Writer {
     }
 
     fn run(mut self, rx: Receiver<Msg>) -> SinkReport {
+        // Crash recovery (SPEC §6.4) happens here rather than before the spawn: it only
+        // concerns other sessions, and the agent's start need not wait for it.
+        if let Some((conn, _)) = &self.db {
+            if let Err(e) = super::recover_abandoned(conn) {
+                tracing::warn!("could not check for abandoned sessions: {e}");
+            }
+        }
         let mut oldest: Option<Instant> = None;
         loop {
             let msg = match oldest {
