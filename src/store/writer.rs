@@ -181,6 +181,9 @@ struct Checkpointer {
     handle: JoinHandle<()>,
 }
 
+/// Shortest time between two background checkpoints.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// WAL pages after which the writer checkpoints itself anyway (SQLite's default is 1000).
 const WRITER_AUTOCHECKPOINT: u32 = 8000;
 
@@ -204,6 +207,20 @@ impl Checkpointer {
                 let _ = conn.execute_batch("PRAGMA cache_size = -256");
                 while rx.recv().is_ok() {
                     let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                    // At most one pass per interval: a page rewritten by many commits is then
+                    // copied once, not once per commit. Ends early when the writer is done.
+                    let until = Instant::now() + CHECKPOINT_INTERVAL;
+                    loop {
+                        let left = until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(()) => continue,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
                 }
             })
             .ok()?;
