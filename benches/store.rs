@@ -70,7 +70,7 @@ fn inserts(c: &mut Criterion) {
     insert_session(&conn, &session).expect("session");
     let mut g = c.benchmark_group("insert_events");
     let mut next = 0u64;
-    for batch in [1usize, 100, 1000] {
+    for batch in [1usize, 100, 500, 1000, 5000] {
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(format!("batch_{batch}"), |b| {
             b.iter_batched(

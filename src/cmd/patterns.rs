@@ -28,8 +28,9 @@ pub fn run(cmd: PatternsCommand) -> CliResult<i32> {
             json,
             db,
         } => {
-            let book = RuleBook::load(&pattern_sources(&db, &patterns, no_default_patterns)?)
+            let mut book = RuleBook::load(&pattern_sources(&db, &patterns, no_default_patterns)?)
                 .map_err(CliError::usage)?;
+            book.verify().map_err(CliError::usage)?;
             list(&book, agent.as_deref(), json)
         }
         PatternsCommand::Check { paths, db } => {
@@ -43,7 +44,8 @@ pub fn run(cmd: PatternsCommand) -> CliResult<i32> {
                 s
             };
             let files = sources.len();
-            let book = RuleBook::load(&sources).map_err(CliError::usage)?;
+            let mut book = RuleBook::load(&sources).map_err(CliError::usage)?;
+            book.verify().map_err(CliError::usage)?;
             Matcher::new(&book, None).map_err(|e| CliError::usage(anyhow!(e)))?;
             println!(
                 "ok: {} rules, {} redact rules, {} disabled, from {files} file(s); rule set version {}",
@@ -63,8 +65,9 @@ pub fn run(cmd: PatternsCommand) -> CliResult<i32> {
             file,
             db,
         } => {
-            let book = RuleBook::load(&pattern_sources(&db, &patterns, no_default_patterns)?)
+            let mut book = RuleBook::load(&pattern_sources(&db, &patterns, no_default_patterns)?)
                 .map_err(CliError::usage)?;
+            book.verify().map_err(CliError::usage)?;
             let stream = if stream == "stderr" {
                 Stream::Stderr
             } else {

@@ -35,6 +35,7 @@ pub struct Matcher {
 #[derive(Debug)]
 struct CompiledRule {
     rule: Rule,
+    regex: regex::Regex,
     /// Named groups other than `value`, with their capture index.
     groups: Vec<(usize, Arc<str>)>,
     value_group: Option<usize>,
@@ -43,27 +44,33 @@ struct CompiledRule {
 impl Matcher {
     /// Compiles the rules of `book` that apply to `agent` (all of them for `None`).
     pub fn new(book: &RuleBook, agent: Option<&str>) -> Result<Matcher, String> {
-        let rules: Vec<CompiledRule> = book
+        let mut rules: Vec<CompiledRule> = Vec::new();
+        for r in book
             .rules
             .iter()
             .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
-            .map(|r| {
-                let mut groups = Vec::new();
-                let mut value_group = None;
-                for (i, name) in r.regex.capture_names().enumerate() {
-                    match name {
-                        Some("value") => value_group = Some(i),
-                        Some(n) => groups.push((i, Arc::from(n))),
-                        None => {}
-                    }
+        {
+            let regex = match &r.regex {
+                Some(re) => re.clone(),
+                None => rules::compile(&r.regex_src, r.case_insensitive)
+                    .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?,
+            };
+            let mut groups = Vec::new();
+            let mut value_group = None;
+            for (i, name) in regex.capture_names().enumerate() {
+                match name {
+                    Some("value") => value_group = Some(i),
+                    Some(n) => groups.push((i, Arc::from(n))),
+                    None => {}
                 }
-                CompiledRule {
-                    rule: r.clone(),
-                    groups,
-                    value_group,
-                }
-            })
-            .collect();
+            }
+            rules.push(CompiledRule {
+                rule: r.clone(),
+                regex,
+                groups,
+                value_group,
+            });
+        }
         let set = build_set(rules.iter().map(|r| r.rule.set_source()))?;
         let prompt_rules: Vec<usize> = rules
             .iter()
@@ -80,6 +87,16 @@ impl Matcher {
         })
     }
 
+    /// No rules at all: lines are still split and counted.
+    pub fn empty() -> Matcher {
+        Matcher {
+            set: RegexSet::empty(),
+            rules: Vec::new(),
+            prompt_set: RegexSet::empty(),
+            prompt_rules: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.rules.len()
     }
@@ -92,7 +109,6 @@ impl Matcher {
 fn build_set(sources: impl Iterator<Item = String>) -> Result<RegexSet, String> {
     RegexSetBuilder::new(sources)
         .size_limit(256 << 20)
-        .dfa_size_limit(8 << 20)
         .build()
         .map_err(|e| format!("the rule set cannot be compiled as a whole: {e}"))
 }
@@ -135,7 +151,7 @@ impl Extractor {
                 locations: matcher
                     .rules
                     .iter()
-                    .map(|r| r.rule.regex.capture_locations())
+                    .map(|r| r.regex.capture_locations())
                     .collect(),
                 matcher,
                 redactor,
@@ -320,7 +336,7 @@ impl Core {
     ) {
         // After redaction the rule may no longer match (the secret was what it matched).
         let locs = &mut self.locations[idx];
-        if r.rule.regex.captures_read(locs, text).is_none() {
+        if r.regex.captures_read(locs, text).is_none() {
             return;
         }
         let group = |i: usize| locs.get(i).map(|(a, b)| &text[a..b]);

@@ -4,32 +4,46 @@
 
 use std::borrow::Cow;
 
-use regex::{NoExpand, RegexSet, RegexSetBuilder};
+use regex::{NoExpand, Regex, RegexSet, RegexSetBuilder};
 
-use super::rules::{RedactRule, RuleBook};
+use super::rules::{compile, RedactRule, RuleBook};
 
 #[derive(Debug)]
 pub struct Redactor {
     /// `None` when redaction is off (`--no-redact`) or there are no rules.
     set: Option<RegexSet>,
-    rules: Vec<RedactRule>,
+    rules: Vec<(RedactRule, Regex)>,
 }
 
 impl Redactor {
+    /// Stores text as it is.
+    pub fn off() -> Redactor {
+        Redactor {
+            set: None,
+            rules: Vec::new(),
+        }
+    }
+
     pub fn new(book: &RuleBook, enabled: bool) -> Result<Redactor, String> {
         if !enabled || book.redact.is_empty() {
-            return Ok(Redactor {
-                set: None,
-                rules: Vec::new(),
-            });
+            return Ok(Redactor::off());
         }
         let set = RegexSetBuilder::new(book.redact.iter().map(|r| r.regex_src.as_str()))
             .size_limit(64 << 20)
             .build()
             .map_err(|e| format!("the redact rules cannot be compiled as a whole: {e}"))?;
+        let mut rules = Vec::with_capacity(book.redact.len());
+        for r in &book.redact {
+            let re = match &r.regex {
+                Some(re) => re.clone(),
+                None => compile(&r.regex_src, false)
+                    .map_err(|e| format!("redact rule `{}` ({}): {e}", r.name, r.origin))?,
+            };
+            rules.push((r.clone(), re));
+        }
         Ok(Redactor {
             set: Some(set),
-            rules: book.redact.clone(),
+            rules,
         })
     }
 
@@ -44,8 +58,8 @@ impl Redactor {
         }
         let mut out = text.to_string();
         for i in hits.iter() {
-            let r = &self.rules[i];
-            if let Cow::Owned(s) = r.regex.replace_all(&out, NoExpand(&r.replacement)) {
+            let (r, re) = &self.rules[i];
+            if let Cow::Owned(s) = re.replace_all(&out, NoExpand(&r.replacement)) {
                 out = s;
             }
         }

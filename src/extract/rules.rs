@@ -68,7 +68,9 @@ pub struct Rule {
     pub name: Arc<str>,
     pub event_type: Arc<str>,
     pub regex_src: String,
-    pub regex: Regex,
+    /// Compiled when the file was verified at load; built-ins are compiled where they are
+    /// used (in the extraction thread, while the agent starts) — see [`RuleBook::load`].
+    pub regex: Option<Regex>,
     /// Index by `Stream::index()`.
     pub streams: [bool; 2],
     pub agents: Vec<String>,
@@ -102,11 +104,12 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct RedactRule {
     pub name: Arc<str>,
-    pub regex: Regex,
+    pub regex: Option<Regex>,
     pub regex_src: String,
     pub replacement: String,
     pub description: Option<String>,
     pub samples: Vec<String>,
+    pub counter_samples: Vec<String>,
     pub origin: Origin,
 }
 
@@ -138,11 +141,18 @@ pub enum Source {
 impl RuleBook {
     /// Loads and merges `sources` in order; a later rule with the same name replaces an
     /// earlier one, and `enabled = false` switches a rule off.
+    ///
+    /// Files on disk are verified completely (regexes compiled, samples checked) before
+    /// anything runs. The built-in files are parsed but not compiled here: they cannot change
+    /// after the build, the test suite verifies them (and `wrapper patterns check` does), and
+    /// compiling ~80 regexes would add tens of milliseconds to every start.
     pub fn load(sources: &[Source]) -> Result<RuleBook, PatternError> {
         let mut book = RuleBook::default();
         for source in sources {
             let file = match source {
-                Source::Builtin { name, text } => parse_file(&format!("<builtin>/{name}"), text)?,
+                Source::Builtin { name, text } => {
+                    parse_file(&format!("<builtin>/{name}"), text, false)?
+                }
                 Source::File(path) => {
                     let label = path.display().to_string();
                     let bytes = read_regular_file(path).map_err(|e| PatternError {
@@ -167,7 +177,7 @@ impl RuleBook {
                             });
                         }
                     };
-                    parse_file(&label, &text)?
+                    parse_file(&label, &text, true)?
                 }
             };
             book.merge(file);
@@ -179,8 +189,42 @@ impl RuleBook {
     /// where the text is not `'static`). `label` is what errors call the file.
     pub fn parse_text(label: &str, text: &str) -> Result<RuleBook, PatternError> {
         let mut book = RuleBook::default();
-        book.merge(parse_file(label, text)?);
+        book.merge(parse_file(label, text, true)?);
         Ok(book)
+    }
+
+    /// Compiles every rule not yet compiled and checks its samples: what `load` does for files
+    /// on disk, done here for the built-ins (`patterns check|list|test`, the test suite).
+    pub fn verify(&mut self) -> Result<(), PatternError> {
+        for r in &mut self.rules {
+            if r.regex.is_none() {
+                let err = |message: String| PatternError {
+                    file: r.origin.file.clone(),
+                    line: r.origin.line,
+                    col: 1,
+                    rule: Some(r.name.to_string()),
+                    message,
+                };
+                let re = compile(&r.regex_src, r.case_insensitive).map_err(err)?;
+                check_plain_samples(&re, &r.samples, &r.counter_samples).map_err(err)?;
+                r.regex = Some(re);
+            }
+        }
+        for r in &mut self.redact {
+            if r.regex.is_none() {
+                let err = |message: String| PatternError {
+                    file: r.origin.file.clone(),
+                    line: r.origin.line,
+                    col: 1,
+                    rule: Some(r.name.to_string()),
+                    message,
+                };
+                let re = compile(&r.regex_src, false).map_err(err)?;
+                check_plain_samples(&re, &r.samples, &r.counter_samples).map_err(err)?;
+                r.regex = Some(re);
+            }
+        }
+        Ok(())
     }
 
     /// The built-ins alone.
@@ -383,8 +427,9 @@ struct ParsedFile {
     redact_disabled: Vec<String>,
 }
 
-/// Parses and validates one file's text. `label` is what errors call the file.
-fn parse_file(label: &str, text: &str) -> Result<ParsedFile, PatternError> {
+/// Parses and validates one file's text. `label` is what errors call the file. With `verify`,
+/// regexes are compiled and samples checked too (see [`RuleBook::load`]).
+fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, PatternError> {
     let at = |offset: usize, rule: Option<&str>, message: String| {
         let (line, col) = line_col(text, offset);
         PatternError {
@@ -456,8 +501,14 @@ fn parse_file(label: &str, text: &str) -> Result<ParsedFile, PatternError> {
             .regex
             .ok_or_else(|| at(rule_start, rname, "missing `regex`".into()))?;
         let case_insensitive = raw.case_insensitive.unwrap_or(false);
-        let compiled = compile(regex.get_ref(), case_insensitive)
-            .map_err(|m| at(regex.span().start, rname, m))?;
+        let compiled = if verify {
+            Some(
+                compile(regex.get_ref(), case_insensitive)
+                    .map_err(|m| at(regex.span().start, rname, m))?,
+            )
+        } else {
+            None
+        };
         let mut streams = [true, true];
         if let Some(list) = &raw.streams {
             streams = [false, false];
@@ -492,7 +543,7 @@ fn parse_file(label: &str, text: &str) -> Result<ParsedFile, PatternError> {
             })?),
         };
         let samples = check_samples(
-            &compiled,
+            compiled.as_ref(),
             raw.samples,
             raw.counter_samples.as_deref(),
             rule_start,
@@ -547,10 +598,13 @@ fn parse_file(label: &str, text: &str) -> Result<ParsedFile, PatternError> {
         let regex = raw
             .regex
             .ok_or_else(|| at(rule_start, rname, "missing `regex`".into()))?;
-        let compiled =
-            compile(regex.get_ref(), false).map_err(|m| at(regex.span().start, rname, m))?;
+        let compiled = if verify {
+            Some(compile(regex.get_ref(), false).map_err(|m| at(regex.span().start, rname, m))?)
+        } else {
+            None
+        };
         let samples = check_samples(
-            &compiled,
+            compiled.as_ref(),
             raw.samples,
             raw.counter_samples.as_deref(),
             rule_start,
@@ -563,6 +617,7 @@ fn parse_file(label: &str, text: &str) -> Result<ParsedFile, PatternError> {
             regex_src: regex.get_ref().clone(),
             description: raw.description,
             samples: samples.0,
+            counter_samples: samples.1,
             origin: Origin {
                 file: label.to_string(),
                 line: line_col(text, rule_start).0,
@@ -579,7 +634,7 @@ fn parse_file(label: &str, text: &str) -> Result<ParsedFile, PatternError> {
 type Samples = (Vec<String>, Vec<String>);
 
 fn check_samples(
-    regex: &Regex,
+    regex: Option<&Regex>,
     samples: Option<Spanned<Vec<Spanned<String>>>>,
     counter: Option<&[Spanned<String>]>,
     rule_start: usize,
@@ -598,7 +653,7 @@ fn check_samples(
         ));
     }
     for s in samples.get_ref() {
-        if !regex.is_match(s.get_ref()) {
+        if regex.is_some_and(|re| !re.is_match(s.get_ref())) {
             return Err(at(
                 s.span().start,
                 format!("sample {:?} does not match the regex", s.get_ref()),
@@ -607,7 +662,7 @@ fn check_samples(
     }
     let mut counters = Vec::new();
     for s in counter.unwrap_or_default() {
-        if regex.is_match(s.get_ref()) {
+        if regex.is_some_and(|re| re.is_match(s.get_ref())) {
             return Err(at(
                 s.span().start,
                 format!(
@@ -626,6 +681,19 @@ fn check_samples(
             .collect(),
         counters,
     ))
+}
+
+/// The sample checks of [`check_samples`], for rules whose spans are no longer at hand.
+fn check_plain_samples(re: &Regex, samples: &[String], counter: &[String]) -> Result<(), String> {
+    if let Some(s) = samples.iter().find(|s| !re.is_match(s)) {
+        return Err(format!("sample {s:?} does not match the regex"));
+    }
+    if let Some(s) = counter.iter().find(|s| re.is_match(s)) {
+        return Err(format!(
+            "counter-sample {s:?} matches the regex but must not"
+        ));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -705,11 +773,17 @@ mod tests {
     use super::*;
 
     fn load_text(text: &str) -> Result<RuleBook, PatternError> {
-        let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
-        RuleBook::load(&[Source::Builtin {
-            name: "t.toml",
-            text: leaked,
-        }])
+        let mut book = RuleBook::default();
+        book.merge(parse_file("t.toml", text, true)?);
+        Ok(book)
+    }
+
+    #[test]
+    fn builtin_rules_compile_and_their_samples_hold() {
+        let mut book = RuleBook::builtin().expect("built-ins parse");
+        book.verify().expect("built-ins verify");
+        assert!(book.rules.len() > 40, "{} rules", book.rules.len());
+        assert!(book.redact.len() > 10);
     }
 
     #[test]
@@ -748,6 +822,7 @@ mod tests {
             parse_file(
                 "u.toml",
                 "[[pattern]]\nname = \"a\"\nenabled = false\n[[pattern]]\nname = \"b\"\nevent_type = \"x\"\nregex = 'bb'\nsamples = ['bb']\n",
+                true,
             )
             .unwrap(),
         );

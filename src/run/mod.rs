@@ -49,9 +49,9 @@ const GROUP_POLL: Duration = Duration::from_millis(20);
 /// Runs one agent session and returns the exit code wrapper should exit with.
 pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // Everything that can be wrong with the configuration is found before anything runs.
+    // (Rules from files are compiled and their samples checked here; the built-ins are
+    // compiled in the extraction thread while the agent starts: see `RuleBook::load`.)
     let book = RuleBook::load(&cfg.pattern_sources).map_err(CliError::usage)?;
-    let matcher = Matcher::new(&book, Some(&cfg.agent)).map_err(|e| CliError::usage(anyhow!(e)))?;
-    let redactor = Redactor::new(&book, cfg.redact).map_err(|e| CliError::usage(anyhow!(e)))?;
     let spec = ChildSpec::from_words(cfg.command.clone());
 
     let session = SessionRow {
@@ -77,9 +77,6 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         None => None,
         Some(path) => {
             let conn = store::open(path, OpenMode::Create).map_err(CliError::usage)?;
-            if let Err(e) = store::recover_abandoned(&conn) {
-                tracing::warn!("could not check for abandoned sessions: {e}");
-            }
             writer::insert_session(&conn, &session).map_err(|e| {
                 if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) {
                     CliError::usage(anyhow!(
@@ -166,8 +163,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     let outcome = supervise(
         spawned,
         &cfg,
-        matcher,
-        redactor,
+        book,
         records_tx.clone(),
         ctl_tx,
         ctl_rx,
@@ -255,8 +251,7 @@ struct Outcome {
 fn supervise(
     spawned: Spawned,
     cfg: &RunConfig,
-    matcher: Matcher,
-    redactor: Redactor,
+    book: RuleBook,
     records_tx: Option<SyncSender<Msg>>,
     ctl_tx: mpsc::Sender<Control>,
     ctl_rx: Receiver<Control>,
@@ -279,11 +274,15 @@ fn supervise(
         None => (None, None),
         Some(records_tx) => {
             let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(pump::QUEUE_CHUNKS);
-            let extractor = Extractor::new(Arc::new(matcher), Arc::new(redactor), cfg.max_line);
+            let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
             let prompt_idle = cfg.prompt_idle;
             let handle = thread::Builder::new()
                 .name("wrapper-extract".into())
-                .spawn(move || extract_loop(chunk_rx, extractor, records_tx, prompt_idle))
+                .spawn(move || {
+                    let extractor = build_extractor(&book, &agent, redact, max_line);
+                    drop(book);
+                    extract_loop(chunk_rx, extractor, records_tx, prompt_idle)
+                })
                 .context("cannot start the extraction thread")?;
             (Some(chunk_tx), Some(handle))
         }
@@ -410,6 +409,23 @@ fn supervise(
         lines,
         events,
     })
+}
+
+/// Compiles the rules for the extraction thread. The pump is already passing output through
+/// and queueing it meanwhile, so compiling here costs the agent's start nothing. Rules loaded
+/// from files were verified before the spawn; should the rule set as a whole still not compile
+/// (a size limit), output keeps flowing and wrapper says that nothing will be extracted.
+fn build_extractor(book: &RuleBook, agent: &str, redact: bool, max_line: usize) -> Extractor {
+    let built =
+        Matcher::new(book, Some(agent)).and_then(|m| Redactor::new(book, redact).map(|r| (m, r)));
+    let (matcher, redactor) = match built {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("wrapper: warning: {e}; output passes through but nothing is extracted");
+            (Matcher::empty(), Redactor::off())
+        }
+    };
+    Extractor::new(Arc::new(matcher), Arc::new(redactor), max_line)
 }
 
 /// The extraction thread: chunks in, records out, plus idle-prompt detection (SPEC §2).

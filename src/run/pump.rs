@@ -22,8 +22,8 @@ use crate::event::Stream;
 
 /// Bytes per read: the default pipe capacity, and a good write size for a terminal.
 pub const CHUNK: usize = 64 * 1024;
-/// Chunks that may wait for extraction: 64 × 64 KiB = 4 MiB of lag at most.
-pub const QUEUE_CHUNKS: usize = 64;
+/// Chunks that may wait for extraction: 32 × 64 KiB = 2 MiB of lag at most.
+pub const QUEUE_CHUNKS: usize = 32;
 /// How long the pipes are still read after the child exits (SPEC §6.2).
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 

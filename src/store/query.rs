@@ -1005,58 +1005,51 @@ pub fn search(
         }
         _ => QueryError::Sqlite(e),
     };
+    // The two indexes differ only in their table, what identifies a hit (event type and
+    // pattern, or language and digest) and the snippet's column; one query shape serves both.
+    let sources = [
+        (
+            "event",
+            "extraction_events",
+            "x.event_type, x.pattern, x.line_number",
+            -1,
+        ),
+        (
+            "code_block",
+            "code_blocks",
+            "x.language, x.digest, x.line_start",
+            0,
+        ),
+    ];
     let mut hits = Vec::new();
-    {
+    for (kind, table, cols, snippet_col) in sources {
         let sql = format!(
-            "SELECT x.id, x.session_id, x.agent_name, x.timestamp, x.event_type, x.pattern, \
-                    x.line_number, snippet(extraction_events_fts, -1, ?2, ?3, '…', 24), f.rank \
-             FROM extraction_events_fts f JOIN extraction_events x ON x.id = f.rowid \
-             WHERE extraction_events_fts MATCH ?1{agent_clause} ORDER BY f.rank LIMIT ?4"
+            "SELECT x.id, x.session_id, x.agent_name, x.timestamp, {cols}, \
+                    snippet({table}_fts, {snippet_col}, ?2, ?3, '…', 24), f.rank \
+             FROM {table}_fts f JOIN {table} x ON x.id = f.rowid \
+             WHERE {table}_fts MATCH ?1{agent_clause} ORDER BY f.rank LIMIT ?4"
         );
+        let is_event = kind == "event";
         let mut stmt = conn.prepare(&sql).map_err(bad)?;
         let rows = stmt
             .query_map(params![q, open, close, lim, agent], |r| {
+                let (a, b): (Option<String>, Option<String>) = (r.get(4)?, r.get(5)?);
+                let (event_type, pattern, language, digest) = if is_event {
+                    (a, b, None, None)
+                } else {
+                    (None, None, a, b)
+                };
                 Ok(SearchHit {
-                    kind: "event".into(),
+                    kind: kind.into(),
                     id: r.get(0)?,
                     session_id: r.get(1)?,
                     agent_name: r.get(2)?,
                     timestamp: r.get(3)?,
-                    event_type: r.get(4)?,
-                    pattern: r.get(5)?,
+                    event_type,
+                    pattern,
                     line_number: r.get(6)?,
-                    language: None,
-                    digest: None,
-                    snippet: r.get(7)?,
-                    rank: r.get(8)?,
-                })
-            })
-            .map_err(bad)?;
-        for r in rows {
-            hits.push(r.map_err(bad)?);
-        }
-    }
-    {
-        let sql = format!(
-            "SELECT x.id, x.session_id, x.agent_name, x.timestamp, x.language, x.digest, \
-                    x.line_start, snippet(code_blocks_fts, 0, ?2, ?3, '…', 24), f.rank \
-             FROM code_blocks_fts f JOIN code_blocks x ON x.id = f.rowid \
-             WHERE code_blocks_fts MATCH ?1{agent_clause} ORDER BY f.rank LIMIT ?4"
-        );
-        let mut stmt = conn.prepare(&sql).map_err(bad)?;
-        let rows = stmt
-            .query_map(params![q, open, close, lim, agent], |r| {
-                Ok(SearchHit {
-                    kind: "code_block".into(),
-                    id: r.get(0)?,
-                    session_id: r.get(1)?,
-                    agent_name: r.get(2)?,
-                    timestamp: r.get(3)?,
-                    event_type: None,
-                    pattern: None,
-                    line_number: r.get(6)?,
-                    language: r.get(4)?,
-                    digest: r.get(5)?,
+                    language,
+                    digest,
                     snippet: r.get(7)?,
                     rank: r.get(8)?,
                 })

@@ -539,3 +539,47 @@ fn abandoned_sessions_are_recovered_by_the_next_wrapper() {
     );
     assert_eq!(env.query_i64("SELECT count(*) FROM process_state_changes WHERE session_id = 'orphan' AND state = 'abandoned'"), 1);
 }
+
+#[test]
+fn builtin_rules_mask_secrets_and_rate_dangerous_prompts() {
+    let env = Env::new();
+    let key = "sk-proj-Zq3Xv9Lm2Nb7Rt5Yw8Ks4Hd6Jf1Pg0Qa";
+    let ghp = "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8";
+    let script = format!(
+        "printf '```bash\\nexport OPENAI_API_KEY={key}\\ngit remote set-url origin https://{ghp}@github.com/o/r\\n```\\n'; \
+         echo 'Do you want to run this command? [y/N] rm -rf build/'; \
+         echo 'error: push rejected for token {ghp}'"
+    );
+    let out = env
+        .cmd()
+        .args(["codex", "--db"])
+        .arg(env.db())
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    // The terminal sees the secrets; the database never does.
+    assert!(String::from_utf8_lossy(&out.stdout).contains(key));
+    let content = env.query_strings("SELECT content FROM code_blocks");
+    assert_eq!(content.len(), 1);
+    assert!(
+        !content[0].contains(key) && !content[0].contains(ghp),
+        "{}",
+        content[0]
+    );
+    assert!(content[0].contains("[REDACTED:"), "{}", content[0]);
+    assert_eq!(
+        env.query_i64(&format!(
+            "SELECT count(*) FROM extraction_events WHERE original_line LIKE '%{ghp}%' OR matched_value LIKE '%{ghp}%'"
+        )),
+        0
+    );
+    assert!(
+        env.query_i64("SELECT count(*) FROM extraction_events WHERE event_type = 'error'") >= 1
+    );
+    // The standard benchmark prompt is recorded, and rated high risk.
+    assert_eq!(
+        env.query_i64("SELECT max(CASE risk_level WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END) FROM extraction_events WHERE event_type = 'prompt'"),
+        3
+    );
+}

@@ -181,3 +181,76 @@ fn sigterm_during_a_flood_loses_no_line() {
         ["interrupted"]
     );
 }
+
+/// Runs `inner` under `script`, which gives it a pseudo-terminal as its controlling terminal
+/// with wrapper in the foreground, as an interactive shell would.
+fn under_pty(env: &Env, inner: &str) -> Option<Running> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("NOTE: `script` (util-linux) is not installed; terminal tests are skipped");
+        return None;
+    }
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-q", "-e", "-c", inner, "/dev/null"])
+        .current_dir(env.dir.path())
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .env("XDG_DATA_HOME", env.path("data"));
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    let out = Captured::start(child.stdout.take().expect("stdout"));
+    let err = Captured::start(child.stderr.take().expect("stderr"));
+    Some(Running { child, out, err })
+}
+
+#[test]
+fn at_a_terminal_the_agent_can_read_it_and_ctrl_c_reaches_it_once() {
+    let env = Env::new();
+    let log = env.path("signals.log");
+    let agent = format!(
+        "trap 'echo INT >> {log}; trap - INT; kill -INT $$' INT; read answer; echo got:$answer; \
+         echo ready; while :; do sleep 0.05; done",
+        log = log.display()
+    );
+    let script = env.path("agent.sh");
+    std::fs::write(&script, agent).expect("write agent");
+    let inner = format!(
+        "{} codex --db {} --no-default-patterns -- sh {}",
+        bin().display(),
+        env.db().display(),
+        script.display()
+    );
+    let Some(mut w) = under_pty(&env, &inner) else {
+        return;
+    };
+    let mut stdin = w.child.stdin.take().expect("stdin");
+    use std::io::Write;
+    // The agent reads the terminal: it must be in the terminal's foreground group to do so.
+    stdin.write_all(b"hello\n").expect("type");
+    w.out.wait_for("got:hello");
+    w.out.wait_for("ready");
+    // Ctrl-C typed at the terminal.
+    stdin.write_all(b"\x03").expect("ctrl-c");
+    let (code, _, _) = w.wait();
+    assert_eq!(code, 130, "script returns wrapper's exit code");
+    assert_eq!(
+        log_lines(&log),
+        ["INT"],
+        "Ctrl-C must reach the agent exactly once"
+    );
+    assert_eq!(
+        env.query_strings(
+            "SELECT state || ':' || exit_code || ':' || signal FROM process_sessions"
+        ),
+        ["interrupted:130:SIGINT"]
+    );
+    let meta = env
+        .query_strings("SELECT metadata_json FROM process_state_changes WHERE state = 'running'");
+    assert!(meta[0].contains(r#""foreground":true"#), "{}", meta[0]);
+}

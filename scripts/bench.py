@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Whole-process benchmark of wrapper against its peers (SPEC §9). Standard library only.
+
+Run through scripts/bench.sh, which builds the release binary and generates the input; see
+docs/PERFORMANCE.md. Steps:
+
+1. verify   - each wrapper mode once with its output captured: stdout must be the input byte
+              for byte; an `--events-out FILE` run gives the reference event count (and counts
+              per pattern) that every database run must commit.
+2. throughput - `cat | cat`, `tee`, `script`, `ts` (if installed) and wrapper in three modes,
+              interleaved round-robin (the starting command rotates each round), RUNS timed
+              rounds after one warm-up round; median wall time, lines/s, MB/s, ratio to
+              `cat | cat`; peak RSS (ru_maxrss from wait4, the figure `/usr/bin/time -v` prints)
+              from the untimed warm-up round and one untimed final round (see Rss).
+              Every database run uses a fresh file and is checked: committed events == the
+              reference count, total_lines_processed == input lines, state completed.
+3. latency/startup - scripts/latency.py.
+4. memory   - peak RSS with the database on for BIG_GB of many-line output and for one
+              LONG_LINE_GB line without newline.
+
+Writes every figure (with all samples) and a description of the machine to --json.
+"""
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in scripts/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import latency  # noqa: E402
+
+DEVNULL = subprocess.DEVNULL
+
+
+class BenchFailure(SystemExit):
+    pass
+
+
+def fail(msg):
+    print(f"\nBENCH FAILURE: {msg}", file=sys.stderr)
+    raise BenchFailure(1)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- running and measuring
+
+# Peak RSS. ru_maxrss of a process includes the memory image it had before exec, so a child
+# spawned straight from this (47 MB) Python process would report Python's size. Each stage is
+# therefore measured through a small launcher that forks it and reads its wait4 rusage:
+# GNU time (`/usr/bin/time -f %M`, what `/usr/bin/time -v` prints as "Maximum resident set
+# size") when present, else a Python launcher whose own image (its `floor`, measured on `true`
+# and reported) is the smallest figure it can show. The launcher costs a few milliseconds per
+# stage, so RSS comes from separate untimed runs and never from the timed ones.
+PY_LAUNCHER = r"""
+import os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(f"{ru.ru_maxrss}\n")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+class Rss:
+    def __init__(self, work):
+        self.out = os.path.join(work, "rss.txt")
+        gnu = ["/usr/bin/time", "-f", "%M", "-o", self.out]
+        self.tool = "python launcher (os.wait4 ru_maxrss)"
+        self.prefix = [sys.executable or "python3", "-S", "-I", "-c", PY_LAUNCHER, self.out]
+        if os.access("/usr/bin/time", os.X_OK) and os.environ.get("BENCH_RSS") != "python":
+            ok = subprocess.run(gnu + ["true"], stdout=DEVNULL, stderr=DEVNULL).returncode == 0
+            if ok and self._read() is not None:
+                self.tool, self.prefix = "/usr/bin/time -f %M (GNU time, wait4 ru_maxrss)", gnu
+        self.floor_kib = None
+        self.floor_kib = self.measure([["true"]])[1]
+
+    def _read(self):
+        try:
+            with open(self.out) as f:
+                lines = f.read().split()
+            return int(lines[-1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def measure(self, stages, stdout=DEVNULL):
+        """Run the stages like run_pipeline, each under the launcher; (secs, peak KiB, codes)."""
+        peak, codes = 0, []
+        outs = []
+        for i, argv in enumerate(stages):
+            outs.append(f"{self.out}.{i}")
+        wrapped = [self.prefix[:-1] + [outs[i]] + argv for i, argv in enumerate(stages)]
+        t, _, codes = run_pipeline(wrapped, stdout)
+        for o in outs:
+            try:
+                with open(o) as f:
+                    peak = max(peak, int(f.read().split()[-1]))
+                os.unlink(o)
+            except (OSError, ValueError, IndexError):
+                fail(f"no RSS figure from {self.tool} for {stages!r}")
+        return t, peak, codes
+
+
+def run_pipeline(stages, stdout=DEVNULL):
+    """Run argv stages connected by pipes, stdin from /dev/null, the last stage's stdout to
+    `stdout`, every stderr to /dev/null. Returns (wall seconds, exit codes)."""
+    procs = []
+    t0 = time.perf_counter()
+    prev = DEVNULL
+    for i, argv in enumerate(stages):
+        last = i == len(stages) - 1
+        p = subprocess.Popen(argv, stdin=prev, stdout=stdout if last else subprocess.PIPE,
+                             stderr=DEVNULL)
+        if prev is not DEVNULL:
+            prev.close()
+        prev = None if last else p.stdout
+        procs.append(p)
+    codes = [p.wait() for p in procs]
+    return time.perf_counter() - t0, None, codes
+
+
+def capture(argv):
+    """Run argv with stdin /dev/null; return (sha256 of stdout, stdout bytes, stderr, exit)."""
+    p = subprocess.Popen(argv, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    h, n = hashlib.sha256(), 0
+    # stderr is small (diagnostics); read stdout to the end first, then stderr.
+    while True:
+        chunk = p.stdout.read(1 << 20)
+        if not chunk:
+            break
+        h.update(chunk)
+        n += len(chunk)
+    err = p.stderr.read()
+    return h.hexdigest(), n, err.decode(errors="replace"), p.wait()
+
+
+def rm_db(path):
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
+def db_figures(path):
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        events = con.execute("SELECT count(*) FROM extraction_events").fetchone()[0]
+        sessions = con.execute(
+            "SELECT total_lines_processed, total_extraction_events, state, exit_code "
+            "FROM process_sessions").fetchall()
+        per_pattern = dict(con.execute(
+            "SELECT pattern, count(*) FROM extraction_events GROUP BY pattern").fetchall())
+        blocks = con.execute("SELECT count(*) FROM code_blocks").fetchone()[0]
+    finally:
+        con.close()
+    if len(sessions) != 1:
+        fail(f"{path}: expected one session, found {len(sessions)}")
+    lines, total_events, state, exit_code = sessions[0]
+    return {"events": events, "total_lines_processed": lines,
+            "total_extraction_events": total_events, "state": state, "exit_code": exit_code,
+            "per_pattern": per_pattern, "code_blocks": blocks}
+
+
+def check_db(path, expect_events, expect_lines, expect_per_pattern=None, label="database run"):
+    f = db_figures(path)
+    problems = []
+    if f["events"] != expect_events:
+        problems.append(f"committed events {f['events']} != extraction produced {expect_events}")
+    if f["total_extraction_events"] != f["events"]:
+        problems.append(f"total_extraction_events {f['total_extraction_events']} != rows {f['events']}")
+    if expect_lines is not None and f["total_lines_processed"] != expect_lines:
+        problems.append(f"total_lines_processed {f['total_lines_processed']} != {expect_lines}")
+    if f["state"] != "completed" or f["exit_code"] != 0:
+        problems.append(f"session state {f['state']!r} exit {f['exit_code']!r}")
+    if expect_per_pattern is not None and f["per_pattern"] != expect_per_pattern:
+        diff = {k: (f["per_pattern"].get(k, 0), expect_per_pattern.get(k, 0))
+                for k in set(f["per_pattern"]) | set(expect_per_pattern)
+                if f["per_pattern"].get(k, 0) != expect_per_pattern.get(k, 0)}
+        problems.append(f"events per pattern differ (db, events-out): {diff}")
+    if problems:
+        fail(f"{label} ({path}): " + "; ".join(problems))
+    return f
+
+
+def machine(work):
+    info = {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
+            "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    info["mem_total_mib"] = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["df", "-PT", work], capture_output=True, text=True).stdout
+        info["work_dir_fs"] = out.splitlines()[-1].split()[1]
+    except (OSError, IndexError):
+        pass
+    return info
+
+
+def git_state():
+    """Commit of the checkout the script lives in, and whether its sources differ from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "src", "Cargo.toml",
+                                "Cargo.lock", "patterns", "build.rs"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+    return {"commit": head or None, "sources_modified": bool(dirty)}
+
+
+def load():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------- the steps
+
+def verify(w, inp, work, in_sha, in_bytes):
+    """Passthrough is byte-exact in every mode; reference event count from --events-out."""
+    ev = os.path.join(work, "reference-events.jsonl")
+    db = os.path.join(work, "verify.db")
+    rm_db(db)
+    runs = {
+        "passthrough": [w, "bench", "--no-default-patterns", "--", "cat", inp],
+        "extraction": [w, "bench", "--events-out", ev, "--", "cat", inp],
+        "database": [w, "bench", "--db", db, "--", "cat", inp],
+    }
+    notes = []
+    for name, argv in runs.items():
+        sha, n, err, rc = capture(argv)
+        if rc != 0:
+            fail(f"verify {name}: exit {rc}: {err[:500]}")
+        if sha != in_sha or n != in_bytes:
+            fail(f"verify {name}: stdout is not the input byte for byte ({n} of {in_bytes} bytes)")
+        if err.strip():
+            notes.append(f"{name} wrote to stderr: {err.strip()[:300]}")
+    events, per_pattern = 0, {}
+    with open(ev, "rb") as f:
+        for line in f:
+            events += 1
+            try:
+                pat = json.loads(line).get("pattern")
+            except ValueError:
+                fail(f"--events-out line {events} is not JSON: {line[:200]!r}")
+            per_pattern[pat] = per_pattern.get(pat, 0) + 1
+    os.unlink(ev)
+    return events, per_pattern, db, notes
+
+
+def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, per_pattern):
+    tee_out = os.path.join(work, "tee.out")
+    cmds = [
+        ("cat | cat", "limit", lambda db: [["cat", inp], ["cat"]]),
+        ("tee", "peer", lambda db: [["cat", inp], ["tee", tee_out]]),
+        ("script -q -c cat", "peer", lambda db: [["script", "-q", "-c", f"cat {shlex.quote(inp)}", "/dev/null"]]),
+    ]
+    skipped = []
+    if shutil.which("ts"):
+        cmds.append(("ts (moreutils)", "peer", lambda db: [["cat", inp], ["ts"]]))
+    else:
+        skipped.append("ts (moreutils) not installed: skipped")
+    if not shutil.which("script"):
+        cmds = [c for c in cmds if c[0] != "script -q -c cat"]
+        skipped.append("script not installed: skipped")
+    cmds += [
+        ("wrapper passthrough", "wrapper",
+         lambda db: [[w, "bench", "--no-default-patterns", "--", "cat", inp]]),
+        ("wrapper extraction", "wrapper",
+         lambda db: [[w, "bench", "--events-out", "/dev/null", "--", "cat", inp]]),
+        ("wrapper + database", "wrapper",
+         lambda db: [[w, "bench", "--db", db, "--", "cat", inp]]),
+    ]
+    samples = {name: [] for name, _, _ in cmds}
+    rss = {name: [] for name, _, _ in cmds}
+    checks = []
+    # Round 0: warm-up, untimed, under the RSS launcher. Rounds 1..runs: timed, no launcher.
+    # Last round: untimed, under the RSS launcher again. Peak RSS = the larger of the two.
+    last = runs + 1
+    log(f"throughput: {len(cmds)} commands x {runs} interleaved timed rounds "
+        f"(+ warm-up and final rounds for peak RSS, {rss_tool.tool})")
+    for r in range(last + 1):
+        timed = 0 < r < last
+        order = cmds[r % len(cmds):] + cmds[:r % len(cmds)]
+        for name, _, mk in order:
+            db = os.path.join(work, f"run-{r}.db")
+            rm_db(db)
+            if timed:
+                t, _, codes = run_pipeline(mk(db))
+            else:
+                t, peak, codes = rss_tool.measure(mk(db))
+            if any(codes):
+                fail(f"{name}: exit codes {codes}")
+            if name == "wrapper + database":
+                f = check_db(db, expect_events, n_lines, per_pattern, f"round {r} database run")
+                checks.append({"round": r, "events": f["events"],
+                               "total_lines_processed": f["total_lines_processed"]})
+            rm_db(db)
+            if timed:
+                samples[name].append(t)
+            else:
+                rss[name].append(peak)
+        log(f"  round {r}{'' if timed else ' (untimed, peak RSS)'} done")
+    try:
+        os.unlink(tee_out)
+    except FileNotFoundError:
+        pass
+    base = statistics.median(samples["cat | cat"])
+    rows = []
+    for name, kind, mk in cmds:
+        med = statistics.median(samples[name])
+        rows.append({
+            "command": name, "kind": kind,
+            "argv": [shlex.join(s) for s in mk("FRESH.db")],
+            "median_s": med, "min_s": min(samples[name]), "max_s": max(samples[name]),
+            "lines_per_s": n_lines / med, "mb_per_s": n_bytes / med / 1e6,
+            "ratio_to_cat": med / base,
+            "peak_rss_mib": max(rss[name]) / 1024,
+            "samples_s": samples[name],
+        })
+    return rows, skipped, checks
+
+
+def memory(w, inp, work, rss_tool, big_gb, long_gb, in_lines, in_bytes):
+    out = {}
+    copies = int(big_gb * 2**30 // in_bytes) + 1
+    nbytes = int(big_gb * 2**30)
+    gen = ('n=$1; i=0; while [ "$i" -lt "$n" ]; do cat "$0" || exit 0; i=$((i+1)); done '
+           '| head -c "$2"')
+    db = os.path.join(work, "big.db")
+    rm_db(db)
+    argv = [w, "bench", "--db", db, "--", "sh", "-c", gen, inp, str(copies), str(nbytes)]
+    log(f"memory: {big_gb:g} GiB of agent output ({copies} copies of the input, cut at "
+        f"{nbytes} bytes) through wrapper with the database on")
+    t, peak, codes = rss_tool.measure([argv])
+    if any(codes):
+        fail(f"big output run: exit {codes}")
+    with open(inp, "rb") as f:
+        data = f.read()
+    full, rem = divmod(nbytes, len(data))
+    expect_lines = full * in_lines + data[:rem].count(b"\n") + (1 if rem and data[rem - 1:rem] != b"\n" else 0)
+    f = db_figures(db)
+    rm_db(db)
+    out["big_output"] = {
+        "gib": big_gb, "bytes": nbytes, "seconds": t, "peak_rss_mib": peak / 1024,
+        "lines_per_s": expect_lines / t, "mb_per_s": nbytes / t / 1e6,
+        "expected_lines": expect_lines, "total_lines_processed": f["total_lines_processed"],
+        "events": f["events"], "total_extraction_events": f["total_extraction_events"],
+        "state": f["state"], "command": shlex.join(argv[:3] + ["BIG.db"] + argv[4:]),
+    }
+    if f["events"] != f["total_extraction_events"]:
+        fail(f"big output: {f['events']} event rows but total_extraction_events "
+             f"{f['total_extraction_events']}")
+    if abs(f["total_lines_processed"] - expect_lines) > 1:
+        fail(f"big output: total_lines_processed {f['total_lines_processed']} != {expect_lines}")
+
+    db = os.path.join(work, "long.db")
+    rm_db(db)
+    size = f"{int(long_gb * 1024)}M"
+    argv = [w, "bench", "--db", db, "--", "head", "-c", size, "/dev/zero"]
+    log(f"memory: one {long_gb:g} GiB line of NUL bytes with no newline, database on")
+    t, peak, codes = rss_tool.measure([argv])
+    if any(codes):
+        fail(f"long line run: exit {codes}")
+    f = db_figures(db)
+    rm_db(db)
+    out["long_line"] = {
+        "gib": long_gb, "seconds": t, "peak_rss_mib": peak / 1024,
+        "total_lines_processed": f["total_lines_processed"], "events": f["events"],
+        "state": f["state"], "command": shlex.join(argv[:3] + ["LONG.db"] + argv[4:]),
+    }
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_rate(x):
+    return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.0f} k"
+
+
+def print_table(rows):
+    head = f"{'command':<22}{'median s':>10}{'lines/s':>10}{'MB/s':>9}{'x cat|cat':>11}{'peak RSS MiB':>14}"
+    print("\n" + head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['command']:<22}{r['median_s']:>10.3f}{fmt_rate(r['lines_per_s']):>10}"
+              f"{r['mb_per_s']:>9.0f}{r['ratio_to_cat']:>11.1f}{r['peak_rss_mib']:>14.1f}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--wrapper", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--input-source", default="")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--big-gb", type=float, default=1)
+    ap.add_argument("--long-gb", type=float, default=1)
+    ap.add_argument("--lat-samples", type=int, default=200)
+    ap.add_argument("--start-runs", type=int, default=30)
+    ap.add_argument("--skip", default="", help="comma list of: latency, memory")
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    w, inp, work = os.path.abspath(a.wrapper), os.path.abspath(a.input), a.work
+
+    with open(inp, "rb") as f:
+        data = f.read()
+    n_bytes, n_lines = len(data), data.count(b"\n")
+    in_sha = hashlib.sha256(data).hexdigest()
+    del data
+    version = subprocess.run([w, "--version"], capture_output=True, text=True).stdout.strip()
+    started = time.time()
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wrapper": {"path": w, "version": version, "source": git_state()},
+        "machine": machine(work),
+        "load_before": load(),
+        "input": {"source": a.input_source, "lines": n_lines, "bytes": n_bytes, "sha256": in_sha},
+    }
+    log(f"input: {n_lines} lines, {n_bytes} bytes, sha256 {in_sha[:16]}...  ({a.input_source})")
+    src = report["wrapper"]["source"] or {}
+    log(f"wrapper: {version} from {(src.get('commit') or '?')[:12]}"
+        f"{' (sources modified)' if src.get('sources_modified') else ''}; "
+        f"load average {report['load_before']}")
+
+    rss_tool = Rss(work)
+    report["peak_rss_method"] = {"tool": rss_tool.tool, "floor_mib": rss_tool.floor_kib / 1024}
+    log(f"peak RSS: {rss_tool.tool}; `true` measures {rss_tool.floor_kib / 1024:.1f} MiB")
+    log("verify: passthrough is byte-exact in every mode; reference event count from --events-out")
+    expect_events, per_pattern, vdb, notes = verify(w, inp, work, in_sha, n_bytes)
+    f = check_db(vdb, expect_events, n_lines, per_pattern, "verify database run")
+    rm_db(vdb)
+    log(f"  {expect_events} events from --events-out == {f['events']} committed; "
+        f"{f['total_lines_processed']} lines processed; {f['code_blocks']} code blocks")
+    for n in notes:
+        log(f"  note: {n}")
+    report["verify"] = {"events": expect_events, "per_pattern": per_pattern,
+                        "code_blocks": f["code_blocks"], "notes": notes}
+
+    rows, skipped, checks = throughput(w, inp, work, rss_tool, a.runs, n_lines, n_bytes, expect_events, per_pattern)
+    report["runs"] = a.runs
+    report["throughput"] = rows
+    report["skipped"] = skipped
+    report["database_checks"] = checks
+    print_table(rows)
+    for s in skipped:
+        print(f"note: {s}")
+    print(f"every database run committed {expect_events} events (== --events-out) and "
+          f"counted {n_lines} lines")
+
+    if "latency" not in skip:
+        lat = latency.measure(w, work, a.lat_samples, starts=a.start_runs, log=log)
+        report["latency"] = lat
+        latency.print_report(lat)
+    if "memory" not in skip:
+        mem = memory(w, inp, work, rss_tool, a.big_gb, a.long_gb, n_lines, n_bytes)
+        report["memory"] = mem
+        b, l = mem["big_output"], mem["long_line"]
+        print(f"\nPeak RSS, database on")
+        print(f"  {b['gib']:g} GiB of output ({b['expected_lines']} lines): {b['peak_rss_mib']:.1f} MiB, "
+              f"{b['seconds']:.1f} s ({fmt_rate(b['lines_per_s'])} lines/s), "
+              f"{b['events']} events committed")
+        print(f"  one {l['gib']:g} GiB line, no newline:  {l['peak_rss_mib']:.1f} MiB, {l['seconds']:.1f} s, "
+              f"{l['total_lines_processed']} line(s), {l['events']} events")
+        for k, v in (("big output", b), ("long line", l)):
+            if v["peak_rss_mib"] >= 32:
+                print(f"  WARNING: {k} peak RSS {v['peak_rss_mib']:.1f} MiB is over the 32 MiB bar")
+
+    report["load_after"] = load()
+    report["elapsed_s"] = round(time.time() - started, 1)
+    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+    with open(a.json, "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(f"\nload average before {report['load_before']}, after {report['load_after']}; "
+          f"{report['elapsed_s']} s; figures in {a.json}")
+
+
+if __name__ == "__main__":
+    main()

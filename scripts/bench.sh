@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Whole-process benchmarks (SPEC §9): wrapper against `cat | cat`, `tee`, `script` and `ts`
+# on the standard input, plus partial-line latency, start-up cost and peak memory.
+#
+#   scripts/bench.sh                      # everything, ~5-10 minutes on 2 cores
+#   RUNS=9 scripts/bench.sh               # more timed rounds (default 5, plus one warm-up)
+#   BIG_GB=10 scripts/bench.sh            # the full 10 GiB memory run (default 1)
+#   SKIP=memory,latency scripts/bench.sh  # throughput table only
+#   NO_BUILD=1 WRAPPER=path/to/wrapper scripts/bench.sh   # benchmark a given binary
+#
+# Knobs: RUNS, LINES (1000000), BIG_GB (1), LONG_GB (1), LAT_SAMPLES (200), START_RUNS (30),
+# SKIP, BENCH_TMP (where inputs and databases go; default $TMPDIR or /tmp), WRAPPER, NO_BUILD.
+# Prints the tables and writes every figure, with all samples and a description of the
+# machine, to target/bench/latest.json. Exits non-zero if a check fails (output not byte-exact,
+# committed events != events extraction produced, lines lost). See docs/PERFORMANCE.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+RUNS=${RUNS:-5}
+LINES=${LINES:-1000000}
+BIG_GB=${BIG_GB:-1}
+LONG_GB=${LONG_GB:-1}
+LAT_SAMPLES=${LAT_SAMPLES:-200}
+START_RUNS=${START_RUNS:-30}
+SKIP=${SKIP:-}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+if [ -z "${NO_BUILD:-}" ]; then
+  echo "building: cargo build --release" >&2
+  cargo build --release --quiet
+fi
+W=${WRAPPER:-$CARGO_TARGET_DIR/release/wrapper}
+[ -x "$W" ] || { echo "bench: no wrapper binary at $W" >&2; exit 1; }
+
+WORK=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/wrapper-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+
+# No user config, user patterns or database from the environment.
+export XDG_CONFIG_HOME=$WORK/config XDG_DATA_HOME=$WORK/data
+unset WRAPPER_DB WRAPPER_ENV WRAPPER_ENABLE_DB RUST_LOG
+export NO_COLOR=1 PYTHONDONTWRITEBYTECODE=1
+
+SHARED_GEN=$(git rev-parse --show-toplevel 2>/dev/null || echo "$ROOT")/../shared/bench/gen_log.py
+if [ -f "$SHARED_GEN" ]; then
+  GEN=$SHARED_GEN; SRC="../shared/bench/gen_log.py $LINES"
+else
+  GEN=$ROOT/scripts/gen_log.py; SRC="scripts/gen_log.py $LINES (../shared absent; same output)"
+fi
+echo "input: $SRC" >&2
+python3 "$GEN" "$LINES" > "$WORK/input.log"
+
+mkdir -p "$ROOT/target/bench"
+python3 "$ROOT/scripts/bench.py" \
+  --wrapper "$W" --input "$WORK/input.log" --input-source "$SRC" --work "$WORK" \
+  --json "$ROOT/target/bench/latest.json" --runs "$RUNS" --big-gb "$BIG_GB" \
+  --long-gb "$LONG_GB" --lat-samples "$LAT_SAMPLES" --start-runs "$START_RUNS" --skip "$SKIP"
