@@ -26,7 +26,7 @@ use super::spool::Spool;
 use crate::event::{CodeBlock, Event, Record};
 
 /// Rows per multi-row `INSERT` statement: large enough to amortise statement overhead,
-/// small enough to stay far below SQLite's parameter limit (13 columns × 64 = 832).
+/// small enough to stay far below SQLite's parameter limit (2 + 11 × 64 = 706 parameters).
 const ROWS_PER_STATEMENT: usize = 64;
 /// Messages that may wait in the channel; each holds up to one read chunk's records.
 const CHANNEL_DEPTH: usize = 4;
@@ -584,14 +584,30 @@ pub fn write_batch(
 const EVENT_COLUMNS: &str = "agent_name, session_id, timestamp, stream, event_type, pattern, \
      matched_value, original_line, line_number, metadata_json, code_block_language, risk_level, \
      auto_confirmable";
-const EVENT_PARAMS: usize = 13;
+/// Parameters bound per row; `agent_name` and `session_id` are the same for every row of a
+/// batch, so they are bound once per statement as `?1` and `?2`.
+const ROW_PARAMS: usize = 11;
 
+/// `INSERT … VALUES (?1, ?2, ?3, …, ?13), (?1, ?2, ?14, …)`: `rows` rows sharing `?1`/`?2`.
 fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; EVENT_PARAMS].join(","));
-    format!(
-        "INSERT INTO extraction_events ({EVENT_COLUMNS}) VALUES {}",
-        vec![one; rows].join(",")
-    )
+    let mut sql = format!("INSERT INTO extraction_events ({EVENT_COLUMNS}) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?1,?2");
+        for p in 0..ROW_PARAMS {
+            sql.push_str(&format!(",?{}", 3 + r * ROW_PARAMS + p));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The two statement texts, built once (`prepare_cached` looks them up by text).
+fn insert_sqls() -> &'static (String, String) {
+    static SQL: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| (insert_sql(ROWS_PER_STATEMENT), insert_sql(1)))
 }
 
 /// Inserts events with multi-row statements (the main lever on insert cost, SPEC §9).
@@ -601,47 +617,45 @@ pub(crate) fn insert_events(
     agent: &str,
     events: &[&Event],
 ) -> rusqlite::Result<()> {
+    let (many, one) = insert_sqls();
     let mut chunks = events.chunks_exact(ROWS_PER_STATEMENT);
     if events.len() >= ROWS_PER_STATEMENT {
-        let mut stmt = conn.prepare_cached(&insert_sql(ROWS_PER_STATEMENT))?;
+        let mut stmt = conn.prepare_cached(many)?;
+        stmt.raw_bind_parameter(1, agent)?;
+        stmt.raw_bind_parameter(2, session_id)?;
         for chunk in &mut chunks {
             for (i, e) in chunk.iter().enumerate() {
-                bind_event(&mut stmt, i * EVENT_PARAMS, session_id, agent, e)?;
+                bind_event(&mut stmt, 2 + i * ROW_PARAMS, e)?;
             }
             stmt.raw_execute()?;
         }
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut stmt = conn.prepare_cached(&insert_sql(1))?;
+        let mut stmt = conn.prepare_cached(one)?;
+        stmt.raw_bind_parameter(1, agent)?;
+        stmt.raw_bind_parameter(2, session_id)?;
         for e in rest {
-            bind_event(&mut stmt, 0, session_id, agent, e)?;
+            bind_event(&mut stmt, 2, e)?;
             stmt.raw_execute()?;
         }
     }
     Ok(())
 }
 
-fn bind_event(
-    stmt: &mut Statement<'_>,
-    base: usize,
-    session_id: &str,
-    agent: &str,
-    e: &Event,
-) -> rusqlite::Result<()> {
-    stmt.raw_bind_parameter(base + 1, agent)?;
-    stmt.raw_bind_parameter(base + 2, session_id)?;
-    stmt.raw_bind_parameter(base + 3, &*e.timestamp)?;
-    stmt.raw_bind_parameter(base + 4, e.stream.as_str())?;
-    stmt.raw_bind_parameter(base + 5, &*e.event_type)?;
-    stmt.raw_bind_parameter(base + 6, &*e.pattern)?;
-    stmt.raw_bind_parameter(base + 7, e.matched_value.as_deref())?;
-    stmt.raw_bind_parameter(base + 8, e.original_line.as_deref())?;
-    stmt.raw_bind_parameter(base + 9, e.line_number as i64)?;
-    stmt.raw_bind_parameter(base + 10, e.metadata_json.as_deref())?;
-    stmt.raw_bind_parameter(base + 11, e.code_block_language.as_deref())?;
-    stmt.raw_bind_parameter(base + 12, e.risk_level.map(|r| r.as_str()))?;
-    stmt.raw_bind_parameter(base + 13, e.auto_confirmable as i64)?;
+/// Binds one event's own columns at parameters `base + 1 ..= base + ROW_PARAMS`.
+fn bind_event(stmt: &mut Statement<'_>, base: usize, e: &Event) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(base + 1, &*e.timestamp)?;
+    stmt.raw_bind_parameter(base + 2, e.stream.as_str())?;
+    stmt.raw_bind_parameter(base + 3, &*e.event_type)?;
+    stmt.raw_bind_parameter(base + 4, &*e.pattern)?;
+    stmt.raw_bind_parameter(base + 5, e.matched_value.as_deref())?;
+    stmt.raw_bind_parameter(base + 6, e.original_line.as_deref())?;
+    stmt.raw_bind_parameter(base + 7, e.line_number as i64)?;
+    stmt.raw_bind_parameter(base + 8, e.metadata_json.as_deref())?;
+    stmt.raw_bind_parameter(base + 9, e.code_block_language.as_deref())?;
+    stmt.raw_bind_parameter(base + 10, e.risk_level.map(|r| r.as_str()))?;
+    stmt.raw_bind_parameter(base + 11, e.auto_confirmable as i64)?;
     Ok(())
 }
 

@@ -95,13 +95,24 @@ impl Env {
 
     /// `wrapper <agent> --db DB --no-default-patterns --patterns rules.toml [extra] -- <argv>`.
     pub fn run_cmd(&self, agent: &str, extra: &[&str], argv: &[&str]) -> Command {
+        self.run_cmd_with_rules(agent, &self.rules(), extra, argv)
+    }
+
+    /// [`Env::run_cmd`] with another pattern file in place of `rules.toml`.
+    pub fn run_cmd_with_rules(
+        &self,
+        agent: &str,
+        rules: &std::path::Path,
+        extra: &[&str],
+        argv: &[&str],
+    ) -> Command {
         let mut c = self.cmd();
         c.arg(agent)
             .arg("--db")
             .arg(self.db())
             .arg("--no-default-patterns")
             .arg("--patterns")
-            .arg(self.rules())
+            .arg(rules)
             .args(extra)
             .arg("--")
             .args(argv);
@@ -110,7 +121,17 @@ impl Env {
 
     /// Runs `sh -c script` through wrapper and returns its output.
     pub fn sh(&self, extra: &[&str], script: &str) -> std::process::Output {
-        self.run_cmd("codex", extra, &["sh", "-c", script])
+        self.sh_with_rules(&self.rules(), extra, script)
+    }
+
+    /// [`Env::sh`] with another pattern file in place of `rules.toml`.
+    pub fn sh_with_rules(
+        &self,
+        rules: &std::path::Path,
+        extra: &[&str],
+        script: &str,
+    ) -> std::process::Output {
+        self.run_cmd_with_rules("codex", rules, extra, &["sh", "-c", script])
             .stdin(Stdio::null())
             .output()
             .expect("run wrapper")

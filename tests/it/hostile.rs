@@ -270,21 +270,11 @@ fn five_thousand_rules_load_in_bounded_time_and_all_match() {
     std::fs::write(&file, &text).expect("write");
     // Loading (parse, 5,000 sample checks, 5,000 regexes and one RegexSet) and a short run.
     let start = Instant::now();
-    let out = env
-        .cmd()
-        .args(["codex", "--no-default-patterns", "--patterns"])
-        .arg(&file)
-        .arg("--db")
-        .arg(env.db())
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "echo marker_0_first; echo marker_4999_last; echo nothing",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
+    let out = env.sh_with_rules(
+        &file,
+        &[],
+        "echo marker_0_first; echo marker_4999_last; echo nothing",
+    );
     eprintln!(
         "5,000 rules: loading them and a run took {:?}",
         start.elapsed()
@@ -334,21 +324,11 @@ fn huge_and_pathological_regexes_fail_clearly_or_load_in_bounded_time() {
     )
     .expect("write");
     let start = Instant::now();
-    let out = env
-        .cmd()
-        .args(["codex", "--no-default-patterns", "--patterns"])
-        .arg(&file)
-        .arg("--db")
-        .arg(env.db())
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "head -c 60000 /dev/zero | tr '\\000' a; echo '!'; echo aaaa",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
+    let out = env.sh_with_rules(
+        &file,
+        &[],
+        "head -c 60000 /dev/zero | tr '\\000' a; echo '!'; echo aaaa",
+    );
     eprintln!("nested repetition on a 60 kB line: {:?}", start.elapsed());
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(env.query_i64("SELECT count(*) FROM extraction_events"), 1);
