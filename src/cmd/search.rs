@@ -1,9 +1,10 @@
 //! `wrapper search <QUERY>`: ranked full-text search (SQLite FTS5, bm25) over event lines,
 //! matched values and code blocks.
 //!
-//! The FTS indexes are external-content tables that the run path never touches (that keeps
-//! inserts fast); this command first indexes whatever was recorded since the last search,
-//! in short transactions (`store::query::sync_fts`), then searches.
+//! The FTS indexes are external-content tables that the insert path never touches (that keeps
+//! inserts fast); the run path's writer indexes new rows while it is idle, and this command
+//! first indexes whatever is still missing, in short transactions (`store::fts`), then
+//! searches.
 
 use std::io::{self, Write};
 
@@ -14,6 +15,7 @@ use crate::cli::DbOpt;
 use crate::cmd::view::{self, Format};
 use crate::error::CliResult;
 use crate::output;
+use crate::store::fts;
 use crate::store::query::{self, SearchHit, HIT_CLOSE, HIT_OPEN};
 
 /// Full-text search over event lines and code blocks, best matches first
@@ -45,14 +47,14 @@ pub struct SearchArgs {
 pub fn run(args: SearchArgs) -> CliResult<i32> {
     let text = args.query.join(" ");
     let (conn, _) = view::open_db(&args.db)?;
-    let backlog = query::fts_backlog(&conn).map_err(view::query_error)?;
+    let backlog = fts::backlog(&conn).map_err(|e| view::query_error(e.into()))?;
     let loud = backlog > 100_000 && io::IsTerminal::is_terminal(&io::stderr());
     if loud {
         eprintln!(
             "wrapper: indexing {backlog} new rows for search (once; later searches are quick)…"
         );
     }
-    query::sync_fts(&conn, |_| {}).map_err(view::query_error)?;
+    fts::sync(&conn, |_| {}).map_err(|e| view::query_error(e.into()))?;
     let mut hits = query::search(&conn, &text, args.raw, args.agent.as_deref(), args.limit)
         .map_err(view::query_error)?;
     let format = Format::from_flags(args.json, args.jsonl);

@@ -845,88 +845,6 @@ pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<Timeli
 // ---------------------------------------------------------------------------------------------
 // Full-text search
 
-/// The FTS tables, their content tables and the indexed columns (fixed SQL, not input).
-const FTS: &[(&str, &str, &str)] = &[
-    (
-        "extraction_events_fts",
-        "extraction_events",
-        "original_line, matched_value",
-    ),
-    ("code_blocks_fts", "code_blocks", "content, language"),
-];
-
-/// Rows indexed per write transaction while catching up, so running wrappers never wait on
-/// the write lock for long (their busy timeout is 10 s; one chunk takes well under a second).
-const FTS_CHUNK: i64 = 50_000;
-
-/// How many rows the FTS index is behind, per table, without taking any lock.
-pub fn fts_backlog(conn: &Connection) -> QueryResult<i64> {
-    let mut total = 0;
-    for (fts, table, _) in FTS {
-        let (done, max) = fts_marks(conn, fts, table)?;
-        total += (max - done).max(0);
-    }
-    Ok(total)
-}
-
-fn fts_marks(conn: &Connection, fts: &str, table: &str) -> rusqlite::Result<(i64, i64)> {
-    let done: i64 = conn
-        .query_row(
-            "SELECT indexed_through FROM fts_state WHERE fts_table = ?1",
-            [fts],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
-    let max: i64 = conn.query_row(
-        &format!("SELECT coalesce(max(id), 0) FROM {table}"),
-        [],
-        |r| r.get(0),
-    )?;
-    Ok((done, max))
-}
-
-/// Brings the FTS indexes up to date: indexes every row with an id above the high-water mark,
-/// in chunks of [`FTS_CHUNK`] ids, each in its own write transaction. Returns rows indexed.
-///
-/// Safe against concurrent writers: the mark is re-read under the write lock, and rows are
-/// committed in id order (write transactions are serialised), so no committed row can appear
-/// below the mark later.
-pub fn sync_fts(conn: &Connection, mut progress: impl FnMut(i64)) -> QueryResult<i64> {
-    let mut indexed = 0;
-    for (fts, table, cols) in FTS {
-        loop {
-            let (done, max) = fts_marks(conn, fts, table)?;
-            if max <= done {
-                break;
-            }
-            let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-            let (done, max) = fts_marks(&tx, fts, table)?;
-            if max <= done {
-                tx.commit()?;
-                break;
-            }
-            let upto = max.min(done.saturating_add(FTS_CHUNK));
-            let n = tx.execute(
-                &format!(
-                    "INSERT INTO {fts} (rowid, {cols}) SELECT id, {cols} FROM {table} \
-                     WHERE id > ?1 AND id <= ?2"
-                ),
-                params![done, upto],
-            )?;
-            tx.execute(
-                "INSERT INTO fts_state (fts_table, indexed_through) VALUES (?1, ?2) \
-                 ON CONFLICT (fts_table) DO UPDATE SET indexed_through = excluded.indexed_through",
-                params![fts, upto],
-            )?;
-            tx.commit()?;
-            indexed += n as i64;
-            progress(indexed);
-        }
-    }
-    Ok(indexed)
-}
-
 /// One search hit: an event or a code block.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchHit {
@@ -972,7 +890,7 @@ pub fn fts_query(input: &str, raw: bool) -> String {
         .join(" ")
 }
 
-/// Ranked full-text search over event lines and code blocks. Call [`sync_fts`] first.
+/// Ranked full-text search over event lines and code blocks. Call [`super::fts::sync`] first.
 pub fn search(
     conn: &Connection,
     query: &str,
@@ -1146,7 +1064,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
     }
     // An external-content FTS index must be told the old values of every row it indexed
     // before that row goes; rows above the mark were never indexed and must not be "deleted".
-    for (fts, table, cols) in FTS {
+    for (fts, table, cols) in super::fts::FTS {
         tx.execute(
             &format!(
                 "INSERT INTO {fts} ({fts}, rowid, {cols}) SELECT 'delete', id, {cols} FROM {table} \
@@ -1166,7 +1084,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
     }
     // SQLite reuses the ids of deleted rows at the top of a table: lower the mark so that
     // rows inserted later with those ids are indexed.
-    for (fts, table, _) in FTS {
+    for (fts, table, _) in super::fts::FTS {
         tx.execute(
             &format!(
                 "UPDATE fts_state SET indexed_through = \

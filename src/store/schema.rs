@@ -110,9 +110,10 @@ CREATE INDEX IF NOT EXISTS idx_code_blocks_language ON code_blocks(language);
 /// External-content FTS5 tables: the text lives once, in `extraction_events` and `code_blocks`;
 /// the FTS tables hold only the inverted index. Nothing on the insert path touches them (no
 /// triggers): FTS indexing costs several times a plain row insert, and the run path must keep
-/// its 500k lines/s. Instead the query side indexes rows whose id is above the high-water mark
-/// in `fts_state` before it searches (`store::query::sync_fts`), and `wrapper prune` removes
-/// the rows it deletes from the index in the same transaction.
+/// its 500k lines/s. Instead rows whose id is above the high-water mark in `fts_state` are
+/// indexed by the writer while it is idle and by `wrapper search` before it searches
+/// (`store::fts`), and `wrapper prune` removes the rows it deletes from the index in the same
+/// transaction.
 ///
 /// No new index on `extraction_events`: the v1 indexes already serve the §9 queries (see
 /// docs/QUERYING.md), and every index there is paid for on each of millions of inserts.

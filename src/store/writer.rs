@@ -22,12 +22,19 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
 use serde::Serialize;
 
+use super::fts;
 use super::spool::Spool;
 use crate::event::{CodeBlock, Event, Record};
 
 /// Rows per multi-row `INSERT` statement: large enough to amortise statement overhead,
 /// small enough to stay far below SQLite's parameter limit (2 + 11 × 64 = 706 parameters).
 const ROWS_PER_STATEMENT: usize = 64;
+/// How long the writer must have received nothing before it indexes rows for search: a flood
+/// never pauses this long, an interactive agent nearly always does.
+const SEARCH_IDLE: Duration = Duration::from_secs(1);
+/// Pause between indexing steps while idle, so catching up on a large backlog leaves the
+/// CPU mostly to the agent and new events are taken within milliseconds.
+const SEARCH_STEP_PAUSE: Duration = Duration::from_millis(20);
 /// Messages that may wait in the channel; each holds up to one read chunk's records.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -332,11 +339,25 @@ impl Writer {
             }
         }
         let mut oldest: Option<Instant> = None;
+        // Whether rows may be missing from the search index; checked when idle.
+        let mut search_behind = self.db.is_some();
+        let mut idle_wait = SEARCH_IDLE;
         loop {
             let msg = match oldest {
+                None if search_behind && self.db.is_some() => rx.recv_timeout(idle_wait),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 Some(t) => rx.recv_timeout(self.flush_interval.saturating_sub(t.elapsed())),
             };
+            if matches!(msg, Err(RecvTimeoutError::Timeout)) && oldest.is_none() {
+                // Idle: index a few rows for `wrapper search`, then look for work again.
+                search_behind = self.index_for_search();
+                idle_wait = SEARCH_STEP_PAUSE;
+                continue;
+            }
+            if msg.is_ok() {
+                search_behind = self.db.is_some();
+                idle_wait = SEARCH_IDLE;
+            }
             match msg {
                 Ok(Msg::Records { records, lines }) => {
                     self.write_events_out(&records);
@@ -377,6 +398,28 @@ impl Writer {
             s.flush();
         }
         self.report
+    }
+
+    /// One small step of full-text indexing (`store::fts`). Returns whether rows remain.
+    /// Failures only postpone indexing: `wrapper search` catches up on whatever is missing.
+    fn index_for_search(&mut self) -> bool {
+        let Some((conn, _)) = &self.db else {
+            return false;
+        };
+        match super::check_not_moved(conn).and_then(|()| super::fts::step(conn, fts::IDLE_CHUNK)) {
+            Ok((n, more)) => {
+                if n > 0 {
+                    if let Some(t) = &self.checkpoint_ticks {
+                        let _ = t.try_send(());
+                    }
+                }
+                more
+            }
+            Err(e) => {
+                tracing::debug!("search indexing postponed: {e}");
+                false
+            }
+        }
     }
 
     fn commit_pending(&mut self) {

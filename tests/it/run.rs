@@ -583,3 +583,53 @@ fn builtin_rules_mask_secrets_and_rate_dangerous_prompts() {
         3
     );
 }
+
+/// The writer indexes new rows for `wrapper search` while the agent is quiet, so a search
+/// right after a session finds its rows without indexing first.
+#[test]
+fn an_idle_writer_indexes_events_for_search_while_the_agent_runs() {
+    let env = Env::new();
+    let go = env.path("go");
+    let script = format!(
+        "for i in 1 2 3 4 5; do echo \"error: needle_$i in the haystack\"; done; \
+         while [ ! -e '{}' ]; do sleep 0.02; done; echo 'error: needle_after'",
+        go.display()
+    );
+    let running = Running::spawn(env.run_cmd("codex", &[], &["sh", "-c", &script]));
+    running.out.wait_for("needle_5");
+    let indexed = || -> i64 {
+        env.conn()
+            .query_row(
+                "SELECT count(*) FROM extraction_events_fts WHERE extraction_events_fts MATCH 'haystack'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0)
+    };
+    // Nothing searched yet: only the writer can have indexed these rows.
+    wait_until("the writer to index the five events for search", || {
+        indexed() == 5
+    });
+    assert_eq!(
+        env.query_strings("SELECT state FROM process_sessions"),
+        ["running"],
+        "indexed while the agent still ran"
+    );
+    std::fs::write(&go, b"").expect("release the child");
+    let (code, _, err) = running.wait();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert_eq!(env.query_i64("SELECT count(*) FROM extraction_events"), 6);
+    // The row written just before exit is indexed by the next search.
+    let out = env
+        .cmd()
+        .args(["search", "needle_after", "--jsonl", "--db"])
+        .arg(env.db())
+        .output()
+        .expect("search");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
