@@ -12,6 +12,7 @@
 
 pub mod child;
 pub mod pump;
+pub mod queue;
 pub mod signals;
 
 use std::io;
@@ -33,7 +34,7 @@ use crate::extract::{Extractor, Matcher, Redactor};
 use crate::store::writer::{self, Msg, SessionRow, Sink, SinkConfig, State, StateChange};
 use crate::store::{self, OpenMode};
 use child::{ChildSpec, Exit, Spawned};
-use pump::{Chunk, WAKE_CHILD_EXITED};
+use pump::WAKE_CHILD_EXITED;
 
 /// Messages to the control loop.
 enum Control {
@@ -273,7 +274,7 @@ fn supervise(
     let (chunk_tx, extract) = match records_tx {
         None => (None, None),
         Some(records_tx) => {
-            let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(pump::QUEUE_CHUNKS);
+            let (chunk_tx, chunk_rx) = queue::queue();
             let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
             let prompt_idle = cfg.prompt_idle;
             let handle = thread::Builder::new()
@@ -431,7 +432,7 @@ fn build_extractor(book: &RuleBook, agent: &str, redact: bool, max_line: usize) 
 /// The extraction thread: chunks in, records out, plus idle-prompt detection (SPEC §2).
 /// Returns the session's line and event counts.
 fn extract_loop(
-    rx: Receiver<Chunk>,
+    rx: queue::Receiver,
     mut x: Extractor,
     sink: SyncSender<Msg>,
     prompt_idle: Duration,
@@ -447,10 +448,7 @@ fn extract_loop(
             .filter(|s| x.wants_idle_check(**s))
             .filter_map(|s| last_data[s.index()].as_ref().map(|(t, _)| *t + prompt_idle))
             .min();
-        let msg = match idle_at {
-            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
+        let msg = rx.recv_timeout(idle_at.map(|at| at.saturating_duration_since(Instant::now())));
         let done = match msg {
             Ok(chunk) => {
                 let ts: Arc<str> = format_timestamp(chunk.at).into();

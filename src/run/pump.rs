@@ -4,16 +4,16 @@
 //! One thread polls both pipes, so the order in which chunks are read is the order in which
 //! lines are numbered. Each chunk is written to wrapper's own stdout/stderr *before* it is
 //! queued for extraction: a prompt without a newline appears immediately, and nothing that
-//! happens in extraction or the database can hold back bytes already read. The queue is
-//! bounded (`QUEUE_CHUNKS` × `CHUNK`), so a slow database makes wrapper read the child more
-//! slowly — as a slow terminal would — instead of growing without limit.
+//! happens in extraction or the database can hold back bytes already read. The queue
+//! ([`super::queue`]) holds 2 MiB in memory and spills to a temporary file beyond that, so a
+//! slow database does not slow the agent down either, unless recording falls more than
+//! 256 MiB behind.
 //!
 //! After the child exits, the pipes are read to EOF; if a descendant keeps them open, reading
 //! stops 2 s after the exit (the drain limit).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -22,8 +22,6 @@ use crate::event::Stream;
 
 /// Bytes per read: the default pipe capacity, and a good write size for a terminal.
 pub const CHUNK: usize = 64 * 1024;
-/// Chunks that may wait for extraction: 32 × 64 KiB = 2 MiB of lag at most.
-pub const QUEUE_CHUNKS: usize = 32;
 /// How long the pipes are still read after the child exits (SPEC §6.2).
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -59,7 +57,7 @@ pub fn run(
     stdout: OwnedFd,
     stderr: OwnedFd,
     wake: OwnedFd,
-    chunks: Option<SyncSender<Chunk>>,
+    chunks: Option<super::queue::Sender>,
 ) -> PumpReport {
     let mut pipes = [
         Pipe {
@@ -149,7 +147,7 @@ pub fn run(
 
 /// Reads once from a ready pipe; passes the bytes through and queues them. Returns the
 /// number of bytes read, `None` at EOF or on a read error (the pipe is then closed).
-fn pump_once(pipe: &mut Pipe, chunks: &mut Option<SyncSender<Chunk>>) -> Option<usize> {
+fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Option<usize> {
     let fd = pipe.fd.as_ref()?;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     let n = loop {

@@ -633,3 +633,56 @@ fn an_idle_writer_indexes_events_for_search_while_the_agent_runs() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+/// SPEC §5.2: when recording falls behind, the agent's output still passes through at full
+/// speed — chunks beyond the in-memory queue spill to a temporary file — and nothing is lost.
+/// The test holds the database's write lock, so the writer cannot commit at all while the
+/// child floods 8 MB of event lines; all of them must reach the terminal before the lock is
+/// released, and all must be recorded after.
+#[test]
+fn a_stalled_database_does_not_hold_back_passthrough_and_nothing_is_lost() {
+    let env = Env::new();
+    let go = env.path("go");
+    let script = format!(
+        "while [ ! -e '{}' ]; do sleep 0.02; done; \
+         seq 1 300000 | sed 's/^/error: flood /'; echo FLOOD-DONE",
+        go.display()
+    );
+    let running = Running::spawn(env.run_cmd("codex", &[], &["sh", "-c", &script]));
+    wait_until("the session to be running", || {
+        env.db().exists()
+            && env
+                .conn()
+                .query_row("SELECT state FROM process_sessions", [], |r| {
+                    r.get::<_, String>(0)
+                })
+                .is_ok_and(|s| s == "running")
+    });
+    let blocker = env.conn();
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    std::fs::write(&go, b"").expect("start the flood");
+    running.out.wait_for("FLOOD-DONE");
+    assert_eq!(
+        env.query_i64("SELECT total_lines_processed FROM process_sessions"),
+        0,
+        "nothing could be committed while the lock was held"
+    );
+    blocker.execute_batch("ROLLBACK").expect("release the lock");
+    let (code, out, err) = running.wait();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert_eq!(
+        String::from_utf8_lossy(&out).lines().count(),
+        300_001,
+        "every line passed through"
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM extraction_events WHERE pattern = 't_error'"),
+        300_000
+    );
+    assert_eq!(
+        env.query_i64("SELECT total_lines_processed FROM process_sessions"),
+        300_001
+    );
+}
