@@ -58,6 +58,23 @@ pub fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
     writeln!(out).map_err(io_error)
 }
 
+/// `println!` for command output: a closed pipe (`wrapper … | head`) ends the command quietly
+/// instead of panicking. Returns `Result<(), CliError>`.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout; see [`outln!`].
+pub fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .map_err(io_error)
+}
+
 /// Maps an output error: a closed pipe is a quiet, successful end; anything else an error.
 pub fn io_error(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {

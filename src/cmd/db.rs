@@ -11,18 +11,18 @@ use crate::store::{self, schema, OpenMode};
 pub fn run(args: DbArgs) -> CliResult<i32> {
     match args.command {
         DbCommand::Path(opt) => {
-            println!("{}", db_path(&opt)?.display());
+            crate::outln!("{}", db_path(&opt)?.display())?;
             Ok(0)
         }
         DbCommand::Migrate(opt) => {
             let path = db_path(&opt)?;
             let conn = store::open(&path, OpenMode::Create).map_err(CliError::usage)?;
             let v = store::user_version(&conn).map_err(|e| CliError::usage(anyhow!(e)))?;
-            println!(
+            crate::outln!(
                 "{}: schema version {v} (latest {})",
                 path.display(),
                 schema::LATEST
-            );
+            )?;
             Ok(0)
         }
         DbCommand::Check(opt) => {
@@ -39,14 +39,16 @@ pub fn run(args: DbArgs) -> CliResult<i32> {
             let abandoned = store::recover_abandoned(&conn)
                 .map_err(|e| CliError::usage(anyhow!("{}: {e}", path.display())))?;
             if check == ["ok"] {
-                println!("{}: ok (schema version {v})", path.display());
+                crate::outln!("{}: ok (schema version {v})", path.display())?;
                 if abandoned > 0 {
-                    println!("marked {abandoned} session(s) whose wrapper is gone as abandoned");
+                    crate::outln!(
+                        "marked {abandoned} session(s) whose wrapper is gone as abandoned"
+                    )?;
                 }
                 Ok(0)
             } else {
                 for line in &check {
-                    println!("{line}");
+                    crate::outln!("{line}")?;
                 }
                 Err(CliError::usage(anyhow!(
                     "{}: integrity check failed ({} problems)",

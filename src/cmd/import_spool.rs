@@ -18,19 +18,19 @@ pub fn run(args: ImportSpoolArgs) -> CliResult<i32> {
     }
     let conn = store::open(&path, OpenMode::Create).map_err(CliError::usage)?;
     let report = spool::import(&conn, &args.path).map_err(CliError::usage)?;
-    println!(
+    crate::outln!(
         "imported {} events, {} code blocks, {} state changes ({} new sessions) into {}",
         report.events,
         report.code_blocks,
         report.states,
         report.sessions_created,
         path.display()
-    );
+    )?;
     if let Some(moved) = report.moved_to {
-        println!(
+        crate::outln!(
             "the spool was renamed to {} so it is not imported twice",
             moved.display()
-        );
+        )?;
     }
     Ok(0)
 }

@@ -47,13 +47,13 @@ pub fn run(cmd: PatternsCommand) -> CliResult<i32> {
             let mut book = RuleBook::load(&sources).map_err(CliError::usage)?;
             book.verify().map_err(CliError::usage)?;
             Matcher::new(&book, None).map_err(|e| CliError::usage(anyhow!(e)))?;
-            println!(
+            crate::outln!(
                 "ok: {} rules, {} redact rules, {} disabled, from {files} file(s); rule set version {}",
                 book.rules.len(),
                 book.redact.len(),
                 book.disabled.len(),
                 book.version()
-            );
+            )?;
             Ok(0)
         }
         PatternsCommand::Test {
@@ -166,12 +166,12 @@ fn list(book: &RuleBook, agent: Option<&str>, as_json: bool) -> CliResult<i32> {
         ]);
     }
     output::print_table(table)?;
-    println!(
+    crate::outln!(
         "{} rules, {} redact rules; rule set version {}",
         rules.len(),
         book.redact.len(),
         book.version()
-    );
+    )?;
     Ok(0)
 }
 

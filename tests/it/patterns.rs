@@ -1,6 +1,8 @@
 //! Pattern files: every invalid case is a clear error naming file:line:col and the rule, with
 //! exit 2 and nothing spawned; `wrapper patterns list|check|test` work on real files.
 
+use std::process::Stdio;
+
 use crate::harness::*;
 
 fn check_invalid(body: &str, want_line: usize, needles: &[&str]) {
@@ -254,5 +256,35 @@ impl StdinText for std::process::Command {
             .expect("stdin")
             .write_all(text.as_bytes())?;
         child.wait_with_output()
+    }
+}
+
+/// `wrapper patterns list | head -1` and the like: a reader that goes away is a quiet end,
+/// never a panic.
+#[test]
+fn a_closed_stdout_is_a_quiet_end_for_every_printing_command() {
+    let env = Env::new();
+    let db = env.db();
+    let db = db.to_str().expect("utf-8 path");
+    let commands: [&[&str]; 4] = [
+        &["patterns", "list"],
+        &["patterns", "check"],
+        &["db", "path", "--db", db],
+        &["db", "migrate", "--db", db],
+    ];
+    for args in commands {
+        let mut child = env
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Close the read end before wrapper writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
