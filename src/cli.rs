@@ -34,6 +34,13 @@ Everything after `--` is the agent's command, passed through untouched. Without 
 own options may still follow the command (wrapper codex sleep 1 --enable-db); an option wrapper
 does not know is an error there, so put `--` before commands that take options.
 
+Options for running an agent (all described in `wrapper run --help`): --enable-db, --db PATH,
+--patterns PATH (repeatable), --no-default-patterns, --session-id ID, --env NAME,
+--batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH, --no-redact,
+--max-line SIZE, --prompt-idle DUR, --subreaper, --config PATH, -q/--quiet, -v/--verbose.
+Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
+$XDG_CONFIG_HOME/wrapper/config.toml.
+
 Exit status: the agent's own; 128+N if it died of signal N; 127 command not found; 126 not
 executable; 125 wrapper's own failure after starting; 2 bad usage or configuration.";
 

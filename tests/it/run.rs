@@ -686,3 +686,53 @@ fn a_stalled_database_does_not_hold_back_passthrough_and_nothing_is_lost() {
         300_001
     );
 }
+
+/// A new user's first command: `wrapper --help` shows how to run an agent, the run options
+/// and where their details are, with examples; `wrapper run --help` has every option.
+#[test]
+fn help_shows_run_options_examples_and_exit_codes() {
+    let env = Env::new();
+    let out = env.cmd().arg("--help").output().expect("help");
+    assert_eq!(out.status.code(), Some(0));
+    let top = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "wrapper [OPTIONS] <AGENT> [--] <COMMAND>",
+        "--enable-db",
+        "--patterns",
+        "wrapper run --help",
+        "Examples:",
+        "wrapper codex \"echo 'test error'\" --enable-db",
+        "Exit status",
+    ] {
+        assert!(
+            top.contains(needle),
+            "`wrapper --help` lacks {needle:?}:\n{top}"
+        );
+    }
+    let out = env
+        .cmd()
+        .args(["run", "--help"])
+        .output()
+        .expect("run help");
+    let run = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--enable-db",
+        "--db",
+        "--patterns",
+        "--no-default-patterns",
+        "--session-id",
+        "--env",
+        "--batch-size",
+        "--flush-interval",
+        "--kill-after",
+        "--events-out",
+        "--no-redact",
+        "--quiet",
+        "--verbose",
+    ] {
+        assert!(
+            run.contains(opt),
+            "`wrapper run --help` lacks {opt}:\n{run}"
+        );
+    }
+}
