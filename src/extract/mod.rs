@@ -32,6 +32,9 @@ pub struct Matcher {
     prompt_rules: Vec<usize>,
 }
 
+/// The event type of which a line yields at most one event (SPEC §3, prompts with a risk).
+const PROMPT: &str = "prompt";
+
 #[derive(Debug)]
 struct CompiledRule {
     rule: Rule,
@@ -101,8 +104,21 @@ impl Matcher {
         self.rules.len()
     }
 
+    /// `idxs` ordered by risk, highest first (no risk level counts lowest); among equals, the
+    /// rule loaded first comes first.
+    fn riskiest_first(&self, mut idxs: Vec<usize>) -> Vec<usize> {
+        idxs.sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
+        idxs
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+}
+
+impl CompiledRule {
+    fn is_prompt_event(&self) -> bool {
+        &*self.rule.event_type == PROMPT
     }
 }
 
@@ -254,12 +270,22 @@ impl Core {
         }
         let stored = self.redactor.redact(&text);
         let mut line_arc: Option<Arc<str>> = None;
+        // A line is at most one prompt: if one already fired on it while it was an idle
+        // partial line, or several prompt rules match, only the riskiest counts.
+        let prompted = fired.iter().any(|&i| matcher.rules[i].is_prompt_event());
+        let mut prompts: Vec<usize> = Vec::new();
         for idx in hits.iter() {
             if fired.contains(&idx) {
                 continue;
             }
             let r = &matcher.rules[idx];
             if !r.rule.streams[stream.index()] {
+                continue;
+            }
+            if r.is_prompt_event() {
+                if !prompted {
+                    prompts.push(idx);
+                }
                 continue;
             }
             let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
@@ -274,6 +300,23 @@ impl Core {
                 false,
                 ts,
             );
+        }
+        for idx in matcher.riskiest_first(prompts) {
+            let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
+            let r = &matcher.rules[idx];
+            if self.emit(
+                idx,
+                r,
+                stream,
+                &stored,
+                line,
+                line_number,
+                truncated,
+                false,
+                ts,
+            ) {
+                break;
+            }
         }
     }
 
@@ -291,13 +334,34 @@ impl Core {
         }
         let stored = self.redactor.redact(&text);
         let line: Arc<str> = Arc::from(&*stored);
-        for set_idx in hits.iter() {
-            let idx = matcher.prompt_rules[set_idx];
+        let state = &self.prompts[stream.index()];
+        let prompted = state
+            .fired
+            .iter()
+            .any(|&i| matcher.rules[i].is_prompt_event());
+        let mut candidates: Vec<usize> = hits
+            .iter()
+            .map(|set_idx| matcher.prompt_rules[set_idx])
+            .filter(|&idx| {
+                let r = &matcher.rules[idx];
+                !state.fired.contains(&idx) && r.rule.streams[stream.index()]
+            })
+            .collect();
+        // One prompt per line (see `line`): prompt events only if none fired yet, riskiest.
+        let (prompt_events, others): (Vec<usize>, Vec<usize>) = candidates
+            .drain(..)
+            .partition(|&idx| matcher.rules[idx].is_prompt_event());
+        let mut order = others;
+        if !prompted {
+            order.extend(matcher.riskiest_first(prompt_events));
+        }
+        let mut prompt_done = false;
+        for idx in order {
             let r = &matcher.rules[idx];
-            let state = &mut self.prompts[stream.index()];
-            if state.fired.contains(&idx) || !r.rule.streams[stream.index()] {
+            if prompt_done && r.is_prompt_event() {
                 continue;
             }
+            let state = &mut self.prompts[stream.index()];
             let line_number = match state.line_number {
                 Some(n) => n,
                 None => {
@@ -307,7 +371,7 @@ impl Core {
                 }
             };
             state.fired.push(idx);
-            self.emit(
+            let emitted = self.emit(
                 idx,
                 r,
                 stream,
@@ -318,6 +382,7 @@ impl Core {
                 true,
                 ts,
             );
+            prompt_done |= emitted && r.is_prompt_event();
         }
     }
 
@@ -333,11 +398,11 @@ impl Core {
         truncated: bool,
         partial: bool,
         ts: &Arc<str>,
-    ) {
+    ) -> bool {
         // After redaction the rule may no longer match (the secret was what it matched).
         let locs = &mut self.locations[idx];
         if r.regex.captures_read(locs, text).is_none() {
-            return;
+            return false;
         }
         let group = |i: usize| locs.get(i).map(|(a, b)| &text[a..b]);
         let value = r
@@ -381,6 +446,7 @@ impl Core {
             risk_level: r.rule.risk_level,
             auto_confirmable: r.rule.auto_confirmable,
         }));
+        true
     }
 
     fn push_block(&mut self, stream: Stream, mut b: codeblock::FinishedBlock, ts: &Arc<str>) {
@@ -423,6 +489,7 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::RiskLevel;
     use rules::Source;
 
     fn extractor(text: &'static str) -> Extractor {
@@ -496,6 +563,72 @@ samples = ["sk-abcdef"]
         x.feed(Stream::Stdout, b"y\nnext\n", &ts);
         assert!(events(&mut x).is_empty());
         assert_eq!(x.lines(), 3);
+    }
+
+    const PROMPT_RULES: &str = r#"
+[[pattern]]
+name = "confirm"
+event_type = "prompt"
+regex = '\[y/N\]'
+prompt = true
+risk_level = "medium"
+samples = ["go? [y/N]"]
+[[pattern]]
+name = "unrated"
+event_type = "prompt"
+regex = '\?'
+prompt = true
+samples = ["go?"]
+[[pattern]]
+name = "risky"
+event_type = "prompt"
+regex = 'rm -rf.*\[y/N\]'
+prompt = true
+risk_level = "high"
+samples = ["rm -rf x? [y/N]"]
+[[pattern]]
+name = "cmd"
+event_type = "command"
+regex = '(?P<value>rm -rf \S+)'
+samples = ["rm -rf x"]
+"#;
+
+    #[test]
+    fn a_line_is_one_prompt_with_the_highest_risk_and_other_events_stay() {
+        let ts: Arc<str> = "t".into();
+        // Whole lines.
+        let mut x = extractor(PROMPT_RULES);
+        x.feed(
+            Stream::Stdout,
+            b"Run rm -rf build? [y/N]\nSave? [y/N]\nwhy?\n",
+            &ts,
+        );
+        let got: Vec<(String, Option<RiskLevel>, u64)> = events(&mut x)
+            .into_iter()
+            .map(|e| (e.pattern.to_string(), e.risk_level, e.line_number))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cmd".to_string(), None, 1),
+                ("risky".to_string(), Some(RiskLevel::High), 1),
+                ("confirm".to_string(), Some(RiskLevel::Medium), 2),
+                ("unrated".to_string(), None, 3),
+            ]
+        );
+        // The same on an idle partial line, and nothing more when it is completed.
+        let mut x = extractor(PROMPT_RULES);
+        x.feed(Stream::Stdout, b"Run rm -rf build? [y/N] ", &ts);
+        x.idle(Stream::Stdout, &ts);
+        let ev = events(&mut x);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(&*ev[0].pattern, "risky");
+        x.feed(Stream::Stdout, b"y\n", &ts);
+        let rest: Vec<String> = events(&mut x)
+            .into_iter()
+            .map(|e| e.pattern.to_string())
+            .collect();
+        assert_eq!(rest, ["cmd"], "no second prompt for the same line");
     }
 
     #[test]
