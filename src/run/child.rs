@@ -191,28 +191,63 @@ pub fn spawn(spec: &ChildSpec, take_terminal: bool) -> Result<Spawned, SpawnErro
 
 /// Gives the terminal's foreground back to wrapper's own group after the child is done.
 pub fn restore_terminal() {
-    // tcsetpgrp from a background group raises SIGTTOU unless it is blocked.
-    let mut ttou = SigSet::empty();
-    ttou.add(Signal::SIGTTOU);
-    let mut old = SigSet::empty();
-    if signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
-        let _ = nix::unistd::tcsetpgrp(io::stdin(), nix::unistd::getpgrp());
-        let _ = signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-    }
+    set_foreground(nix::unistd::getpgrp());
 }
 
 /// Blocks until the child ends. With `reap_all` (subreaper or PID 1) it also reaps every
 /// orphan that was re-parented to wrapper, as tini does, while waiting for its own child.
-pub fn wait(pid: Pid, reap_all: bool) -> io::Result<Exit> {
+///
+/// With `job_control` (wrapper handed the child the terminal) it also keeps shell job control
+/// working: when the child is stopped — Ctrl-Z, or a read from the terminal while the job
+/// runs in the background — wrapper takes the terminal back and stops itself, so the shell
+/// sees the job stopped and gets its prompt back; on `fg` it hands the terminal to the child
+/// again and continues it; on `bg` it only continues it.
+pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
+    let flags = if job_control {
+        WaitPidFlag::WUNTRACED
+    } else {
+        WaitPidFlag::empty()
+    };
     loop {
         let target = if reap_all { Pid::from_raw(-1) } else { pid };
-        match waitpid(target, Some(WaitPidFlag::empty())) {
+        match waitpid(target, Some(flags)) {
             Ok(WaitStatus::Exited(p, code)) if p == pid => return Ok(Exit::Code(code)),
             Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return Ok(Exit::Signal(sig as i32)),
+            Ok(WaitStatus::Stopped(p, _)) if p == pid => stop_with_child(pid),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(io::Error::from(e)),
         }
+    }
+}
+
+/// The child (process group `pgid`) has stopped: behave as the job it belongs to.
+fn stop_with_child(pgid: Pid) {
+    let stdin = io::stdin();
+    let ours = nix::unistd::getpgrp();
+    if nix::unistd::tcgetpgrp(&stdin).ok() != Some(ours) {
+        // Ctrl-Z while the child had the terminal, or the job is in the background: give the
+        // terminal back to our group (which the shell knows) and stop, as any job would.
+        restore_terminal();
+        let _ = signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
+        // Continued by the shell (`fg` or `bg`).
+    }
+    if nix::unistd::tcgetpgrp(&stdin).ok() == Some(ours) {
+        // In the foreground (again): the terminal is the child's.
+        set_foreground(pgid);
+    }
+    let _ = signal::killpg(pgid, Signal::SIGCONT);
+}
+
+/// Makes `pgid` the terminal's foreground group; SIGTTOU is blocked meanwhile, since a
+/// background caller would otherwise be stopped by it.
+fn set_foreground(pgid: Pid) {
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    if signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
+        let _ = nix::unistd::tcsetpgrp(io::stdin(), pgid);
+        let _ = signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
 }
 

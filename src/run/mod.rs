@@ -302,7 +302,7 @@ fn supervise(
     thread::Builder::new()
         .name("wrapper-wait".into())
         .spawn(move || {
-            let _ = wait_ctl.send(Control::Exited(child::wait(pid, reap_all)));
+            let _ = wait_ctl.send(Control::Exited(child::wait(pid, reap_all, took_terminal)));
         })
         .context("cannot start the waiter thread")?;
 

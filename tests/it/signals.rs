@@ -254,3 +254,77 @@ fn at_a_terminal_the_agent_can_read_it_and_ctrl_c_reaches_it_once() {
         .query_strings("SELECT metadata_json FROM process_state_changes WHERE state = 'running'");
     assert!(meta[0].contains(r#""foreground":true"#), "{}", meta[0]);
 }
+
+/// Shell job control through wrapper, in a real pseudo-terminal with an interactive bash:
+/// Ctrl-Z stops the job and the shell gets its prompt back (before: the agent stopped and
+/// the terminal hung, wrapper still waiting); `fg` resumes the agent with the terminal, so it
+/// can read what is typed; the job then ends normally.
+#[test]
+fn ctrl_z_stops_the_job_and_fg_resumes_it_with_the_terminal() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+
+    if !std::path::Path::new("/bin/bash").exists() {
+        eprintln!("skipped: /bin/bash is not installed");
+        return;
+    }
+    let env = Env::new();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = pty.slave;
+    let mut cmd = std::process::Command::new("/bin/bash");
+    cmd.args(["--norc", "--noprofile", "-i"])
+        .env("PS1", "$ ")
+        .env("TERM", "dumb")
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .env("XDG_DATA_HOME", env.path("data"))
+        .env("NO_COLOR", "1")
+        .env_remove("WRAPPER_DB")
+        .env_remove("WRAPPER_ENABLE_DB")
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave.try_clone().expect("dup"));
+    // SAFETY: setsid and ioctl are async-signal-safe; the terminal becomes bash's
+    // controlling terminal, as a terminal emulator would set it up.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut bash = cmd.spawn().expect("spawn bash");
+    drop(slave);
+    let master = std::fs::File::from(pty.master);
+    let mut keys = master.try_clone().expect("dup master");
+    let screen = Captured::start(master);
+    let mut type_in = |s: &str| keys.write_all(s.as_bytes()).expect("type");
+
+    // The markers are split in the typed command so that the terminal's echo of what is
+    // typed does not already contain them.
+    type_in(&format!(
+        "{} codex --no-default-patterns -- sh -c 'echo RE\"\"ADY; read x; echo GO\"\"T:$x'\n",
+        bin().display()
+    ));
+    screen.wait_for("READY");
+    type_in("\x1a");
+    screen.wait_for("Stopped");
+    type_in("fg\n");
+    type_in("hello\n");
+    screen.wait_for("GOT:hello");
+    type_in("echo EXIT\"\"=$?\n");
+    screen.wait_for("EXIT=0");
+    type_in("exit\n");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if bash.try_wait().expect("wait bash").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bash did not exit: {}",
+            screen.text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
