@@ -507,15 +507,20 @@ fn full_disk_mid_run_spools_to_the_temp_dir_and_imports_back() {
 #[test]
 fn every_exit_code_from_0_to_255_propagates() {
     let env = Env::new();
+    let db = env.db();
     let start = Instant::now();
     thread::scope(|s| {
         for t in 0..4 {
-            let env = &env;
+            let (env, db) = (&env, &db);
             s.spawn(move || {
                 for code in (t..256).step_by(4) {
                     let out = env
                         .cmd()
-                        .args(["codex", "--no-default-patterns", "--", "sh", "-c"])
+                        .args(["codex", "--no-default-patterns", "--db"])
+                        .arg(db)
+                        .arg("--session-id")
+                        .arg(format!("exit-{code}"))
+                        .args(["--", "sh", "-c"])
                         .arg(format!("exit {code}"))
                         .stdin(Stdio::null())
                         .output()
@@ -526,6 +531,18 @@ fn every_exit_code_from_0_to_255_propagates() {
         }
     });
     eprintln!("256 exit codes in {:?}", start.elapsed());
+    // The states match: completed for 0, failed otherwise, with the code recorded.
+    let rows = env.query_strings(
+        "SELECT session_id || ' ' || state || ' ' || exit_code FROM process_sessions \
+         ORDER BY exit_code",
+    );
+    let want: Vec<String> = (0..256)
+        .map(|c| {
+            let state = if c == 0 { "completed" } else { "failed" };
+            format!("exit-{c} {state} {c}")
+        })
+        .collect();
+    assert_eq!(rows, want);
 }
 
 const COMMON_SIGNALS: [Signal; 9] = [

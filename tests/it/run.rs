@@ -736,3 +736,88 @@ fn help_shows_run_options_examples_and_exit_codes() {
         );
     }
 }
+
+/// SPEC §8: `WRAPPER_ENABLE_DB=1` records to the default database under `$XDG_DATA_HOME`;
+/// `0` (or nothing) records nothing; anything else is a usage error before anything runs.
+#[test]
+fn wrapper_enable_db_env_records_to_the_default_path() {
+    let env = Env::new();
+    let default_db = env.path("data").join("wrapper").join("wrapper.db");
+    let run = |value: &str| {
+        env.cmd()
+            .env("WRAPPER_ENABLE_DB", value)
+            .args(["codex", "--", "sh", "-c", "echo 'error: from env'"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run")
+    };
+    let out = run("0");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!default_db.exists(), "WRAPPER_ENABLE_DB=0 records nothing");
+    let out = run("1");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(&default_db).expect("default database");
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM extraction_events WHERE matched_value = 'from env'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n, 1);
+    let out = run("maybe");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WRAPPER_ENABLE_DB"));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("from env"),
+        "nothing ran"
+    );
+}
+
+/// A rule's `agents` globs decide, in a real run, which agents it applies to.
+#[test]
+fn agents_globs_select_rules_per_agent_in_a_run() {
+    let env = Env::new();
+    let rules = env.path("agents.toml");
+    std::fs::write(
+        &rules,
+        r#"version = 1
+[[pattern]]
+name = "claude_only"
+event_type = "note"
+agents = ["claude*"]
+regex = '''^NOTE (?P<value>.+)$'''
+samples = ["NOTE x"]
+"#,
+    )
+    .expect("write rules");
+    for (agent, want) in [
+        ("claude-code", 1),
+        ("claude", 1),
+        ("codex", 0),
+        ("aider", 0),
+    ] {
+        let db = env.path(&format!("{agent}.db"));
+        let out = env
+            .cmd()
+            .args([agent, "--no-default-patterns", "--patterns"])
+            .arg(&rules)
+            .arg("--db")
+            .arg(&db)
+            .args(["--", "sh", "-c", "echo 'NOTE hello'"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(0), "{agent}");
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM extraction_events", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, want, "events for agent {agent}");
+    }
+}

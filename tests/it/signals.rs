@@ -10,7 +10,8 @@ use crate::harness::*;
 /// A child that counts each signal it gets in a file and says when it is ready.
 fn trap_script(log: &std::path::Path, term_action: &str) -> String {
     format!(
-        "trap 'echo USR1 >> {log}' USR1; trap 'echo WINCH >> {log}' WINCH; \
+        "trap 'echo USR1 >> {log}' USR1; trap 'echo USR2 >> {log}' USR2; \
+         trap 'echo CONT >> {log}' CONT; trap 'echo WINCH >> {log}' WINCH; \
          trap 'echo TERM >> {log}; {term_action}' TERM; trap 'echo INT >> {log}; exit 130' INT; \
          echo ready; while :; do sleep 0.05; done",
         log = log.display()
@@ -35,14 +36,20 @@ fn forwarded_signals_reach_the_child_once_and_are_recorded() {
     wait_until("USR1 at the child", || {
         log_lines(&log).contains(&"USR1".to_string())
     });
-    w.signal(Signal::SIGWINCH);
-    wait_until("WINCH at the child", || {
-        log_lines(&log).contains(&"WINCH".to_string())
-    });
+    for (sig, name) in [
+        (Signal::SIGUSR2, "USR2"),
+        (Signal::SIGCONT, "CONT"),
+        (Signal::SIGWINCH, "WINCH"),
+    ] {
+        w.signal(sig);
+        wait_until(&format!("{name} at the child"), || {
+            log_lines(&log).contains(&name.to_string())
+        });
+    }
     w.signal(Signal::SIGTERM);
     let (code, _, err) = w.wait();
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
-    assert_eq!(log_lines(&log), ["USR1", "WINCH", "TERM"]);
+    assert_eq!(log_lines(&log), ["USR1", "USR2", "CONT", "WINCH", "TERM"]);
     // Told to stop and forwarded it: interrupted, whatever the child's own exit code.
     assert_eq!(
         env.query_strings("SELECT state FROM process_sessions"),
@@ -51,7 +58,10 @@ fn forwarded_signals_reach_the_child_once_and_are_recorded() {
     let signaled = env.query_strings(
         "SELECT json_extract(metadata_json, '$.signal') FROM process_state_changes WHERE state = 'signaled' ORDER BY id",
     );
-    assert_eq!(signaled, ["SIGUSR1", "SIGWINCH", "SIGTERM"]);
+    assert_eq!(
+        signaled,
+        ["SIGUSR1", "SIGUSR2", "SIGCONT", "SIGWINCH", "SIGTERM"]
+    );
 }
 
 #[test]
