@@ -821,3 +821,68 @@ samples = ["NOTE x"]
         assert_eq!(n, want, "events for agent {agent}");
     }
 }
+
+/// Output for people: colour on a terminal (a real pseudo-terminal here), none with
+/// `NO_COLOR`, none into a pipe; search highlights the matching words on a terminal.
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    use std::io::Read;
+
+    let env = Env::new();
+    let out = env.sh(&[], "echo 'error: the flux capacitor broke'");
+    assert!(out.status.success());
+    let db = env.db();
+    let on_terminal = |args: &[&str], no_color: bool| -> String {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let mut cmd = env.cmd();
+        cmd.args(args).arg("--db").arg(&db);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(pty.slave.try_clone().expect("dup"))
+            .stderr(Stdio::null())
+            .status()
+            .expect("run");
+        assert!(status.success(), "{args:?}");
+        // The command keeps its copy of the slave until dropped; the master reads to EOF
+        // (EIO) only once every slave descriptor is closed.
+        drop(cmd);
+        drop(pty.slave);
+        let mut screen = Vec::new();
+        let _ = std::fs::File::from(pty.master).read_to_end(&mut screen);
+        String::from_utf8_lossy(&screen).into_owned()
+    };
+    let coloured = on_terminal(&["sessions"], false);
+    assert!(
+        coloured.contains("\x1b["),
+        "no colour on a terminal: {coloured:?}"
+    );
+    assert!(coloured.contains("completed"));
+    let plain = on_terminal(&["sessions"], true);
+    assert!(
+        !plain.contains("\x1b["),
+        "colour despite NO_COLOR: {plain:?}"
+    );
+    assert!(plain.contains("completed"));
+    let hit = on_terminal(&["search", "flux"], false);
+    assert!(
+        hit.contains("\x1b[1;31mflux\x1b[0m"),
+        "match not highlighted: {hit:?}"
+    );
+    let piped = env
+        .cmd()
+        .env_remove("NO_COLOR")
+        .args(["search", "flux", "--db"])
+        .arg(&db)
+        .output()
+        .expect("search");
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        piped.contains("flux") && !piped.contains("\x1b["),
+        "{piped:?}"
+    );
+}
