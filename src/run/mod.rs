@@ -271,10 +271,11 @@ fn supervise(
 
     // With nowhere to record to (no database, no --events-out), extraction would be work that
     // nobody sees: the pump then only passes bytes through.
-    let (chunk_tx, extract) = match records_tx {
-        None => (None, None),
+    let (chunk_tx, extract, backlog) = match records_tx {
+        None => (None, None, None),
         Some(records_tx) => {
             let (chunk_tx, chunk_rx) = queue::queue();
+            let backlog = chunk_rx.backlog();
             let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
             let prompt_idle = cfg.prompt_idle;
             let handle = thread::Builder::new()
@@ -285,7 +286,7 @@ fn supervise(
                     extract_loop(chunk_rx, extractor, records_tx, prompt_idle)
                 })
                 .context("cannot start the extraction thread")?;
-            (Some(chunk_tx), Some(handle))
+            (Some(chunk_tx), Some(handle), Some(backlog))
         }
     };
 
@@ -394,6 +395,14 @@ fn supervise(
     if reap_all {
         child::reap_orphans();
     }
+    // After a flood the agent may be done long before its output is recorded (the backlog
+    // waits in the spill file): say why wrapper has not exited yet.
+    if let Some(b) = backlog.map(|b| b.bytes()).filter(|&b| b >= BACKLOG_NOTICE) {
+        tracing::warn!(
+            "the agent has exited; recording the last {} MiB of its output before wrapper exits",
+            b >> 20
+        );
+    }
     let (lines, events) = match extract {
         Some(h) => h
             .join()
@@ -411,6 +420,9 @@ fn supervise(
         events,
     })
 }
+
+/// Backlog at the agent's exit above which wrapper says it is still recording (~1 s of work).
+const BACKLOG_NOTICE: u64 = 16 << 20;
 
 /// Compiles the rules for the extraction thread. The pump is already passing output through
 /// and queueing it meanwhile, so compiling here costs the agent's start nothing. Rules loaded

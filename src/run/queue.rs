@@ -82,6 +82,16 @@ impl Shared {
 
 /// The pump's end.
 pub struct Sender(Arc<Shared>);
+/// A view of how much is queued, for telling the user why wrapper is still busy.
+pub struct Backlog(Arc<Shared>);
+
+impl Backlog {
+    /// Bytes queued in memory and in the spill file, not yet taken by extraction.
+    pub fn bytes(&self) -> u64 {
+        let g = self.0.lock();
+        g.mem.iter().map(|c| c.data.len() as u64).sum::<u64>() + g.spilled()
+    }
+}
 /// Extraction's end.
 pub struct Receiver(Arc<Shared>);
 
@@ -159,6 +169,10 @@ impl Drop for Sender {
 }
 
 impl Receiver {
+    pub fn backlog(&self) -> Backlog {
+        Backlog(self.0.clone())
+    }
+
     /// The next chunk, waiting at most `timeout` (`None`: as long as it takes). Chunks come
     /// in the order they were sent. `Disconnected` once the sender is gone and all is read.
     pub fn recv_timeout(&self, timeout: Option<Duration>) -> Result<Chunk, RecvTimeoutError> {
