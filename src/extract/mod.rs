@@ -104,11 +104,27 @@ impl Matcher {
         self.rules.len()
     }
 
-    /// `idxs` ordered by risk, highest first (no risk level counts lowest); among equals, the
-    /// rule loaded first comes first.
-    fn riskiest_first(&self, mut idxs: Vec<usize>) -> Vec<usize> {
-        idxs.sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
-        idxs
+    /// The rules (indexes into `rules`) to try on a line, in order, given the rules that
+    /// matched it (`hits`, ascending) and those that already `fired` on it as a partial line:
+    /// rules for other streams and rules already fired drop out; prompt rules come last,
+    /// riskiest first (no risk level counts lowest, then load order), and none at all if a
+    /// prompt already fired — the caller records only the first prompt that matches, since a
+    /// line is at most one prompt.
+    fn emission_order(
+        &self,
+        hits: impl Iterator<Item = usize>,
+        fired: &[usize],
+        stream: Stream,
+    ) -> Vec<usize> {
+        let prompted = fired.iter().any(|&i| self.rules[i].is_prompt_event());
+        let (mut prompts, mut order): (Vec<usize>, Vec<usize>) = hits
+            .filter(|&i| !fired.contains(&i) && self.rules[i].rule.streams[stream.index()])
+            .partition(|&i| self.rules[i].is_prompt_event());
+        if !prompted {
+            prompts.sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
+            order.extend(prompts);
+        }
+        order
     }
 
     pub fn is_empty(&self) -> bool {
@@ -270,26 +286,14 @@ impl Core {
         }
         let stored = self.redactor.redact(&text);
         let mut line_arc: Option<Arc<str>> = None;
-        // A line is at most one prompt: if one already fired on it while it was an idle
-        // partial line, or several prompt rules match, only the riskiest counts.
-        let prompted = fired.iter().any(|&i| matcher.rules[i].is_prompt_event());
-        let mut prompts: Vec<usize> = Vec::new();
-        for idx in hits.iter() {
-            if fired.contains(&idx) {
-                continue;
-            }
+        let mut prompt_done = false;
+        for idx in matcher.emission_order(hits.iter(), &fired, stream) {
             let r = &matcher.rules[idx];
-            if !r.rule.streams[stream.index()] {
-                continue;
-            }
-            if r.is_prompt_event() {
-                if !prompted {
-                    prompts.push(idx);
-                }
+            if prompt_done && r.is_prompt_event() {
                 continue;
             }
             let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
-            self.emit(
+            let emitted = self.emit(
                 idx,
                 r,
                 stream,
@@ -300,23 +304,7 @@ impl Core {
                 false,
                 ts,
             );
-        }
-        for idx in matcher.riskiest_first(prompts) {
-            let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
-            let r = &matcher.rules[idx];
-            if self.emit(
-                idx,
-                r,
-                stream,
-                &stored,
-                line,
-                line_number,
-                truncated,
-                false,
-                ts,
-            ) {
-                break;
-            }
+            prompt_done |= emitted && r.is_prompt_event();
         }
     }
 
@@ -334,27 +322,11 @@ impl Core {
         }
         let stored = self.redactor.redact(&text);
         let line: Arc<str> = Arc::from(&*stored);
-        let state = &self.prompts[stream.index()];
-        let prompted = state
-            .fired
-            .iter()
-            .any(|&i| matcher.rules[i].is_prompt_event());
-        let mut candidates: Vec<usize> = hits
-            .iter()
-            .map(|set_idx| matcher.prompt_rules[set_idx])
-            .filter(|&idx| {
-                let r = &matcher.rules[idx];
-                !state.fired.contains(&idx) && r.rule.streams[stream.index()]
-            })
-            .collect();
-        // One prompt per line (see `line`): prompt events only if none fired yet, riskiest.
-        let (prompt_events, others): (Vec<usize>, Vec<usize>) = candidates
-            .drain(..)
-            .partition(|&idx| matcher.rules[idx].is_prompt_event());
-        let mut order = others;
-        if !prompted {
-            order.extend(matcher.riskiest_first(prompt_events));
-        }
+        let order = matcher.emission_order(
+            hits.iter().map(|set_idx| matcher.prompt_rules[set_idx]),
+            &self.prompts[stream.index()].fired,
+            stream,
+        );
         let mut prompt_done = false;
         for idx in order {
             let r = &matcher.rules[idx];
