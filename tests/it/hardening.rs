@@ -568,9 +568,7 @@ fn a_child_killing_itself_gives_128_plus_n_and_killed() {
         );
         assert_eq!(out.status.code(), Some(128 + sig as i32), "{sig}");
         assert_eq!(
-            env.query_strings(&format!(
-                "SELECT state || ':' || exit_code || ':' || signal FROM process_sessions WHERE session_id = '{sid}'"
-            )),
+            env.session_outcome(&sid),
             [format!("killed:{}:{}", 128 + sig as i32, sig.as_str())]
         );
     }
@@ -596,9 +594,7 @@ fn a_forwarded_terminating_signal_gives_128_plus_n_and_interrupted() {
         let (code, _, _) = w.wait();
         assert_eq!(code, 128 + sig as i32, "{sig}");
         assert_eq!(
-            env.query_strings(&format!(
-                "SELECT state || ':' || exit_code || ':' || signal FROM process_sessions WHERE session_id = '{sid}'"
-            )),
+            env.session_outcome(&sid),
             [format!("interrupted:{}:{}", 128 + sig as i32, sig.as_str())]
         );
     }

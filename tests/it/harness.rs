@@ -147,6 +147,14 @@ impl Env {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// `state:exit_code:signal` of session `sid`.
+    pub fn session_outcome(&self, sid: &str) -> Vec<String> {
+        self.query_strings(&format!(
+            "SELECT state || ':' || exit_code || ':' || coalesce(signal, '') \
+             FROM process_sessions WHERE session_id = '{sid}'"
+        ))
+    }
+
     pub fn query_strings(&self, sql: &str) -> Vec<String> {
         let conn = self.conn();
         let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
