@@ -194,9 +194,7 @@ pub fn sessions(conn: &Connection, f: &SessionFilter) -> QueryResult<Vec<Session
     );
     let mut p = w.params;
     p.push(limit_value(f.limit));
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(p), Session::from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows(conn, &sql, params_from_iter(p), Session::from_row)
 }
 
 /// Resolves a full session id or a unique prefix of one to the full id.
@@ -214,13 +212,13 @@ pub fn resolve_session(conn: &Connection, given: &str) -> QueryResult<String> {
     if let Some(id) = exact {
         return Ok(id);
     }
-    let mut stmt = conn.prepare(
+    let found: Vec<String> = rows(
+        conn,
         "SELECT session_id FROM process_sessions WHERE session_id >= ?1 AND session_id < ?2 \
          ORDER BY session_id LIMIT 11",
+        params![given, prefix_upper(given)],
+        |r| r.get(0),
     )?;
-    let found: Vec<String> = stmt
-        .query_map(params![given, prefix_upper(given)], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
     match found.len() {
         0 => Err(QueryError::UnknownSession(given.into())),
         1 => Ok(found.into_iter().next().unwrap_or_default()),
@@ -254,23 +252,38 @@ pub struct StateChange {
     pub metadata_json: Option<String>,
 }
 
+/// Runs `sql` with `params` and maps every row with `map`.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> QueryResult<Vec<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let all = stmt
+        .query_map(params, map)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(all)
+}
+
 /// A session's state history, oldest first.
 pub fn state_changes(conn: &Connection, session_id: &str) -> QueryResult<Vec<StateChange>> {
-    let mut stmt = conn.prepare(
+    rows(
+        conn,
         "SELECT id, session_id, timestamp, state, exit_code, metadata_json \
          FROM process_state_changes WHERE session_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([session_id], |r| {
-        Ok(StateChange {
-            id: r.get(0)?,
-            session_id: r.get(1)?,
-            timestamp: r.get(2)?,
-            state: r.get(3)?,
-            exit_code: r.get(4)?,
-            metadata_json: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        [session_id],
+        |r| {
+            Ok(StateChange {
+                id: r.get(0)?,
+                session_id: r.get(1)?,
+                timestamp: r.get(2)?,
+                state: r.get(3)?,
+                exit_code: r.get(4)?,
+                metadata_json: r.get(5)?,
+            })
+        },
+    )
 }
 
 /// One `event_counts` row.
@@ -294,19 +307,20 @@ pub fn code_block_count(conn: &Connection, session_id: &str) -> QueryResult<i64>
 
 /// A session's event counts, most frequent first.
 pub fn event_counts(conn: &Connection, session_id: &str) -> QueryResult<Vec<EventCount>> {
-    let mut stmt = conn.prepare(
+    rows(
+        conn,
         "SELECT event_type, pattern, risk_level, n FROM event_counts WHERE session_id = ?1 \
          ORDER BY n DESC, event_type, pattern",
-    )?;
-    let rows = stmt.query_map([session_id], |r| {
-        Ok(EventCount {
-            event_type: r.get(0)?,
-            pattern: r.get(1)?,
-            risk_level: r.get(2)?,
-            n: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        [session_id],
+        |r| {
+            Ok(EventCount {
+                event_type: r.get(0)?,
+                pattern: r.get(1)?,
+                risk_level: r.get(2)?,
+                n: r.get(3)?,
+            })
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,9 +405,7 @@ pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord
     );
     let mut p = w.params;
     p.push(limit_value(f.limit));
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(p), EventRecord::from_row)?;
-    let mut rows: Vec<EventRecord> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut rows = rows(conn, &sql, params_from_iter(p), EventRecord::from_row)?;
     if order == ORDER_BY_ID {
         rows.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.id.cmp(&a.id)));
     }
@@ -431,9 +443,7 @@ pub fn events_plan(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<String
     );
     let mut p = w.params;
     p.push(limit_value(f.limit));
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(p), |r| r.get::<_, String>(3))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows(conn, &sql, params_from_iter(p), |r| r.get::<_, String>(3))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -503,9 +513,7 @@ pub fn code_blocks(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<Vec<Co
     );
     let mut p = w.params;
     p.push(limit_value(f.limit));
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(p), CodeBlockRecord::from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows(conn, &sql, params_from_iter(p), CodeBlockRecord::from_row)
 }
 
 /// The code block whose digest is `prefix` or starts with it (case-insensitive hex).
@@ -514,13 +522,15 @@ pub fn code_block_by_digest(conn: &Connection, prefix: &str) -> QueryResult<Code
     if p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(QueryError::BadDigest(prefix.into()));
     }
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks WHERE digest >= ?1 AND digest < ?2 \
-         ORDER BY digest LIMIT 11"
-    ))?;
-    let found: Vec<CodeBlockRecord> = stmt
-        .query_map(params![p, prefix_upper(&p)], CodeBlockRecord::from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let found = rows(
+        conn,
+        &format!(
+            "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks WHERE digest >= ?1 AND digest < ?2 \
+             ORDER BY digest LIMIT 11"
+        ),
+        params![p, prefix_upper(&p)],
+        CodeBlockRecord::from_row,
+    )?;
     match found.len() {
         0 => Err(QueryError::UnknownDigest(prefix.into())),
         1 => found
@@ -646,12 +656,10 @@ pub fn stats(conn: &Connection, f: &StatsFilter) -> QueryResult<Stats> {
          FROM s JOIN event_counts c ON c.session_id = s.session_id{pattern_clause} \
          GROUP BY 1, 2, 3, 4"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows: Vec<(String, String, String, String, i64)> = stmt
-        .query_map(params_from_iter(ep), |r| {
+    let rows: Vec<(String, String, String, String, i64)> =
+        rows(conn, &sql, params_from_iter(ep), |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        })?;
 
     use std::collections::BTreeMap;
     let mut by_type: BTreeMap<&str, i64> = BTreeMap::new();
