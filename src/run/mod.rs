@@ -2,7 +2,8 @@
 //! SQLite.
 //!
 //! Threads, each owning one job:
-//! * the **pump** ([`pump`]) reads both pipes and passes bytes through;
+//! * the **pump** ([`pump`]) reads both pipes and passes bytes through, then queues them
+//!   ([`queue`]: 2 MiB in memory, then a spill file, so recording never holds the agent back);
 //! * the **extractor** turns chunks into lines and records ([`crate::extract`]);
 //! * the **writer** commits records in batches ([`crate::store::writer`]);
 //! * the **waiter** blocks in `waitpid`; the **signal listener** turns signals into messages;
