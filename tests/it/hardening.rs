@@ -673,13 +673,12 @@ fn a_daemonised_grandchild_holding_the_pipe_does_not_hang_wrapper() {
         pid = pidfile.display()
     );
     let start = Instant::now();
-    let w = Running::spawn(env.run_cmd("codex", &[], &["sh", "-c", &script]));
+    let mut w = Running::spawn(env.run_cmd("codex", &[], &["sh", "-c", &script]));
     w.out.wait_for("started");
     let daemon = read_pid(&pidfile);
     // Wait on wrapper alone: the daemon still holds our end of its stdout copy.
-    let mut child = w.child;
     let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
+        if let Some(s) = w.child.try_wait().expect("try_wait") {
             break s;
         }
         assert!(start.elapsed() < DEADLINE, "wrapper hung on the daemon");

@@ -203,7 +203,7 @@ impl Captured {
         });
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
+    pub fn finish(&mut self) -> Vec<u8> {
         if let Some(h) = self.1.take() {
             let _ = h.join();
         }
@@ -255,6 +255,27 @@ impl Running {
         let out = self.out.finish();
         let err = self.err.finish();
         (status.code().unwrap_or(-1), out, err)
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails while wrapper runs must not leave it (or its agent, which may wait
+    /// forever for a file the test would have written) behind: SIGTERM, which wrapper forwards
+    /// to the agent's group, then SIGKILL if it lingers.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 

@@ -346,7 +346,7 @@ fn idle_prompt_is_recorded_while_the_agent_waits_and_only_once() {
         .spawn()
         .expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
-    let out = Captured::start(child.stdout.take().expect("stdout"));
+    let mut out = Captured::start(child.stdout.take().expect("stdout"));
     // The partial line reaches the terminal at once, before any newline.
     out.wait_for("Delete everything? [y/N] ");
     // And the prompt is recorded while the agent is still waiting for input.
