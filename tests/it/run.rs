@@ -886,3 +886,76 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
         "{piped:?}"
     );
 }
+
+/// `wrapper backup` while a wrapper is writing: each copy is a consistent snapshot (integrity
+/// `ok`, the live session in it with its events so far), and the writer is not disturbed.
+#[test]
+fn backup_while_a_wrapper_writes_is_a_consistent_snapshot() {
+    let env = Env::new();
+    let stop = env.path("stop");
+    let script = format!(
+        "i=0; while [ ! -e '{}' ]; do i=$((i+1)); echo \"error: tick $i\"; done; echo done",
+        stop.display()
+    );
+    let running = Running::spawn(env.run_cmd(
+        "codex",
+        &["--session-id", "live", "--flush-interval", "10ms"],
+        &["sh", "-c", &script],
+    ));
+    let committed = || -> i64 {
+        env.conn()
+            .query_row(
+                "SELECT count(*) FROM extraction_events WHERE session_id = 'live'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0)
+    };
+    wait_until("events being committed", || committed() > 1000);
+    for k in 0..3 {
+        let before = committed();
+        let dest = env.path(&format!("copy{k}.db"));
+        let out = env
+            .cmd()
+            .args(["backup", "--db"])
+            .arg(env.db())
+            .arg(&dest)
+            .output()
+            .expect("backup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let copy = rusqlite::Connection::open(&dest).expect("open copy");
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("check");
+        assert_eq!(check, "ok");
+        let (state, n): (String, i64) = copy
+            .query_row(
+                "SELECT state, (SELECT count(*) FROM extraction_events WHERE session_id = 'live') \
+                 FROM process_sessions WHERE session_id = 'live'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("live session in the copy");
+        assert_eq!(state, "running");
+        assert!(
+            n >= before,
+            "copy has {n} events, {before} were committed before it"
+        );
+    }
+    std::fs::write(&stop, b"").expect("stop the child");
+    let (code, _, err) = running.wait();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+    let total = env.query_i64(
+        "SELECT total_extraction_events FROM process_sessions WHERE session_id = 'live'",
+    );
+    assert_eq!(
+        total,
+        committed(),
+        "every event committed after the backups"
+    );
+}
