@@ -52,10 +52,13 @@ impl Redactor {
         let Some(set) = &self.set else {
             return Cow::Borrowed(text);
         };
-        let hits = set.matches(text);
-        if !hits.matched_any() {
+        // Nearly every line holds no secret: `is_match` stops at the first hit and can skip
+        // through the text with the rules' literal prefixes, where `matches` must track every
+        // rule to the end of the line.
+        if !set.is_match(text) {
             return Cow::Borrowed(text);
         }
+        let hits = set.matches(text);
         let mut out = text.to_string();
         for i in hits.iter() {
             let (r, re) = &self.rules[i];
