@@ -10,9 +10,12 @@
 //! every byte and a bound on disk use as well; `/tmp` is often RAM-backed.
 //!
 //! Order is kept simply: while the file holds anything, new chunks are appended to it rather
-//! than put in memory, and extraction takes memory first, then the file. The file holds the
-//! agent's unredacted output for a moment, so it has no name (unlinked at creation, mode
-//! 0600) and is truncated whenever it has been read to its end.
+//! than put in memory, and extraction takes memory first, then the file. The file is a ring:
+//! a chunk that does not fit before [`SPILL_CAP`] goes to the start once extraction has read
+//! past that much, so the file never grows beyond the cap however long the flood lasts, and
+//! the pump never waits for a full drain. The file holds the agent's unredacted output for a
+//! moment, so it has no name (unlinked at creation, mode 0600) and is truncated whenever it
+//! has been read to its end.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -38,7 +41,32 @@ struct Spill {
     /// Where the next chunk is written / read.
     write_at: u64,
     read_at: u64,
+    /// The writer went back to the start of the file: the chunks from `read_at` end here,
+    /// and the reader continues at 0. While set, the writer may only fill up to `read_at`.
+    wrap_at: Option<u64>,
     chunks: usize,
+}
+
+impl Spill {
+    /// Where a record of `need` bytes can go without passing `cap` or overwriting unread
+    /// chunks, and whether it means wrapping to the start. `None`: no room now.
+    fn place(&self, need: u64, cap: u64) -> Option<(u64, bool)> {
+        match self.wrap_at {
+            Some(_) => (self.write_at + need <= self.read_at).then_some((self.write_at, false)),
+            None if self.write_at + need <= cap => Some((self.write_at, false)),
+            // Wrapping with nothing unread would be pointless; the file restarts at 0 then.
+            None if need <= self.read_at && self.chunks > 0 => Some((0, true)),
+            None => None,
+        }
+    }
+
+    /// Bytes of unread chunks.
+    fn held(&self) -> u64 {
+        match self.wrap_at {
+            Some(w) => (w - self.read_at) + self.write_at,
+            None => self.write_at - self.read_at,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -55,7 +83,7 @@ struct Inner {
 
 impl Inner {
     fn spilled(&self) -> u64 {
-        self.spill.as_ref().map_or(0, |s| s.write_at - s.read_at)
+        self.spill.as_ref().map_or(0, Spill::held)
     }
 
     fn spill_pending(&self) -> bool {
@@ -120,25 +148,39 @@ impl Sender {
     /// Queues `chunk`. Returns at once unless both memory and the spill file are full (or
     /// the file cannot be written); then waits for extraction to make room.
     pub fn send(&self, chunk: Chunk) -> Result<(), Disconnected> {
+        match self.send_inner(chunk, true) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Disconnected),
+        }
+    }
+
+    /// Like [`send`](Self::send) but gives the chunk back instead of waiting when full.
+    #[cfg(test)]
+    fn try_send(&self, chunk: Chunk) -> Result<(), Option<Chunk>> {
+        self.send_inner(chunk, false)
+    }
+
+    /// `Err(None)`: the receiver is gone; `Err(Some(chunk))`: full and told not to wait.
+    fn send_inner(&self, chunk: Chunk, wait: bool) -> Result<(), Option<Chunk>> {
         let s = &*self.0;
         let mut g = s.lock();
         loop {
             if g.receiver_gone {
-                return Err(Disconnected);
+                return Err(None);
             }
             if !g.spill_pending() && g.mem.len() < s.mem_chunks {
                 g.mem.push_back(chunk);
                 s.filled.notify_one();
                 return Ok(());
             }
-            let room = g.spilled() + (HEADER + chunk.data.len()) as u64 <= s.spill_cap;
-            if !g.spill_failed && room {
-                match spill_write(&mut g, &chunk) {
-                    Ok(()) => {
+            if !g.spill_failed {
+                match spill_write(&mut g, &chunk, s.spill_cap) {
+                    Ok(true) => {
                         g.spilled_peak = g.spilled_peak.max(g.spilled());
                         s.filled.notify_one();
                         return Ok(());
                     }
+                    Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(
                             "cannot spill agent output to a temporary file ({e}); \
@@ -148,6 +190,9 @@ impl Sender {
                         continue;
                     }
                 }
+            }
+            if !wait {
+                return Err(Some(chunk));
             }
             g = s.drained.wait(g).unwrap_or_else(|e| e.into_inner());
         }
@@ -233,17 +278,27 @@ impl Drop for Receiver {
     }
 }
 
-fn spill_write(g: &mut Inner, chunk: &Chunk) -> io::Result<()> {
+/// Appends `chunk` to the spill file if there is room for it under `cap`. `Ok(false)`: no
+/// room until extraction reads some.
+fn spill_write(g: &mut Inner, chunk: &Chunk, cap: u64) -> io::Result<bool> {
+    let need = (HEADER + chunk.data.len()) as u64;
     if g.spill.is_none() {
+        if need > cap {
+            return Ok(false);
+        }
         g.spill = Some(Spill {
             file: tempfile::tempfile()?,
             write_at: 0,
             read_at: 0,
+            wrap_at: None,
             chunks: 0,
         });
     }
     let Some(spill) = g.spill.as_mut() else {
         return Err(io::Error::other("no spill file"));
+    };
+    let Some((pos, wraps)) = spill.place(need, cap) else {
+        return Ok(false);
     };
     let at = chunk.at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let len = u32::try_from(chunk.data.len()).map_err(io::Error::other)?;
@@ -252,19 +307,25 @@ fn spill_write(g: &mut Inner, chunk: &Chunk) -> io::Result<()> {
     head[1..9].copy_from_slice(&at.as_secs().to_le_bytes());
     head[9..13].copy_from_slice(&at.subsec_nanos().to_le_bytes());
     head[13..17].copy_from_slice(&len.to_le_bytes());
-    spill.file.write_all_at(&head, spill.write_at)?;
-    spill
-        .file
-        .write_all_at(&chunk.data, spill.write_at + HEADER as u64)?;
-    spill.write_at += (HEADER + chunk.data.len()) as u64;
+    spill.file.write_all_at(&head, pos)?;
+    spill.file.write_all_at(&chunk.data, pos + HEADER as u64)?;
+    // Only now that the record is whole does it count.
+    if wraps {
+        spill.wrap_at = Some(spill.write_at);
+    }
+    spill.write_at = pos + need;
     spill.chunks += 1;
-    Ok(())
+    Ok(true)
 }
 
 fn spill_read(g: &mut Inner) -> io::Result<Chunk> {
     let Some(spill) = g.spill.as_mut() else {
         return Err(io::Error::other("no spill file"));
     };
+    if spill.wrap_at.is_some_and(|w| spill.read_at >= w) {
+        spill.read_at = 0;
+        spill.wrap_at = None;
+    }
     let mut head = [0u8; HEADER];
     spill.file.read_exact_at(&mut head, spill.read_at)?;
     let word = |r: std::ops::Range<usize>| -> [u8; 8] {
@@ -285,7 +346,12 @@ fn spill_read(g: &mut Inner) -> io::Result<Chunk> {
         // Read to its end: start over, and give the space back.
         spill.read_at = 0;
         spill.write_at = 0;
-        spill.file.set_len(0)?;
+        spill.wrap_at = None;
+        // Best effort: the chunk in hand is good either way, and the next writes simply
+        // overwrite from 0.
+        if let Err(e) = spill.file.set_len(0) {
+            tracing::debug!("cannot truncate the spill file: {e}");
+        }
     }
     Ok(Chunk {
         stream: if head[0] == 0 {
@@ -352,6 +418,80 @@ mod tests {
         sender.join().expect("sender");
         assert!(matches!(
             rx.recv_timeout(Some(Duration::from_millis(1))),
+            Err(RecvTimeoutError::Disconnected)
+        ));
+    }
+
+    impl Receiver {
+        fn spill_file_len(&self) -> u64 {
+            let g = self.0.lock();
+            g.spill
+                .as_ref()
+                .map_or(0, |s| s.file.metadata().expect("metadata").len())
+        }
+    }
+
+    /// A flood that extraction never quite catches up with: the file must stay within its
+    /// cap (it is a ring), order must hold, and the sender must find room again as soon as
+    /// some is read, not only after a full drain.
+    #[test]
+    fn under_a_sustained_flood_the_spill_file_stays_within_its_cap() {
+        let cap = 4096;
+        let (tx, rx) = queue_with(2, cap);
+        let (mut sent, mut got) = (0usize, 0usize);
+        let mut rng = 0x9e37_79b9_u32;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            rng as usize
+        };
+        let mut peak = 0;
+        while sent < 20_000 {
+            let before = (sent, got);
+            // Fill until full...
+            loop {
+                match tx.try_send(chunk(sent)) {
+                    Ok(()) => sent += 1,
+                    Err(Some(_)) => break,
+                    Err(None) => panic!("receiver gone"),
+                }
+            }
+            peak = peak.max(rx.spill_file_len());
+            assert!(
+                rx.spill_file_len() <= cap,
+                "spill file {} > cap",
+                rx.spill_file_len()
+            );
+            // ...then read a few, never all, so the file is never drained to empty.
+            for _ in 0..=next() % 3 {
+                if sent - got <= 4 {
+                    break;
+                }
+                let c = rx.recv_timeout(Some(Duration::ZERO)).expect("chunk");
+                assert_eq!(c.data, chunk(got).data, "chunk {got}");
+                assert_eq!(c.at, chunk(got).at, "chunk {got}");
+                got += 1;
+            }
+            assert_ne!(
+                before,
+                (sent, got),
+                "stuck: no room for the sender though {} chunks are unread",
+                sent - got
+            );
+        }
+        assert!(
+            peak > cap / 2,
+            "the test should fill the file (peak {peak})"
+        );
+        drop(tx);
+        while got < sent {
+            let c = rx.recv_timeout(Some(Duration::ZERO)).expect("chunk");
+            assert_eq!(c.data, chunk(got).data, "chunk {got}");
+            got += 1;
+        }
+        assert!(matches!(
+            rx.recv_timeout(Some(Duration::ZERO)),
             Err(RecvTimeoutError::Disconnected)
         ));
     }
