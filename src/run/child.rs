@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+use nix::sys::pthread::{pthread_kill, pthread_self};
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -189,9 +190,52 @@ pub fn spawn(spec: &ChildSpec, take_terminal: bool) -> Result<Spawned, SpawnErro
     })
 }
 
-/// Gives the terminal's foreground back to wrapper's own group after the child is done.
-pub fn restore_terminal() {
-    set_foreground(nix::unistd::getpgrp());
+/// Gives the terminal's foreground back to wrapper's own group after the child is done —
+/// only if the child's group `pgid` still holds it. If it does not, wrapper runs in the
+/// background (`bg`), or the agent passed the terminal on itself: then the terminal belongs
+/// to someone else (the shell), and taking it would leave that shell unable to read.
+pub fn restore_terminal(pgid: Pid) {
+    if terminal_foreground() == Some(pgid) {
+        set_foreground(nix::unistd::getpgrp());
+    }
+}
+
+/// When wrapper is continued (`fg`) while its child is the job's terminal owner: if wrapper's
+/// group is in the foreground now, the terminal goes to the child's group first, so the
+/// child does not run into SIGTTIN the moment it is continued.
+pub fn hand_terminal_back(pgid: Pid) {
+    if terminal_foreground() == Some(nix::unistd::getpgrp()) {
+        set_foreground(pgid);
+    }
+}
+
+/// The terminal's foreground process group, if stdin is a terminal.
+fn terminal_foreground() -> Option<Pid> {
+    nix::unistd::tcgetpgrp(io::stdin()).ok()
+}
+
+/// Makes sure wrapper can wait for its child. A parent that ignores SIGCHLD passes that on
+/// through exec, and with SIGCHLD ignored the kernel reaps children itself: `waitpid` would
+/// fail with ECHILD and the agent's exit status would be lost. The agent inherits the
+/// default disposition too, as it would from a shell.
+pub fn reset_sigchld() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler.
+    unsafe {
+        let _ = signal::signal(Signal::SIGCHLD, signal::SigHandler::SigDfl);
+    }
+}
+
+/// Lets the calling thread write to the terminal while it is not in the terminal's
+/// foreground group. With `stty tostop`, writing from a background group stops the writer
+/// with SIGTTOU — but when wrapper has handed the terminal to the agent, wrapper's group is
+/// never the foreground one, and the agent's output is exactly what wrapper writes. With
+/// SIGTTOU blocked the write goes through, as the agent's own would. Meant for the pump
+/// thread only; threads created later inherit the mask, the agent does not (std resets the
+/// signal mask in the child before exec).
+pub fn allow_terminal_writes() {
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let _ = signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
 }
 
 /// Blocks until the child ends. With `reap_all` (subreaper or PID 1) it also reaps every
@@ -213,7 +257,7 @@ pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
         match waitpid(target, Some(flags)) {
             Ok(WaitStatus::Exited(p, code)) if p == pid => return Ok(Exit::Code(code)),
             Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return Ok(Exit::Signal(sig as i32)),
-            Ok(WaitStatus::Stopped(p, _)) if p == pid => stop_with_child(pid),
+            Ok(WaitStatus::Stopped(p, sig)) if p == pid => stop_with_child(pid, sig),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(io::Error::from(e)),
@@ -221,21 +265,32 @@ pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
     }
 }
 
-/// The child (process group `pgid`) has stopped: behave as the job it belongs to.
-fn stop_with_child(pgid: Pid) {
-    let stdin = io::stdin();
+/// The child (process group `pgid`) has stopped with `sig`: behave as the job it belongs to.
+///
+/// Normally the job stops: wrapper gives the terminal back to its own group if the child's
+/// group holds it (Ctrl-Z while the agent had the terminal) — the shell knows wrapper's
+/// group, not the child's — and stops itself, so the shell sees the job stopped. When the
+/// shell continues wrapper (`fg` or `bg`), wrapper hands the terminal to the child again if
+/// it is in the foreground now, and continues the child.
+///
+/// One case is not a stop of the job: the child ran into SIGTTIN/SIGTTOU while wrapper is
+/// in the foreground (the child was continued a moment before it got the terminal back).
+/// Then the child gets the terminal and goes on at once.
+fn stop_with_child(pgid: Pid, sig: Signal) {
     let ours = nix::unistd::getpgrp();
-    if nix::unistd::tcgetpgrp(&stdin).ok() != Some(ours) {
-        // Ctrl-Z while the child had the terminal, or the job is in the background: give the
-        // terminal back to our group (which the shell knows) and stop, as any job would.
-        restore_terminal();
-        let _ = signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
+    let fg = terminal_foreground();
+    let tty_stop = matches!(sig, Signal::SIGTTIN | Signal::SIGTTOU);
+    if !(tty_stop && fg == Some(ours)) {
+        if fg == Some(pgid) {
+            set_foreground(ours);
+        }
+        // Directed at this thread, so that it is this thread that takes the stop on its way
+        // out of the call: sent to the process, another thread may take it a moment later,
+        // and this one would run on (and hand the terminal back) before wrapper has stopped.
+        let _ = pthread_kill(pthread_self(), Signal::SIGSTOP);
         // Continued by the shell (`fg` or `bg`).
     }
-    if nix::unistd::tcgetpgrp(&stdin).ok() == Some(ours) {
-        // In the foreground (again): the terminal is the child's.
-        set_foreground(pgid);
-    }
+    hand_terminal_back(pgid);
     let _ = signal::killpg(pgid, Signal::SIGCONT);
 }
 

@@ -118,6 +118,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     let (ctl_tx, ctl_rx) = mpsc::channel::<Control>();
     let sig_handle = signals::listen(ctl_tx.clone(), Control::Signal)
         .map_err(|e| CliError::internal(anyhow!("cannot install signal handlers: {e}")))?;
+    child::reset_sigchld();
     let reap_all = cfg.subreaper || std::process::id() == 1;
     if cfg.subreaper {
         // SAFETY: prctl with integer arguments only.
@@ -295,6 +296,7 @@ fn supervise(
     thread::Builder::new()
         .name("wrapper-pump".into())
         .spawn(move || {
+            child::allow_terminal_writes();
             let report = pump::run(stdout, stderr, wake_r, chunk_tx);
             let _ = pump_ctl.send(Control::PumpDone(report));
         })
@@ -357,6 +359,10 @@ fn supervise(
         };
         match msg {
             Ok(Control::Signal(sig)) => {
+                if sig == libc::SIGCONT && took_terminal {
+                    // `fg`: the child needs the terminal before it runs again.
+                    child::hand_terminal_back(pgid);
+                }
                 let _ = signals::send_group(pgid, sig);
                 record_signal(sig, json!({ "forwarded_to_pgid": pgid.as_raw() }));
                 if signals::is_terminating(sig) {
@@ -374,7 +380,7 @@ fn supervise(
                 let e = result.context("waiting for the child failed")?;
                 exit = Some(e);
                 if took_terminal {
-                    child::restore_terminal();
+                    child::restore_terminal(pgid);
                 }
                 let _ = nix::unistd::write(&wake_w, &[WAKE_CHILD_EXITED]);
             }

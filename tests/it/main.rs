@@ -4,6 +4,7 @@ mod corpus;
 mod hardening;
 mod harness;
 mod hostile;
+mod jobs;
 mod passthrough;
 mod patterns;
 mod run;

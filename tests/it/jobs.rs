@@ -1,0 +1,206 @@
+//! Shell job control through wrapper, in a real pseudo-terminal with an interactive bash, as a
+//! person at a terminal uses it: Ctrl-Z, `fg`, `bg`, `stty tostop`. Wrapper hands the
+//! terminal to the agent; these tests check that it takes it back only when it is its to
+//! take, and that the shell always keeps a terminal it can read.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::Child;
+use std::time::Instant;
+
+use crate::harness::*;
+
+/// An interactive bash on its own pseudo-terminal (its controlling terminal, as a terminal
+/// emulator would set it up), with what appears on the screen captured.
+struct Shell {
+    bash: Child,
+    keys: std::fs::File,
+    screen: Captured,
+}
+
+impl Shell {
+    /// `None` (the test is skipped, and says so) where bash is not installed.
+    fn start(env: &Env) -> Option<Shell> {
+        if !std::path::Path::new("/bin/bash").exists() {
+            eprintln!("skipped: /bin/bash is not installed");
+            return None;
+        }
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = pty.slave;
+        let mut cmd = std::process::Command::new("/bin/bash");
+        cmd.args(["--norc", "--noprofile", "-i"])
+            .env("PS1", "$ ")
+            .env("TERM", "dumb")
+            .env("XDG_CONFIG_HOME", env.path("config"))
+            .env("XDG_DATA_HOME", env.path("data"))
+            .env("NO_COLOR", "1")
+            .env_remove("WRAPPER_DB")
+            .env_remove("WRAPPER_ENABLE_DB")
+            .current_dir(env.path(""))
+            .stdin(slave.try_clone().expect("dup"))
+            .stdout(slave.try_clone().expect("dup"))
+            .stderr(slave.try_clone().expect("dup"));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let bash = cmd.spawn().expect("spawn bash");
+        drop(slave);
+        let master = std::fs::File::from(pty.master);
+        let keys = master.try_clone().expect("dup master");
+        let screen = Captured::start(master);
+        Some(Shell { bash, keys, screen })
+    }
+
+    /// Types `s`. Markers the test waits for are split with `""` in what is typed, so that
+    /// the terminal's echo of the typing does not already contain them.
+    fn type_in(&mut self, s: &str) {
+        self.keys.write_all(s.as_bytes()).expect("type");
+    }
+
+    /// Waits until `needle` has appeared `n` times on the screen.
+    fn wait_for_n(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.screen.text().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} ×{n}; the screen:\n{}",
+                self.screen.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn wait_for(&self, needle: &str) {
+        self.wait_for_n(needle, 1);
+    }
+
+    /// Leaves the shell and waits for it to exit.
+    fn exit(mut self) {
+        self.type_in("exit\n");
+        let deadline = Instant::now() + DEADLINE;
+        while self.bash.try_wait().expect("wait bash").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "bash did not exit: {}",
+                self.screen.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        // A failed test must not leave bash (and the jobs it holds) behind.
+        if self.bash.try_wait().ok().flatten().is_none() {
+            let _ = self.bash.kill();
+            let _ = self.bash.wait();
+        }
+    }
+}
+
+fn wrapper_cmd(child: &str) -> String {
+    format!(
+        "{} codex --no-default-patterns -- sh -c '{child}'\n",
+        bin().display()
+    )
+}
+
+/// Ctrl-Z stops the job and the shell gets its prompt back (before: the agent stopped and
+/// the terminal hung, wrapper still waiting); `fg` resumes the agent with the terminal, so it
+/// can read what is typed; the job then ends normally.
+#[test]
+fn ctrl_z_stops_the_job_and_fg_resumes_it_with_the_terminal() {
+    let env = Env::new();
+    let Some(mut sh) = Shell::start(&env) else {
+        return;
+    };
+    sh.type_in(&wrapper_cmd(r#"echo RE""ADY; read x; echo GO""T:$x"#));
+    sh.wait_for("READY");
+    sh.type_in("\x1a");
+    sh.wait_for("Stopped");
+    sh.type_in("fg\n");
+    sh.type_in("hello\n");
+    sh.wait_for("GOT:hello");
+    sh.type_in("echo EXIT\"\"=$?\n");
+    sh.wait_for("EXIT=0");
+    sh.exit();
+}
+
+/// `bg`, then the agent reads the terminal: the agent is stopped by SIGTTIN, and the job
+/// must stop with it *without* wrapper taking the terminal from the shell (which would leave
+/// bash unable to read its next command). `fg` then gives the agent the terminal.
+#[test]
+fn a_backgrounded_job_that_reads_the_terminal_stops_and_the_shell_keeps_it() {
+    let env = Env::new();
+    let Some(mut sh) = Shell::start(&env) else {
+        return;
+    };
+    // Report job state changes at once, not only before the next prompt.
+    sh.type_in("set -b\n");
+    sh.type_in(&wrapper_cmd(r#"echo RE""ADY; read x; echo GO""T:$x"#));
+    sh.wait_for("READY");
+    sh.type_in("\x1a");
+    sh.wait_for("Stopped");
+    sh.type_in("bg\n");
+    // The agent's read in the background stops it, and wrapper with it.
+    sh.wait_for_n("Stopped", 2);
+    sh.type_in("echo ALI\"\"VE\n");
+    sh.wait_for("ALIVE");
+    sh.type_in("fg\n");
+    sh.type_in("hello\n");
+    sh.wait_for("GOT:hello");
+    sh.type_in("echo EXIT\"\"=$?\n");
+    sh.wait_for("EXIT=0");
+    sh.exit();
+}
+
+/// A job sent to the background that then ends: wrapper must not take the terminal back at
+/// exit (it is the shell's by then).
+#[test]
+fn a_background_job_that_ends_leaves_the_terminal_with_the_shell() {
+    let env = Env::new();
+    let Some(mut sh) = Shell::start(&env) else {
+        return;
+    };
+    sh.type_in("set -b\n");
+    sh.type_in(&wrapper_cmd(
+        r#"echo RE""ADY; while [ ! -e go ]; do sleep 0.02; done; echo BY""E"#,
+    ));
+    sh.wait_for("READY");
+    sh.type_in("\x1a");
+    sh.wait_for("Stopped");
+    sh.type_in("bg\n");
+    sh.type_in("touch go\n");
+    sh.wait_for("BYE");
+    sh.wait_for("Done");
+    sh.type_in("echo ALI\"\"VE\n");
+    sh.wait_for("ALIVE");
+    sh.exit();
+}
+
+/// With `stty tostop`, a process writing to the terminal from outside its foreground group is
+/// stopped by SIGTTOU. Wrapper's group is never in the foreground while the agent holds the
+/// terminal — yet what wrapper writes is the agent's output, and it must appear.
+#[test]
+fn with_stty_tostop_the_agents_output_still_reaches_the_terminal() {
+    let env = Env::new();
+    let Some(mut sh) = Shell::start(&env) else {
+        return;
+    };
+    sh.type_in("stty tostop\n");
+    sh.type_in(&wrapper_cmd(r#"echo HEL""LO"#));
+    sh.type_in("echo EXIT\"\"=$?\n");
+    sh.wait_for("EXIT=");
+    let screen = sh.screen.text();
+    assert!(screen.contains("HELLO"), "{screen}");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(!screen.contains("Stopped"), "{screen}");
+    sh.exit();
+}
