@@ -30,6 +30,10 @@ pub struct LineSplitter {
     /// A `\r` was seen and not yet resolved: followed by `\n` it is a CRLF, followed by
     /// anything else it starts a redraw of the line.
     pending_cr: bool,
+    /// How many times an unfinished line was overwritten by a `\r` redraw, ever. Whoever
+    /// acted on a partial line (a prompt fired on it) compares this to know whether the text
+    /// it saw is still there.
+    redraws: u64,
 }
 
 impl LineSplitter {
@@ -39,25 +43,32 @@ impl LineSplitter {
             max_line: max_line.max(1),
             truncated: false,
             pending_cr: false,
+            redraws: 0,
         }
     }
 
     /// Splits `data` and calls `on_line(bytes, truncated)` for every line it completes.
     /// An unfinished tail stays buffered (bounded by `max_line`) for the next call.
     pub fn feed(&mut self, data: &[u8], mut on_line: impl FnMut(&[u8], bool)) {
+        self.feed_counted(data, |line, truncated, _| on_line(line, truncated));
+    }
+
+    /// [`feed`](Self::feed), also passing [`redraws`](Self::redraws) as it was when each
+    /// line ended.
+    pub fn feed_counted(&mut self, data: &[u8], mut on_line: impl FnMut(&[u8], bool, u64)) {
         let mut rest = data;
         while let Some(nl) = memchr(b'\n', rest) {
             let segment = &rest[..nl];
             if self.buf.is_empty() && !self.pending_cr && memchr(b'\r', segment).is_none() {
                 // Fast path: the whole line is in this chunk and needs no redraw handling.
                 if segment.len() > self.max_line {
-                    on_line(&segment[..self.max_line], true);
+                    on_line(&segment[..self.max_line], true, self.redraws);
                 } else {
-                    on_line(segment, false);
+                    on_line(segment, false, self.redraws);
                 }
             } else {
                 self.push_segment(segment);
-                on_line(&self.buf, self.truncated);
+                on_line(&self.buf, self.truncated, self.redraws);
                 self.reset();
             }
             rest = &rest[nl + 1..];
@@ -72,6 +83,11 @@ impl LineSplitter {
         } else {
             Some((&self.buf, self.truncated))
         }
+    }
+
+    /// How many times an unfinished line was overwritten by a `\r` redraw so far.
+    pub fn redraws(&self) -> u64 {
+        self.redraws
     }
 
     /// Ends the stream: an unfinished line with visible text becomes a last line.
@@ -105,6 +121,7 @@ impl LineSplitter {
                 self.buf.clear();
                 self.truncated = false;
                 self.pending_cr = false;
+                self.redraws += 1;
             }
             match memchr(b'\r', rest) {
                 Some(i) => {

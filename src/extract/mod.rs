@@ -105,25 +105,24 @@ impl Matcher {
     }
 
     /// The rules (indexes into `rules`) to try on a line, in order, given the rules that
-    /// matched it (`hits`, ascending) and those that already `fired` on it as a partial line:
-    /// rules for other streams and rules already fired drop out; prompt rules come last,
-    /// riskiest first (no risk level counts lowest, then load order), and none at all if a
-    /// prompt already fired — the caller records only the first prompt that matches, since a
-    /// line is at most one prompt.
+    /// matched it (`hits`, ascending): rules for other streams and those in `skip` (already
+    /// fired on this line while it was partial) drop out; prompt rules come last, riskiest
+    /// first (no risk level counts lowest, then load order), and only those `prompt_ok`
+    /// allows. The caller records only the first prompt that matches, since a line is at most
+    /// one prompt.
     fn emission_order(
         &self,
         hits: impl Iterator<Item = usize>,
-        fired: &[usize],
+        skip: &[usize],
+        prompt_ok: impl Fn(usize) -> bool,
         stream: Stream,
     ) -> Vec<usize> {
-        let prompted = fired.iter().any(|&i| self.rules[i].is_prompt_event());
         let (mut prompts, mut order): (Vec<usize>, Vec<usize>) = hits
-            .filter(|&i| !fired.contains(&i) && self.rules[i].rule.streams[stream.index()])
+            .filter(|&i| !skip.contains(&i) && self.rules[i].rule.streams[stream.index()])
             .partition(|&i| self.rules[i].is_prompt_event());
-        if !prompted {
-            prompts.sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
-            order.extend(prompts);
-        }
+        prompts.retain(|&i| prompt_ok(i));
+        prompts.sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
+        order.extend(prompts);
         order
     }
 
@@ -146,14 +145,48 @@ fn build_set(sources: impl Iterator<Item = String>) -> Result<RegexSet, String> 
 }
 
 /// Per-stream state of a partial line that prompt rules have already looked at.
+///
+/// A line is at most one prompt — unless the agent asks again on it: text added after a
+/// prompt fired that makes another prompt rule match (a second question on the same line),
+/// or a `\r` redraw that replaces the text with a different prompt. A redraw that shows the
+/// same prompt again (same rule, same value — a countdown, a spinner) is not a new prompt.
+/// What makes two prompts the same: the rule's name and the matched value.
+type PromptKey = (Arc<str>, Option<String>);
+
 #[derive(Debug, Default)]
 struct PromptState {
     /// The line number reserved for the partial line when a prompt fired on it.
     line_number: Option<u64>,
-    /// Rules (indexes into `Matcher::rules`) that already fired on this partial line.
+    /// Rules (indexes into `Matcher::rules`) that fired on the partial line's current text.
     fired: Vec<usize>,
+    /// Prompt rules that matched the current text at an idle check, fired or not: only a
+    /// rule that starts to match later (on text added since) may add a prompt.
+    seen: Vec<usize>,
+    /// The last prompt recorded on this line, across redraws.
+    last_prompt: Option<PromptKey>,
     /// Length of the partial line when last checked, so an unchanged line is not rescanned.
     checked_len: usize,
+    /// The splitter's redraw count this state describes.
+    redraws: u64,
+}
+
+impl PromptState {
+    /// Forgets what was seen of text that a `\r` redraw has since overwritten. The line
+    /// keeps its number, and the last prompt is remembered.
+    fn sync(&mut self, redraws: u64) {
+        if self.redraws != redraws {
+            self.redraws = redraws;
+            self.fired.clear();
+            self.seen.clear();
+            self.checked_len = 0;
+        }
+    }
+
+    /// Whether rule `i` may record a prompt on the partial line: if the line already is one,
+    /// only a rule that did not match its text before.
+    fn prompt_ok(&self, i: usize, prompted: bool) -> bool {
+        !prompted || !self.seen.contains(&i)
+    }
 }
 
 /// Turns the child's bytes into records. One per session; not shared between threads.
@@ -200,18 +233,20 @@ impl Extractor {
     /// Feeds bytes read from `stream` at time `ts`.
     pub fn feed(&mut self, stream: Stream, data: &[u8], ts: &Arc<str>) {
         let core = &mut self.core;
-        self.splitters[stream.index()].feed(data, |line, truncated| {
-            core.line(stream, line, truncated, ts)
+        self.splitters[stream.index()].feed_counted(data, |line, truncated, redraws| {
+            core.line(stream, line, truncated, redraws, ts)
         });
     }
 
     /// Whether `stream` has an unfinished line that prompt rules have not seen in its
     /// current form: the caller should call [`Extractor::idle`] once it has been idle.
     pub fn wants_idle_check(&self, stream: Stream) -> bool {
-        match self.splitters[stream.index()].partial() {
+        let splitter = &self.splitters[stream.index()];
+        match splitter.partial() {
             Some((bytes, _)) => {
+                let state = &self.core.prompts[stream.index()];
                 !self.core.matcher.prompt_rules.is_empty()
-                    && bytes.len() != self.core.prompts[stream.index()].checked_len
+                    && (bytes.len() != state.checked_len || splitter.redraws() != state.redraws)
             }
             None => false,
         }
@@ -219,8 +254,10 @@ impl Extractor {
 
     /// Matches the idle partial line of `stream` against the prompt rules.
     pub fn idle(&mut self, stream: Stream, ts: &Arc<str>) {
-        if let Some((bytes, truncated)) = self.splitters[stream.index()].partial() {
-            self.core.idle_partial(stream, bytes, truncated, ts);
+        let splitter = &self.splitters[stream.index()];
+        if let Some((bytes, truncated)) = splitter.partial() {
+            self.core
+                .idle_partial(stream, bytes, truncated, splitter.redraws(), ts);
         }
     }
 
@@ -228,8 +265,9 @@ impl Extractor {
     pub fn finish(&mut self, ts: &Arc<str>) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let core = &mut self.core;
-            self.splitters[stream.index()]
-                .finish(|line, truncated| core.line(stream, line, truncated, ts));
+            let splitter = &mut self.splitters[stream.index()];
+            let redraws = splitter.redraws();
+            splitter.finish(|line, truncated| core.line(stream, line, truncated, redraws, ts));
             let last = self.core.line_number;
             if let Some(b) = self.core.blocks[stream.index()].finish(last) {
                 self.core.push_block(stream, b, ts);
@@ -259,8 +297,9 @@ impl Extractor {
 }
 
 impl Core {
-    fn line(&mut self, stream: Stream, raw: &[u8], truncated: bool, ts: &Arc<str>) {
+    fn line(&mut self, stream: Stream, raw: &[u8], truncated: bool, redraws: u64, ts: &Arc<str>) {
         let prompt = &mut self.prompts[stream.index()];
+        prompt.sync(redraws);
         let line_number = match prompt.line_number.take() {
             Some(n) => n,
             None => {
@@ -268,8 +307,14 @@ impl Core {
                 self.line_number
             }
         };
-        let fired = std::mem::take(&mut prompt.fired);
-        prompt.checked_len = 0;
+        // The line is done: its partial state goes with it.
+        let state = std::mem::replace(
+            prompt,
+            PromptState {
+                redraws,
+                ..PromptState::default()
+            },
+        );
         let text = clean_line(raw);
 
         if let Some(block) = self.blocks[stream.index()].line(&text, line_number) {
@@ -286,8 +331,20 @@ impl Core {
         }
         let stored = self.redactor.redact(&text);
         let mut line_arc: Option<Arc<str>> = None;
+        let prompted = state
+            .fired
+            .iter()
+            .any(|&i| matcher.rules[i].is_prompt_event());
+        // Rules that are not prompt rules never looked at the partial line, so only prompt
+        // rules can add a prompt to a line that already is one.
+        let order = matcher.emission_order(
+            hits.iter(),
+            &state.fired,
+            |i| !prompted || (matcher.rules[i].rule.prompt && !state.seen.contains(&i)),
+            stream,
+        );
         let mut prompt_done = false;
-        for idx in matcher.emission_order(hits.iter(), &fired, stream) {
+        for idx in order {
             let r = &matcher.rules[idx];
             if prompt_done && r.is_prompt_event() {
                 continue;
@@ -304,13 +361,24 @@ impl Core {
                 false,
                 ts,
             );
-            prompt_done |= emitted && r.is_prompt_event();
+            if emitted && r.is_prompt_event() {
+                prompt_done = true;
+                self.drop_repeated_prompt(&state.last_prompt);
+            }
         }
     }
 
-    fn idle_partial(&mut self, stream: Stream, raw: &[u8], truncated: bool, ts: &Arc<str>) {
+    fn idle_partial(
+        &mut self,
+        stream: Stream,
+        raw: &[u8],
+        truncated: bool,
+        redraws: u64,
+        ts: &Arc<str>,
+    ) {
         let matcher = Arc::clone(&self.matcher);
         let state = &mut self.prompts[stream.index()];
+        state.sync(redraws);
         if raw.len() == state.checked_len {
             return;
         }
@@ -322,27 +390,30 @@ impl Core {
         }
         let stored = self.redactor.redact(&text);
         let line: Arc<str> = Arc::from(&*stored);
+        let hit_rules: Vec<usize> = hits.iter().map(|i| matcher.prompt_rules[i]).collect();
+        let prompted = state
+            .fired
+            .iter()
+            .any(|&i| matcher.rules[i].is_prompt_event());
         let order = matcher.emission_order(
-            hits.iter().map(|set_idx| matcher.prompt_rules[set_idx]),
-            &self.prompts[stream.index()].fired,
+            hit_rules.iter().copied(),
+            &state.fired,
+            |i| state.prompt_ok(i, prompted),
             stream,
         );
+        for &i in &hit_rules {
+            if !state.seen.contains(&i) {
+                state.seen.push(i);
+            }
+        }
         let mut prompt_done = false;
         for idx in order {
             let r = &matcher.rules[idx];
             if prompt_done && r.is_prompt_event() {
                 continue;
             }
-            let state = &mut self.prompts[stream.index()];
-            let line_number = match state.line_number {
-                Some(n) => n,
-                None => {
-                    self.line_number += 1;
-                    state.line_number = Some(self.line_number);
-                    self.line_number
-                }
-            };
-            state.fired.push(idx);
+            let reserved = self.prompts[stream.index()].line_number;
+            let line_number = reserved.unwrap_or(self.line_number + 1);
             let emitted = self.emit(
                 idx,
                 r,
@@ -354,8 +425,48 @@ impl Core {
                 true,
                 ts,
             );
-            prompt_done |= emitted && r.is_prompt_event();
+            if !emitted {
+                continue;
+            }
+            if reserved.is_none() {
+                // The partial line's number, kept for when it is completed.
+                self.line_number = line_number;
+            }
+            let state = &mut self.prompts[stream.index()];
+            state.line_number = Some(line_number);
+            state.fired.push(idx);
+            if r.is_prompt_event() {
+                prompt_done = true;
+                let last = state.last_prompt.take();
+                let key = if self.drop_repeated_prompt(&last) {
+                    last
+                } else {
+                    self.last_prompt_key()
+                };
+                self.prompts[stream.index()].last_prompt = key;
+            }
         }
+    }
+
+    /// The (rule, value) of the prompt event just recorded.
+    fn last_prompt_key(&self) -> Option<PromptKey> {
+        match self.out.last() {
+            Some(Record::Event(e)) if &*e.event_type == PROMPT => {
+                Some((e.pattern.clone(), e.matched_value.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes back the prompt event just recorded if it repeats `last` (the same prompt shown
+    /// again by a redraw of the line). Returns whether it did.
+    fn drop_repeated_prompt(&mut self, last: &Option<PromptKey>) -> bool {
+        let repeated = last.is_some() && self.last_prompt_key() == *last;
+        if repeated {
+            self.out.pop();
+            self.events -= 1;
+        }
+        repeated
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -601,6 +712,92 @@ samples = ["rm -rf x"]
             .map(|e| e.pattern.to_string())
             .collect();
         assert_eq!(rest, ["cmd"], "no second prompt for the same line");
+    }
+
+    fn patterns(x: &mut Extractor) -> Vec<(String, u64)> {
+        events(x)
+            .into_iter()
+            .map(|e| (e.pattern.to_string(), e.line_number))
+            .collect()
+    }
+
+    fn owned(v: &[(&str, u64)]) -> Vec<(String, u64)> {
+        v.iter().map(|(p, n)| (p.to_string(), *n)).collect()
+    }
+
+    /// A prompt redrawn with `\r` into a different prompt is a second question, on the same
+    /// line; redrawn into the same prompt (a countdown, a spinner) it is not.
+    #[test]
+    fn a_redrawn_line_can_be_a_new_prompt_but_not_the_same_one_again() {
+        let ts: Arc<str> = "t".into();
+        let mut x = extractor(PROMPT_RULES);
+        x.feed(Stream::Stdout, b"first\nSave? [y/N] ", &ts);
+        x.idle(Stream::Stdout, &ts);
+        assert_eq!(patterns(&mut x), owned(&[("confirm", 2)]));
+        // The same prompt drawn again: nothing new.
+        x.feed(Stream::Stdout, b"\rSave? [y/N] ", &ts);
+        assert!(x.wants_idle_check(Stream::Stdout));
+        x.idle(Stream::Stdout, &ts);
+        assert_eq!(patterns(&mut x), owned(&[]));
+        // A different prompt over it, checked while idle.
+        x.feed(Stream::Stdout, b"\rRun rm -rf build? [y/N] ", &ts);
+        x.idle(Stream::Stdout, &ts);
+        assert_eq!(patterns(&mut x), owned(&[("risky", 2)]));
+        // And one that arrives with its newline in the same read, never idle.
+        x.feed(Stream::Stdout, b"\rSave? [y/N]\nnext\n", &ts);
+        assert_eq!(patterns(&mut x), owned(&[("confirm", 2)]));
+        assert_eq!(x.lines(), 3);
+    }
+
+    /// Text added to a line after its prompt fired can ask again: a prompt rule that starts
+    /// to match only then records a second prompt; rules that matched before do not.
+    #[test]
+    fn a_second_question_added_to_a_prompt_line_is_recorded() {
+        let ts: Arc<str> = "t".into();
+        let mut x = extractor(PROMPT_RULES);
+        x.feed(Stream::Stdout, b"Save? [y/N] ", &ts);
+        x.idle(Stream::Stdout, &ts);
+        assert_eq!(patterns(&mut x), owned(&[("confirm", 1)]));
+        x.feed(Stream::Stdout, b"y. Now rm -rf build? [y/N] ", &ts);
+        assert!(x.wants_idle_check(Stream::Stdout));
+        x.idle(Stream::Stdout, &ts);
+        assert_eq!(patterns(&mut x), owned(&[("risky", 1)]));
+        x.feed(Stream::Stdout, b"n\n", &ts);
+        assert_eq!(patterns(&mut x), owned(&[("cmd", 1)]));
+    }
+
+    /// A rule that fires on a partial line only counts once its event is recorded: one that
+    /// the redaction of its match took away reserves no line number.
+    #[test]
+    fn a_prompt_that_records_nothing_reserves_no_line_number() {
+        let ts: Arc<str> = "t".into();
+        let mut x = extractor(
+            r#"
+[[pattern]]
+name = "token"
+event_type = "prompt"
+regex = 'sk-[a-z]{5,}\?'
+prompt = true
+samples = ["sk-abcdef?"]
+[[pattern]]
+name = "oops"
+event_type = "error"
+regex = '^oops'
+samples = ["oops"]
+[[redact]]
+name = "key"
+regex = 'sk-[a-z]{5,}'
+samples = ["sk-abcdef"]
+"#,
+        );
+        x.feed(Stream::Stdout, b"use sk-abcdef? ", &ts);
+        x.idle(Stream::Stdout, &ts);
+        assert_eq!(patterns(&mut x), owned(&[]));
+        // Lines are numbered in the order they end: stderr's line is the first.
+        x.feed(Stream::Stderr, b"oops\n", &ts);
+        x.feed(Stream::Stdout, b"\n", &ts);
+        assert_eq!(patterns(&mut x), owned(&[("oops", 1)]));
+        assert_eq!(x.lines(), 2);
     }
 
     #[test]

@@ -376,6 +376,60 @@ fn idle_prompt_is_recorded_while_the_agent_waits_and_only_once() {
     );
 }
 
+/// An agent that asks again on the same terminal line, redrawing it with `\r`: each
+/// different question is recorded while the agent waits (before, only the first one was).
+#[test]
+fn a_prompt_redrawn_as_another_question_is_recorded_too() {
+    let env = Env::new();
+    let mut cmd = env.run_cmd(
+        "aider",
+        &["--flush-interval", "20ms"],
+        &[
+            "sh",
+            "-c",
+            "printf 'Delete everything? [y/N] '; read a; \
+             printf '\\rReally delete all of it? [y/N] '; read b; echo \"got $a$b\"",
+        ],
+    );
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = Captured::start(child.stdout.take().expect("stdout"));
+    let env = &env;
+    let prompts = |n: i64| {
+        move || {
+            env.db().exists()
+                && env
+                    .conn()
+                    .query_row(
+                        "SELECT count(*) FROM extraction_events WHERE event_type = 'prompt'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .unwrap_or(0)
+                    == n
+        }
+    };
+    wait_until("first prompt committed", prompts(1));
+    stdin.write_all(b"y\n").expect("answer");
+    out.wait_for("Really delete");
+    wait_until("second prompt committed", prompts(2));
+    stdin.write_all(b"n\n").expect("answer");
+    drop(stdin);
+    assert!(child.wait().expect("wait").success());
+    assert!(out.finish().ends_with(b"got yn\n"));
+    assert_eq!(
+        env.query_strings(
+            "SELECT matched_value || ':' || line_number FROM extraction_events ORDER BY id"
+        ),
+        ["Delete everything?:1", "Really delete all of it?:1"]
+    );
+}
+
 #[test]
 fn long_lines_are_cut_for_extraction_but_pass_through_whole() {
     let env = Env::new();
