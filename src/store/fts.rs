@@ -24,13 +24,29 @@ pub(crate) const FTS: &[(&str, &str, &str)] = &[
     ("code_blocks_fts", "code_blocks", "content, language"),
 ];
 
-/// Ids indexed per write transaction by `wrapper search` while catching up, so running
-/// wrappers never wait on the write lock for long (one chunk takes well under a second).
-pub const SEARCH_CHUNK: i64 = 50_000;
+/// How much one write transaction may index: at most this many rows and this many bytes of
+/// text (but always at least one row). Rows can hold up to `max_line` bytes each (64 KiB by
+/// default, code blocks more), so a count alone would not bound how long the write lock is
+/// held.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    pub rows: i64,
+    pub bytes: i64,
+}
 
-/// Ids indexed per write transaction by an idle writer: a few milliseconds of work, so an
-/// event arriving meanwhile is hardly delayed.
-pub const IDLE_CHUNK: i64 = 2_000;
+/// Per write transaction by `wrapper search` while catching up, so running wrappers never
+/// wait on the write lock for long (one chunk takes well under a second).
+pub const SEARCH_CHUNK: Chunk = Chunk {
+    rows: 50_000,
+    bytes: 16 << 20,
+};
+
+/// Per write transaction by an idle writer: a few milliseconds of work, so an event arriving
+/// meanwhile is hardly delayed.
+pub const IDLE_CHUNK: Chunk = Chunk {
+    rows: 2_000,
+    bytes: 1 << 20,
+};
 
 /// How many rows the FTS indexes are behind, all tables together, without taking any lock.
 pub fn backlog(conn: &Connection) -> rusqlite::Result<i64> {
@@ -60,13 +76,13 @@ fn marks(conn: &Connection, fts: &str, table: &str) -> rusqlite::Result<(i64, i6
 }
 
 /// Indexes the next rows above the high-water mark of the first table that is behind: at most
-/// `chunk` ids, in one write transaction. Returns the rows indexed and whether any table is
+/// `chunk.rows` ids and about `chunk.bytes` of text, in one write transaction. Returns the rows indexed and whether any table is
 /// still behind afterwards.
 ///
 /// Safe against concurrent writers and indexers: the mark is re-read under the write lock,
 /// and rows are committed in id order (write transactions are serialised), so no committed
 /// row can appear below the mark later.
-pub fn step(conn: &Connection, chunk: i64) -> rusqlite::Result<(i64, bool)> {
+pub fn step(conn: &Connection, chunk: Chunk) -> rusqlite::Result<(i64, bool)> {
     for (i, (fts, table, cols)) in FTS.iter().enumerate() {
         let (done, max) = marks(conn, fts, table)?;
         if max <= done {
@@ -78,7 +94,41 @@ pub fn step(conn: &Connection, chunk: i64) -> rusqlite::Result<(i64, bool)> {
             tx.commit()?;
             continue;
         }
-        let upto = max.min(done.saturating_add(chunk.max(1)));
+        let mut upto = max.min(done.saturating_add(chunk.rows.max(1)));
+        // The first row past the byte budget ends the chunk (it is left for the next one,
+        // unless it is the first row: every step makes progress).
+        let sizes = cols
+            .split(", ")
+            .map(|c| format!("coalesce(octet_length({c}), 0)"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let total: i64 = tx.query_row(
+            &format!("SELECT coalesce(sum({sizes}), 0) FROM {table} WHERE id > ?1 AND id <= ?2"),
+            params![done, upto],
+            |r| r.get(0),
+        )?;
+        let over: Option<i64> = if total <= chunk.bytes {
+            None
+        } else {
+            tx.query_row(
+                &format!(
+                    "SELECT id FROM (SELECT id, sum({sizes}) OVER (ORDER BY id) AS total \
+                     FROM {table} WHERE id > ?1 AND id <= ?2) WHERE total > ?3 \
+                     ORDER BY id LIMIT 1"
+                ),
+                params![done, upto, chunk.bytes],
+                |r| r.get(0),
+            )
+            .optional()?
+        };
+        if let Some(id) = over {
+            let first: i64 = tx.query_row(
+                &format!("SELECT min(id) FROM {table} WHERE id > ?1"),
+                [done],
+                |r| r.get(0),
+            )?;
+            upto = if id == first { id } else { id - 1 };
+        }
         let n = tx.execute(
             &format!(
                 "INSERT INTO {fts} (rowid, {cols}) SELECT id, {cols} FROM {table} \
@@ -112,5 +162,70 @@ pub fn sync(conn: &Connection, mut progress: impl FnMut(i64)) -> rusqlite::Resul
         if !more {
             return Ok(indexed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{open, OpenMode};
+
+    fn indexed(conn: &Connection) -> i64 {
+        conn.query_row(
+            "SELECT indexed_through FROM fts_state WHERE fts_table = 'extraction_events_fts'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("mark")
+    }
+
+    /// A step holds the write lock for a bounded amount of text, not only a bounded number of
+    /// rows: 64 KiB lines would otherwise make a 2,000-row step index 128 MiB at once.
+    #[test]
+    fn a_step_stops_at_its_byte_budget_and_always_makes_progress() {
+        let dir = tempfile::tempdir().expect("dir");
+        let conn = open(&dir.path().join("w.db"), OpenMode::Create).expect("open");
+        conn.execute(
+            "INSERT INTO process_sessions (agent_name, session_id, started_at, state, command_json) \
+             VALUES ('a', 's', 't', 'running', '[]')",
+            [],
+        )
+        .expect("session");
+        let line = "word ".repeat(8_000); // 40,000 bytes
+        for i in 0..10 {
+            let text = if i == 5 {
+                "x".repeat(300_000)
+            } else {
+                line.clone()
+            };
+            conn.execute(
+                "INSERT INTO extraction_events (agent_name, session_id, timestamp, stream, \
+                 event_type, pattern, original_line) VALUES ('a', 's', 't', 'stdout', 'e', 'p', ?1)",
+                [text],
+            )
+            .expect("event");
+        }
+        let chunk = Chunk {
+            rows: 1_000,
+            bytes: 100_000,
+        };
+        // Two 40 kB rows fit in 100 kB; the third would not.
+        assert_eq!(step(&conn, chunk).expect("step"), (2, true));
+        assert_eq!(indexed(&conn), 2);
+        assert_eq!(step(&conn, chunk).expect("step"), (2, true));
+        assert_eq!(step(&conn, chunk).expect("step"), (1, true));
+        // Row 6 alone is over the budget: it is indexed on its own.
+        assert_eq!(step(&conn, chunk).expect("step"), (1, true));
+        assert_eq!(indexed(&conn), 6);
+        while step(&conn, chunk).expect("step").1 {}
+        assert_eq!(indexed(&conn), 10);
+        let hits: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM extraction_events_fts WHERE extraction_events_fts MATCH 'word'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("match");
+        assert_eq!(hits, 9);
     }
 }
