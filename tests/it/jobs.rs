@@ -112,6 +112,28 @@ fn wrapper_cmd(child: &str) -> String {
     )
 }
 
+/// An agent that reads one line from the terminal and echoes it.
+const READER: &str = r#"echo RE""ADY; read x; echo GO""T:$x"#;
+
+impl Shell {
+    /// Runs `child` through wrapper and suspends it with Ctrl-Z once it is `READY`.
+    fn run_and_suspend(&mut self, child: &str) {
+        self.type_in(&wrapper_cmd(child));
+        self.wait_for("READY");
+        self.type_in("\x1a");
+        self.wait_for("Stopped");
+    }
+
+    /// `fg` the [`READER`] job, answer it, and check that it read the answer and exited 0.
+    fn fg_and_answer(&mut self) {
+        self.type_in("fg\n");
+        self.type_in("hello\n");
+        self.wait_for("GOT:hello");
+        self.type_in("echo EXIT\"\"=$?\n");
+        self.wait_for("EXIT=0");
+    }
+}
+
 /// Ctrl-Z stops the job and the shell gets its prompt back (before: the agent stopped and
 /// the terminal hung, wrapper still waiting); `fg` resumes the agent with the terminal, so it
 /// can read what is typed; the job then ends normally.
@@ -121,15 +143,8 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it_with_the_terminal() {
     let Some(mut sh) = Shell::start(&env) else {
         return;
     };
-    sh.type_in(&wrapper_cmd(r#"echo RE""ADY; read x; echo GO""T:$x"#));
-    sh.wait_for("READY");
-    sh.type_in("\x1a");
-    sh.wait_for("Stopped");
-    sh.type_in("fg\n");
-    sh.type_in("hello\n");
-    sh.wait_for("GOT:hello");
-    sh.type_in("echo EXIT\"\"=$?\n");
-    sh.wait_for("EXIT=0");
+    sh.run_and_suspend(READER);
+    sh.fg_and_answer();
     sh.exit();
 }
 
@@ -144,20 +159,13 @@ fn a_backgrounded_job_that_reads_the_terminal_stops_and_the_shell_keeps_it() {
     };
     // Report job state changes at once, not only before the next prompt.
     sh.type_in("set -b\n");
-    sh.type_in(&wrapper_cmd(r#"echo RE""ADY; read x; echo GO""T:$x"#));
-    sh.wait_for("READY");
-    sh.type_in("\x1a");
-    sh.wait_for("Stopped");
+    sh.run_and_suspend(READER);
     sh.type_in("bg\n");
     // The agent's read in the background stops it, and wrapper with it.
     sh.wait_for_n("Stopped", 2);
     sh.type_in("echo ALI\"\"VE\n");
     sh.wait_for("ALIVE");
-    sh.type_in("fg\n");
-    sh.type_in("hello\n");
-    sh.wait_for("GOT:hello");
-    sh.type_in("echo EXIT\"\"=$?\n");
-    sh.wait_for("EXIT=0");
+    sh.fg_and_answer();
     sh.exit();
 }
 
@@ -170,12 +178,7 @@ fn a_background_job_that_ends_leaves_the_terminal_with_the_shell() {
         return;
     };
     sh.type_in("set -b\n");
-    sh.type_in(&wrapper_cmd(
-        r#"echo RE""ADY; while [ ! -e go ]; do sleep 0.02; done; echo BY""E"#,
-    ));
-    sh.wait_for("READY");
-    sh.type_in("\x1a");
-    sh.wait_for("Stopped");
+    sh.run_and_suspend(r#"echo RE""ADY; while [ ! -e go ]; do sleep 0.02; done; echo BY""E"#);
     sh.type_in("bg\n");
     sh.type_in("touch go\n");
     sh.wait_for("BYE");

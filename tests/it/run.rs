@@ -327,30 +327,31 @@ fn stream_filter_and_events_out() {
     }
 }
 
-#[test]
-fn idle_prompt_is_recorded_while_the_agent_waits_and_only_once() {
-    let env = Env::new();
-    let mut cmd = env.run_cmd(
-        "aider",
-        &["--flush-interval", "20ms"],
-        &[
-            "sh",
-            "-c",
-            "printf 'Delete everything? [y/N] '; read answer; echo \"got $answer\"",
-        ],
-    );
-    let mut child = cmd
+/// An agent (`sh -c script` under `aider` rules, fast flushes) that asks questions: its stdin
+/// to answer with, its stdout as the terminal would show it.
+fn interactive_agent(
+    env: &Env,
+    script: &str,
+) -> (std::process::Child, std::process::ChildStdin, Captured) {
+    let mut child = env
+        .run_cmd(
+            "aider",
+            &["--flush-interval", "20ms"],
+            &["sh", "-c", script],
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut out = Captured::start(child.stdout.take().expect("stdout"));
-    // The partial line reaches the terminal at once, before any newline.
-    out.wait_for("Delete everything? [y/N] ");
-    // And the prompt is recorded while the agent is still waiting for input.
-    wait_until("prompt event committed", || {
+    let stdin = child.stdin.take().expect("stdin");
+    let out = Captured::start(child.stdout.take().expect("stdout"));
+    (child, stdin, out)
+}
+
+/// Waits until exactly `n` prompt events are committed, while the agent still waits.
+fn wait_for_prompts(env: &Env, n: i64) {
+    wait_until(&format!("{n} prompt events committed"), || {
         env.db().exists()
             && env
                 .conn()
@@ -360,8 +361,21 @@ fn idle_prompt_is_recorded_while_the_agent_waits_and_only_once() {
                     |r| r.get::<_, i64>(0),
                 )
                 .unwrap_or(0)
-                == 1
+                == n
     });
+}
+
+#[test]
+fn idle_prompt_is_recorded_while_the_agent_waits_and_only_once() {
+    let env = Env::new();
+    let (mut child, mut stdin, mut out) = interactive_agent(
+        &env,
+        "printf 'Delete everything? [y/N] '; read answer; echo \"got $answer\"",
+    );
+    // The partial line reaches the terminal at once, before any newline.
+    out.wait_for("Delete everything? [y/N] ");
+    // And the prompt is recorded while the agent is still waiting for input.
+    wait_for_prompts(&env, 1);
     stdin.write_all(b"y\n").expect("answer");
     drop(stdin);
     assert!(child.wait().expect("wait").success());
@@ -381,43 +395,15 @@ fn idle_prompt_is_recorded_while_the_agent_waits_and_only_once() {
 #[test]
 fn a_prompt_redrawn_as_another_question_is_recorded_too() {
     let env = Env::new();
-    let mut cmd = env.run_cmd(
-        "aider",
-        &["--flush-interval", "20ms"],
-        &[
-            "sh",
-            "-c",
-            "printf 'Delete everything? [y/N] '; read a; \
-             printf '\\rReally delete all of it? [y/N] '; read b; echo \"got $a$b\"",
-        ],
+    let (mut child, mut stdin, mut out) = interactive_agent(
+        &env,
+        "printf 'Delete everything? [y/N] '; read a; \
+         printf '\\rReally delete all of it? [y/N] '; read b; echo \"got $a$b\"",
     );
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut out = Captured::start(child.stdout.take().expect("stdout"));
-    let env = &env;
-    let prompts = |n: i64| {
-        move || {
-            env.db().exists()
-                && env
-                    .conn()
-                    .query_row(
-                        "SELECT count(*) FROM extraction_events WHERE event_type = 'prompt'",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .unwrap_or(0)
-                    == n
-        }
-    };
-    wait_until("first prompt committed", prompts(1));
+    wait_for_prompts(&env, 1);
     stdin.write_all(b"y\n").expect("answer");
     out.wait_for("Really delete");
-    wait_until("second prompt committed", prompts(2));
+    wait_for_prompts(&env, 2);
     stdin.write_all(b"n\n").expect("answer");
     drop(stdin);
     assert!(child.wait().expect("wait").success());
