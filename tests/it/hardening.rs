@@ -340,23 +340,35 @@ fn import_spool(env: &Env, spool: &Path, db: &Path) -> String {
 /// the spool imported into `restore_db` holds exactly the second phase.
 fn database_breaks_between_phases(break_db: impl FnOnce(&Env)) {
     let env = Env::new();
+    let db = env.db();
+    database_at_breaks_between_phases(&env, &db, || break_db(&env));
+}
+
+/// [`database_breaks_between_phases`] with the database at `db`.
+fn database_at_breaks_between_phases(env: &Env, db: &Path, break_db: impl FnOnce()) {
     let go = env.path("go");
     let (n1, n2) = (300, 700);
-    let w = Running::spawn(env.run_cmd(
-        "codex",
-        &["--session-id", "broken", "--flush-interval", "20ms"],
-        &["sh", "-c", &two_phase_script(&go, n1, n2)],
-    ));
+    let mut cmd = env.cmd();
+    cmd.args(["codex", "--no-default-patterns", "--patterns"])
+        .arg(env.rules())
+        .arg("--db")
+        .arg(db)
+        .args(["--session-id", "broken", "--flush-interval", "20ms", "--"])
+        .args(["sh", "-c", &two_phase_script(&go, n1, n2)])
+        .env("TMPDIR", env.path(""));
+    let w = Running::spawn(cmd);
     wait_until("phase one committed", || {
-        env.conn()
-            .query_row(
+        rusqlite::Connection::open(db)
+            .and_then(|c| {
+                c.query_row(
                 "SELECT total_extraction_events FROM process_sessions WHERE session_id = 'broken'",
                 [],
                 |r| r.get::<_, i64>(0),
             )
+            })
             .is_ok_and(|n| n == n1 as i64)
     });
-    break_db(&env);
+    break_db();
     touch(&go);
     let (code, out, err) = w.wait();
     assert_eq!(
@@ -372,7 +384,7 @@ fn database_breaks_between_phases(break_db: impl FnOnce(&Env)) {
     // would replay into any database opened at that path (a hazard of replacing a live
     // SQLite file, not of wrapper; see docs/GUARANTEES.md).
     let db = env.path("restored.db");
-    let report = import_spool(&env, &spool, &db);
+    let report = import_spool(env, &spool, &db);
     assert!(
         report.contains(&format!("imported {n2} events")),
         "{report}"
@@ -401,6 +413,109 @@ fn database_breaks_between_phases(break_db: impl FnOnce(&Env)) {
 #[test]
 fn database_file_removed_mid_run_spools_and_imports_back() {
     database_breaks_between_phases(|env| std::fs::remove_file(env.db()).expect("remove db"));
+}
+
+#[test]
+fn database_directory_removed_mid_run_spools_and_imports_back() {
+    let env = Env::new();
+    let dir = env.path("dbdir");
+    std::fs::create_dir(&dir).expect("dbdir");
+    database_at_breaks_between_phases(&env, &dir.join("w.db"), || {
+        std::fs::remove_dir_all(&dir).expect("remove the database's directory")
+    });
+}
+
+/// The database's directory made read-only mid-run (by its owner, so the test is run as an
+/// unprivileged user: root ignores the mode). SQLite needs no new file while the database and
+/// its `-wal` are open, so wrapper must keep recording with no warning at all — and not
+/// mistake the change for a broken database.
+#[test]
+fn database_directory_made_read_only_mid_run_keeps_recording() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let env = Env::new();
+    let dir = env.path("dbdir");
+    std::fs::create_dir(&dir).expect("dbdir");
+    let as_nobody = |cmd: &mut std::process::Command| {
+        // SAFETY: setgid/setuid are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    };
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        let mut probe = std::process::Command::new("true");
+        as_nobody(&mut probe);
+        if !probe.status().is_ok_and(|s| s.success()) {
+            eprintln!("NOTE: root here cannot become nobody; the read-only case is skipped");
+            return;
+        }
+    }
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    if root {
+        // Let `nobody` into the test's directory, and give it the database's.
+        std::fs::set_permissions(env.path(""), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        nix::unistd::chown(&dir, Some(nobody), Some(nix::unistd::Gid::from_raw(65534)))
+            .expect("chown");
+    }
+    let db = dir.join("w.db");
+    let go = env.path("go");
+    let (n1, n2) = (300, 700);
+    let mut cmd = env.cmd();
+    cmd.args(["codex", "--no-default-patterns", "--patterns"])
+        .arg(env.rules())
+        .arg("--db")
+        .arg(&db)
+        .args(["--session-id", "ro", "--flush-interval", "20ms", "--"])
+        .args(["sh", "-c", &two_phase_script(&go, n1, n2)])
+        .env("TMPDIR", env.path(""));
+    if root {
+        as_nobody(&mut cmd);
+    }
+    let w = Running::spawn(cmd);
+    let committed = || {
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT total_extraction_events FROM process_sessions",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    wait_until("phase one committed", || committed() == n1 as i64);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).expect("chmod 555");
+    touch(&go);
+    let (code, out, err) = w.wait();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(
+        err.is_empty(),
+        "no warning: {}",
+        String::from_utf8_lossy(&err)
+    );
+    let want = numbered("a", n1) + &numbered("b", n2);
+    assert!(out == want.as_bytes(), "passthrough changed");
+    assert_eq!(committed(), (n1 + n2) as i64);
+    let c = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open");
+    let q = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(
+        q("SELECT count(*) FROM extraction_events"),
+        (n1 + n2) as i64
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM process_sessions WHERE state = 'completed'"),
+        1
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
 }
 
 #[test]
