@@ -269,9 +269,9 @@ pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
 ///
 /// Normally the job stops: wrapper gives the terminal back to its own group if the child's
 /// group holds it (Ctrl-Z while the agent had the terminal) — the shell knows wrapper's
-/// group, not the child's — and stops itself, so the shell sees the job stopped. When the
-/// shell continues wrapper (`fg` or `bg`), wrapper hands the terminal to the child again if
-/// it is in the foreground now, and continues the child.
+/// group, not the child's — and stops its own group (see [`stop_own_group`]), so the shell
+/// sees the job stopped. When the shell continues it (`fg` or `bg`), wrapper hands the
+/// terminal to the child again if it is in the foreground now, and continues the child.
 ///
 /// One case is not a stop of the job: the child ran into SIGTTIN/SIGTTOU while wrapper is
 /// in the foreground (the child was continued a moment before it got the terminal back).
@@ -284,14 +284,44 @@ fn stop_with_child(pgid: Pid, sig: Signal) {
         if fg == Some(pgid) {
             set_foreground(ours);
         }
-        // Directed at this thread, so that it is this thread that takes the stop on its way
-        // out of the call: sent to the process, another thread may take it a moment later,
-        // and this one would run on (and hand the terminal back) before wrapper has stopped.
-        let _ = pthread_kill(pthread_self(), Signal::SIGSTOP);
-        // Continued by the shell (`fg` or `bg`).
+        stop_own_group(ours);
+        // Continued by the shell (`fg` or `bg`) — or never stopped (see `stop_own_group`).
     }
     hand_terminal_back(pgid);
     let _ = signal::killpg(pgid, Signal::SIGCONT);
+}
+
+/// Stops wrapper's own process group with SIGTSTP, as Ctrl-Z would have if the agent were
+/// still in it: the other members first (a `make` or a shell script that runs wrapper; they
+/// would otherwise keep running, so the shell would never see the job stopped), then wrapper
+/// itself.
+///
+/// Wrapper's own stop is directed at this thread, so this thread takes it on its way out of
+/// the call and nothing after it runs before wrapper has stopped and been continued (a
+/// process-directed signal may be taken by another thread a moment later). SIGTSTP rather
+/// than SIGSTOP, because the kernel then does what it would do to the agent itself: the shell
+/// reports "Stopped", and where no one could continue the group (an orphaned group — wrapper
+/// started as the session leader, `ssh -t host wrapper …`) or SIGTSTP is ignored, nothing
+/// stops and the agent is simply continued.
+fn stop_own_group(ours: Pid) {
+    let me = nix::unistd::getpid();
+    for pid in group_members(ours) {
+        if pid != me {
+            let _ = signal::kill(pid, Signal::SIGTSTP);
+        }
+    }
+    let _ = pthread_kill(pthread_self(), Signal::SIGTSTP);
+}
+
+/// The processes of process group `pgid`, from `/proc` (empty where it cannot be read).
+fn group_members(pgid: Pid) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .map(Pid::from_raw)
+        .filter(|&pid| nix::unistd::getpgid(Some(pid)) == Ok(pgid))
+        .collect()
 }
 
 /// Makes `pgid` the terminal's foreground group; SIGTTOU is blocked meanwhile, since a

@@ -207,3 +207,96 @@ fn with_stty_tostop_the_agents_output_still_reaches_the_terminal() {
     assert!(!screen.contains("Stopped"), "{screen}");
     sh.exit();
 }
+
+/// Wrapper run from a script (or `make`): the script's shell is in wrapper's process group,
+/// the agent is not. Ctrl-Z must stop the script too, or the shell never sees the job stopped
+/// and the terminal hangs; `fg` then resumes everything, and the script goes on.
+#[test]
+fn ctrl_z_stops_a_script_that_runs_wrapper_and_fg_resumes_it() {
+    let env = Env::new();
+    let Some(mut sh) = Shell::start(&env) else {
+        return;
+    };
+    let script = env.path("outer.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "{} codex --no-default-patterns -- sh -c 'echo READY; read x; echo GOT:$x'\n\
+             echo SCRIPT:$?\n",
+            bin().display()
+        ),
+    )
+    .expect("write script");
+    sh.type_in("sh outer.sh\n");
+    sh.wait_for("READY");
+    sh.type_in("\x1a");
+    sh.wait_for("Stopped");
+    sh.type_in("fg\n");
+    sh.type_in("hello\n");
+    sh.wait_for("GOT:hello");
+    sh.wait_for("SCRIPT:0");
+    sh.type_in("echo EXIT\"\"=$?\n");
+    sh.wait_for("EXIT=0");
+    sh.exit();
+}
+
+/// Wrapper as the session leader of its terminal (as under `ssh -t host wrapper …`): no shell
+/// could continue it, and the kernel ignores Ctrl-Z for such an orphaned group. So must
+/// wrapper: the agent is continued at once and reads what is typed next (before, wrapper
+/// stopped itself for good).
+#[test]
+fn ctrl_z_with_no_shell_to_continue_the_job_does_not_stop_it() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+
+    let env = Env::new();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = pty.slave;
+    let mut cmd = env.cmd();
+    cmd.args(["codex", "--no-default-patterns", "--", "sh", "-c"])
+        .arg("echo READY; read x; echo GOT:$x")
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave.try_clone().expect("dup"));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    /// A failed test must not leave a stopped wrapper behind.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut wrapper = KillOnDrop(cmd.spawn().expect("spawn wrapper"));
+    drop(slave);
+    let master = std::fs::File::from(pty.master);
+    let mut keys = master.try_clone().expect("dup master");
+    let screen = Captured::start(master);
+    screen.wait_for("READY");
+    keys.write_all(b"\x1a").expect("type");
+    // The terminal echoes ^Z once it has sent SIGTSTP to the foreground group.
+    screen.wait_for("^Z");
+    keys.write_all(b"hello\n").expect("type");
+    screen.wait_for("GOT:hello");
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(s) = wrapper.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wrapper did not exit: {}",
+            screen.text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "{}", screen.text());
+}
