@@ -6,7 +6,7 @@
 //! handled. Each test drives the real binary with real processes and real signals.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Instant;
 
@@ -344,19 +344,25 @@ fn database_breaks_between_phases(break_db: impl FnOnce(&Env)) {
     database_at_breaks_between_phases(&env, &db, || break_db(&env));
 }
 
-/// [`database_breaks_between_phases`] with the database at `db`.
-fn database_at_breaks_between_phases(env: &Env, db: &Path, break_db: impl FnOnce()) {
-    let go = env.path("go");
-    let (n1, n2) = (300, 700);
+/// Wrapper recording session `session` into `db`, running [`two_phase_script`] with `go` in
+/// the test's directory (which is also its TMPDIR).
+fn two_phase_cmd(env: &Env, db: &Path, session: &str, n1: usize, n2: usize) -> Command {
     let mut cmd = env.cmd();
     cmd.args(["codex", "--no-default-patterns", "--patterns"])
         .arg(env.rules())
         .arg("--db")
         .arg(db)
-        .args(["--session-id", "broken", "--flush-interval", "20ms", "--"])
-        .args(["sh", "-c", &two_phase_script(&go, n1, n2)])
+        .args(["--session-id", session, "--flush-interval", "20ms", "--"])
+        .args(["sh", "-c", &two_phase_script(&env.path("go"), n1, n2)])
         .env("TMPDIR", env.path(""));
-    let w = Running::spawn(cmd);
+    cmd
+}
+
+/// [`database_breaks_between_phases`] with the database at `db`.
+fn database_at_breaks_between_phases(env: &Env, db: &Path, break_db: impl FnOnce()) {
+    let go = env.path("go");
+    let (n1, n2) = (300, 700);
+    let w = Running::spawn(two_phase_cmd(env, db, "broken", n1, n2));
     wait_until("phase one committed", || {
         rusqlite::Connection::open(db)
             .and_then(|c| {
@@ -468,14 +474,7 @@ fn database_directory_made_read_only_mid_run_keeps_recording() {
     let db = dir.join("w.db");
     let go = env.path("go");
     let (n1, n2) = (300, 700);
-    let mut cmd = env.cmd();
-    cmd.args(["codex", "--no-default-patterns", "--patterns"])
-        .arg(env.rules())
-        .arg("--db")
-        .arg(&db)
-        .args(["--session-id", "ro", "--flush-interval", "20ms", "--"])
-        .args(["sh", "-c", &two_phase_script(&go, n1, n2)])
-        .env("TMPDIR", env.path(""));
+    let mut cmd = two_phase_cmd(&env, &db, "ro", n1, n2);
     if root {
         as_nobody(&mut cmd);
     }
