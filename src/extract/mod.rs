@@ -148,11 +148,8 @@ fn build_set(sources: impl Iterator<Item = String>) -> Result<RegexSet, String> 
 ///
 /// A line is at most one prompt — unless the agent asks again on it: text added after a
 /// prompt fired that makes another prompt rule match (a second question on the same line),
-/// or a `\r` redraw that replaces the text with a different prompt. A redraw that shows the
-/// same prompt again (same rule, same value — a countdown, a spinner) is not a new prompt.
-/// What makes two prompts the same: the rule's name and the matched value.
-type PromptKey = (Arc<str>, Option<String>);
-
+/// or a `\r` redraw that replaces the text with a different question. A redraw that shows
+/// the same thing again (a countdown, a spinner) records nothing new: see [`RedrawKey`].
 #[derive(Debug, Default)]
 struct PromptState {
     /// The line number reserved for the partial line when a prompt fired on it.
@@ -162,17 +159,40 @@ struct PromptState {
     /// Prompt rules that matched the current text at an idle check, fired or not: only a
     /// rule that starts to match later (on text added since) may add a prompt.
     seen: Vec<usize>,
-    /// The last prompt recorded on this line, across redraws.
-    last_prompt: Option<PromptKey>,
+    /// The events recorded on this line while it was partial, across redraws (at most
+    /// [`MAX_RECORDED`]).
+    recorded: Vec<RedrawKey>,
     /// Length of the partial line when last checked, so an unchanged line is not rescanned.
     checked_len: usize,
     /// The splitter's redraw count this state describes.
     redraws: u64,
 }
 
+/// What makes an event on a redrawn line the same as one recorded before the redraw: the
+/// rule, the matched value, and the letters of the line. Digits, punctuation and spinner
+/// glyphs change while a prompt counts down or a spinner turns; the words of a question do
+/// not, and a different question has different words even where the rule matched only its
+/// `[y/N]`.
+type RedrawKey = (Arc<str>, Option<String>, String);
+
+/// How many [`RedrawKey`]s a line keeps: a line redrawn forever with ever new text (a
+/// progress line a prompt rule matches) must not grow without bound.
+const MAX_RECORDED: usize = 64;
+
+fn redraw_key(e: &Event) -> RedrawKey {
+    let letters = e
+        .original_line
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_alphabetic())
+        .collect();
+    (e.pattern.clone(), e.matched_value.clone(), letters)
+}
+
 impl PromptState {
     /// Forgets what was seen of text that a `\r` redraw has since overwritten. The line
-    /// keeps its number, and the last prompt is remembered.
+    /// keeps its number, and what was recorded on it is remembered.
     fn sync(&mut self, redraws: u64) {
         if self.redraws != redraws {
             self.redraws = redraws;
@@ -361,10 +381,10 @@ impl Core {
                 false,
                 ts,
             );
-            if emitted && r.is_prompt_event() {
-                prompt_done = true;
-                self.drop_repeated_prompt(&state.last_prompt);
+            if emitted && !state.recorded.is_empty() {
+                self.unless_recorded(&state.recorded);
             }
+            prompt_done |= emitted && r.is_prompt_event();
         }
     }
 
@@ -435,38 +455,30 @@ impl Core {
             let state = &mut self.prompts[stream.index()];
             state.line_number = Some(line_number);
             state.fired.push(idx);
-            if r.is_prompt_event() {
-                prompt_done = true;
-                let last = state.last_prompt.take();
-                let key = if self.drop_repeated_prompt(&last) {
-                    last
-                } else {
-                    self.last_prompt_key()
-                };
-                self.prompts[stream.index()].last_prompt = key;
+            let mut recorded = std::mem::take(&mut state.recorded);
+            if let Some(key) = self.unless_recorded(&recorded) {
+                if recorded.len() < MAX_RECORDED {
+                    recorded.push(key);
+                }
             }
+            self.prompts[stream.index()].recorded = recorded;
+            prompt_done |= r.is_prompt_event();
         }
     }
 
-    /// The (rule, value) of the prompt event just recorded.
-    fn last_prompt_key(&self) -> Option<PromptKey> {
-        match self.out.last() {
-            Some(Record::Event(e)) if &*e.event_type == PROMPT => {
-                Some((e.pattern.clone(), e.matched_value.clone()))
-            }
-            _ => None,
-        }
-    }
-
-    /// Takes back the prompt event just recorded if it repeats `last` (the same prompt shown
-    /// again by a redraw of the line). Returns whether it did.
-    fn drop_repeated_prompt(&mut self, last: &Option<PromptKey>) -> bool {
-        let repeated = last.is_some() && self.last_prompt_key() == *last;
-        if repeated {
+    /// Takes back the event just recorded if `recorded` holds it already: the same event on
+    /// the same line, shown again by a redraw. Otherwise returns its key.
+    fn unless_recorded(&mut self, recorded: &[RedrawKey]) -> Option<RedrawKey> {
+        let key = match self.out.last() {
+            Some(Record::Event(e)) => redraw_key(e),
+            _ => return None,
+        };
+        if recorded.contains(&key) {
             self.out.pop();
             self.events -= 1;
+            return None;
         }
-        repeated
+        Some(key)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -731,22 +743,60 @@ samples = ["rm -rf x"]
     fn a_redrawn_line_can_be_a_new_prompt_but_not_the_same_one_again() {
         let ts: Arc<str> = "t".into();
         let mut x = extractor(PROMPT_RULES);
-        x.feed(Stream::Stdout, b"first\nSave? [y/N] ", &ts);
+        x.feed(Stream::Stdout, b"first\nSave a.txt? (30s) [y/N] ", &ts);
         x.idle(Stream::Stdout, &ts);
         assert_eq!(patterns(&mut x), owned(&[("confirm", 2)]));
-        // The same prompt drawn again: nothing new.
-        x.feed(Stream::Stdout, b"\rSave? [y/N] ", &ts);
-        assert!(x.wants_idle_check(Stream::Stdout));
+        // The same prompt drawn again, its countdown ticking: nothing new.
+        for tick in [b"\rSave a.txt? (29s) [y/N] ", b"\rSave a.txt? (28s) [y/N] "] {
+            x.feed(Stream::Stdout, tick, &ts);
+            assert!(x.wants_idle_check(Stream::Stdout));
+            x.idle(Stream::Stdout, &ts);
+            assert_eq!(patterns(&mut x), owned(&[]));
+        }
+        // A different question matched by the same rule (whose value is only `[y/N]`).
+        x.feed(Stream::Stdout, b"\rDelete b.txt? [y/N] ", &ts);
         x.idle(Stream::Stdout, &ts);
-        assert_eq!(patterns(&mut x), owned(&[]));
+        assert_eq!(patterns(&mut x), owned(&[("confirm", 2)]));
         // A different prompt over it, checked while idle.
         x.feed(Stream::Stdout, b"\rRun rm -rf build? [y/N] ", &ts);
         x.idle(Stream::Stdout, &ts);
         assert_eq!(patterns(&mut x), owned(&[("risky", 2)]));
-        // And one that arrives with its newline in the same read, never idle.
-        x.feed(Stream::Stdout, b"\rSave? [y/N]\nnext\n", &ts);
+        // One that arrives with its newline in the same read, never idle...
+        x.feed(Stream::Stdout, b"\rOverwrite c.txt? [y/N]\nnext\n", &ts);
         assert_eq!(patterns(&mut x), owned(&[("confirm", 2)]));
-        assert_eq!(x.lines(), 3);
+        // ...and a question the line already asked is not recorded twice.
+        x.feed(Stream::Stdout, b"Save? [y/N] ", &ts);
+        x.idle(Stream::Stdout, &ts);
+        x.feed(Stream::Stdout, b"\rOther? [y/N] \rSave? [y/N]\n", &ts);
+        assert_eq!(patterns(&mut x), owned(&[("confirm", 4)]));
+        assert_eq!(x.lines(), 4);
+    }
+
+    /// The same holds for rules that look at partial lines but record another event type:
+    /// a spinner redrawing "Waiting for input" is one event, not one per frame.
+    #[test]
+    fn a_spinner_redrawing_a_partial_line_records_its_event_once() {
+        let ts: Arc<str> = "t".into();
+        let mut x = extractor(
+            r#"
+[[pattern]]
+name = "waiting"
+event_type = "question"
+regex = 'Waiting for input'
+prompt = true
+samples = ["Waiting for input |"]
+"#,
+        );
+        for frame in [
+            &b"Waiting for input |"[..],
+            b"\rWaiting for input /",
+            b"\rWaiting for input -",
+        ] {
+            x.feed(Stream::Stdout, frame, &ts);
+            x.idle(Stream::Stdout, &ts);
+        }
+        x.feed(Stream::Stdout, b"\rWaiting for input \\\n", &ts);
+        assert_eq!(patterns(&mut x), owned(&[("waiting", 1)]));
     }
 
     /// Text added to a line after its prompt fired can ask again: a prompt rule that starts

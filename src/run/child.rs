@@ -288,7 +288,14 @@ fn stop_with_child(pgid: Pid, sig: Signal) {
         // Continued by the shell (`fg` or `bg`) — or never stopped (see `stop_own_group`).
     }
     hand_terminal_back(pgid);
-    let _ = signal::killpg(pgid, Signal::SIGCONT);
+    // In the foreground (or with no terminal left) the child goes on. In the background it is
+    // continued only by the shell's SIGCONT to wrapper, which the run loop forwards: if
+    // wrapper's own stop did not take (SIGTSTP ignored), continuing the child here would
+    // only run it into SIGTTIN again, over and over.
+    let fg = terminal_foreground();
+    if fg.is_none() || fg == Some(pgid) {
+        let _ = signal::killpg(pgid, Signal::SIGCONT);
+    }
 }
 
 /// Stops wrapper's own process group with SIGTSTP, as Ctrl-Z would have if the agent were

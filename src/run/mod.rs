@@ -359,7 +359,7 @@ fn supervise(
         };
         match msg {
             Ok(Control::Signal(sig)) => {
-                if sig == libc::SIGCONT && took_terminal {
+                if sig == libc::SIGCONT && took_terminal && exit.is_none() {
                     // `fg`: the child needs the terminal before it runs again.
                     child::hand_terminal_back(pgid);
                 }
