@@ -13,6 +13,8 @@ use crate::harness::*;
 /// An interactive bash on its own pseudo-terminal (its controlling terminal, as a terminal
 /// emulator would set it up), with what appears on the screen captured.
 struct Shell {
+    /// The test's directory, config and data dirs (bash runs in it).
+    env: Env,
     bash: Child,
     keys: std::fs::File,
     screen: Captured,
@@ -20,7 +22,8 @@ struct Shell {
 
 impl Shell {
     /// `None` (the test is skipped, and says so) where bash is not installed.
-    fn start(env: &Env) -> Option<Shell> {
+    fn start() -> Option<Shell> {
+        let env = Env::new();
         if !std::path::Path::new("/bin/bash").exists() {
             eprintln!("skipped: /bin/bash is not installed");
             return None;
@@ -54,7 +57,12 @@ impl Shell {
         let master = std::fs::File::from(pty.master);
         let keys = master.try_clone().expect("dup master");
         let screen = Captured::start(master);
-        Some(Shell { bash, keys, screen })
+        Some(Shell {
+            env,
+            bash,
+            keys,
+            screen,
+        })
     }
 
     /// Types `s`. Markers the test waits for are split with `""` in what is typed, so that
@@ -139,8 +147,7 @@ impl Shell {
 /// can read what is typed; the job then ends normally.
 #[test]
 fn ctrl_z_stops_the_job_and_fg_resumes_it_with_the_terminal() {
-    let env = Env::new();
-    let Some(mut sh) = Shell::start(&env) else {
+    let Some(mut sh) = Shell::start() else {
         return;
     };
     sh.run_and_suspend(READER);
@@ -153,8 +160,7 @@ fn ctrl_z_stops_the_job_and_fg_resumes_it_with_the_terminal() {
 /// bash unable to read its next command). `fg` then gives the agent the terminal.
 #[test]
 fn a_backgrounded_job_that_reads_the_terminal_stops_and_the_shell_keeps_it() {
-    let env = Env::new();
-    let Some(mut sh) = Shell::start(&env) else {
+    let Some(mut sh) = Shell::start() else {
         return;
     };
     // Report job state changes at once, not only before the next prompt.
@@ -173,8 +179,7 @@ fn a_backgrounded_job_that_reads_the_terminal_stops_and_the_shell_keeps_it() {
 /// exit (it is the shell's by then).
 #[test]
 fn a_background_job_that_ends_leaves_the_terminal_with_the_shell() {
-    let env = Env::new();
-    let Some(mut sh) = Shell::start(&env) else {
+    let Some(mut sh) = Shell::start() else {
         return;
     };
     sh.type_in("set -b\n");
@@ -193,8 +198,7 @@ fn a_background_job_that_ends_leaves_the_terminal_with_the_shell() {
 /// terminal — yet what wrapper writes is the agent's output, and it must appear.
 #[test]
 fn with_stty_tostop_the_agents_output_still_reaches_the_terminal() {
-    let env = Env::new();
-    let Some(mut sh) = Shell::start(&env) else {
+    let Some(mut sh) = Shell::start() else {
         return;
     };
     sh.type_in("stty tostop\n");
@@ -213,11 +217,10 @@ fn with_stty_tostop_the_agents_output_still_reaches_the_terminal() {
 /// and the terminal hangs; `fg` then resumes everything, and the script goes on.
 #[test]
 fn ctrl_z_stops_a_script_that_runs_wrapper_and_fg_resumes_it() {
-    let env = Env::new();
-    let Some(mut sh) = Shell::start(&env) else {
+    let Some(mut sh) = Shell::start() else {
         return;
     };
-    let script = env.path("outer.sh");
+    let script = sh.env.path("outer.sh");
     std::fs::write(
         &script,
         format!(
