@@ -106,7 +106,7 @@ pub struct RunArgs {
     #[arg(long = "patterns", value_name = "PATH")]
     pub patterns: Vec<PathBuf>,
 
-    /// Do not load the built-in rules
+    /// Do not load the built-in extraction rules (secrets are still masked; see --no-redact)
     #[arg(long)]
     pub no_default_patterns: bool,
 
@@ -199,7 +199,7 @@ pub enum PatternsCommand {
         /// Extra pattern files, as for a run
         #[arg(long = "patterns", value_name = "PATH")]
         patterns: Vec<PathBuf>,
-        /// Leave out the built-in rules
+        /// Leave out the built-in extraction rules (the built-in [[redact]] rules stay)
         #[arg(long)]
         no_default_patterns: bool,
         /// One JSON array
@@ -223,7 +223,7 @@ pub enum PatternsCommand {
         /// Extra pattern files, as for a run
         #[arg(long = "patterns", value_name = "PATH")]
         patterns: Vec<PathBuf>,
-        /// Leave out the built-in rules
+        /// Leave out the built-in extraction rules (the built-in [[redact]] rules stay)
         #[arg(long)]
         no_default_patterns: bool,
         /// The lines' stream

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::{parse_duration, parse_size, DbOpt, RunArgs};
 use crate::error::CliError;
-use crate::extract::rules::{builtin_sources, expand_path, line_col, Source};
+use crate::extract::rules::{
+    builtin_redact_sources, builtin_sources, expand_path, line_col, Source,
+};
 use crate::lines::DEFAULT_MAX_LINE;
 use crate::store::writer::EventsOut;
 
@@ -273,7 +275,9 @@ fn collect_sources(
     no_defaults: bool,
 ) -> Result<Vec<Source>, CliError> {
     let mut sources = Vec::new();
-    if !(no_defaults || file.no_default_patterns.unwrap_or(false)) {
+    if no_defaults || file.no_default_patterns.unwrap_or(false) {
+        sources.extend(builtin_redact_sources());
+    } else {
         sources.extend(builtin_sources());
     }
     if let Some(dir) = config_dir().map(|d| d.join("patterns")) {

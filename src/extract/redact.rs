@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use regex::{NoExpand, Regex, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use super::rules::{compile, RedactRule, RuleBook};
 
@@ -58,14 +58,58 @@ impl Redactor {
         if !set.is_match(text) {
             return Cow::Borrowed(text);
         }
-        let hits = set.matches(text);
-        let mut out = text.to_string();
-        for i in hits.iter() {
-            let (r, re) = &self.rules[i];
-            if let Cow::Owned(s) = re.replace_all(&out, NoExpand(&r.replacement)) {
-                out = s;
-            }
+        // Every rule's matches are found in the original text, and where matches overlap
+        // (`API_KEY=sk-…` is both an assignment and an OpenAI key) the text they cover
+        // together is masked once, named after the match that starts first (the earlier rule
+        // on a tie). Replacing rule after rule instead would let a later rule match into an
+        // earlier one's `[REDACTED:…]` and leave `[REDACTED:a]]`-like debris.
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for i in set.matches(text).iter() {
+            spans.extend(
+                self.rules[i]
+                    .1
+                    .find_iter(text)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| (m.start(), i, m.end())),
+            );
         }
+        spans.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        let mut spans = spans.into_iter().peekable();
+        while let Some((start, rule, mut end)) = spans.next() {
+            while let Some(&(next, _, next_end)) = spans.peek() {
+                if next >= end {
+                    break;
+                }
+                end = end.max(next_end);
+                spans.next();
+            }
+            out.push_str(&text[at..start]);
+            out.push_str(&self.rules[rule].0.replacement);
+            at = end;
+        }
+        out.push_str(&text[at..]);
         Cow::Owned(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_matches_are_masked_once_without_debris() {
+        let mut book = RuleBook::load(&crate::extract::rules::builtin_sources()).expect("load");
+        book.verify().expect("verify");
+        let r = Redactor::new(&book, true).expect("redactor");
+        assert_eq!(
+            r.redact("error: OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwxyz1234 rejected"),
+            "error: OPENAI_[REDACTED:secret_assignment] rejected"
+        );
+        assert_eq!(
+            r.redact("key sk-proj-abcdefghijklmnopqrstuvwxyz1234 and DB_PASSWORD=hunter22 here"),
+            "key [REDACTED:openai_key] and DB_[REDACTED:secret_assignment] here"
+        );
     }
 }

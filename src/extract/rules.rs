@@ -343,6 +343,20 @@ pub fn builtin_sources() -> Vec<Source> {
         .collect()
 }
 
+/// The built-in file of `[[redact]]` rules alone. `--no-default-patterns` leaves out the
+/// built-in *extraction* rules, not the masking of secrets: that is switched off only by
+/// `--no-redact` (SPEC §5.1), or rule by rule with `enabled = false`. Someone replacing the
+/// rules with their own must not find their API keys stored in clear.
+pub fn builtin_redact_sources() -> Vec<Source> {
+    builtin_sources()
+        .into_iter()
+        .filter(|s| matches!(s, Source::Builtin { name, .. } if *name == REDACT_FILE))
+        .collect()
+}
+
+/// The built-in file that holds the `[[redact]]` rules (and only those).
+const REDACT_FILE: &str = "redact.toml";
+
 /// Expands a `--patterns` argument: a file as is, a directory as its `*.toml` files sorted.
 pub fn expand_path(path: &Path) -> Result<Vec<Source>, PatternError> {
     let err = |message: String| PatternError {
