@@ -514,6 +514,47 @@ fn code_blocks_list_filters_and_fields() {
     assert!(text.contains("DIGEST") && text.contains("fn main() {}"));
 }
 
+/// A block printed by several sessions is stored once, under the first; the session and
+/// agent filters still find it for every session that printed it, and pruning the first
+/// session hands the block to the next one instead of deleting it.
+#[test]
+fn a_block_printed_by_several_sessions_belongs_to_each_and_survives_a_prune_of_the_first() {
+    let env = Env::standard();
+    env.record(
+        "gemini",
+        "gamma-4444",
+        "printf '```rust\\nfn main() {}\\n```\\n'",
+    );
+    let v = env.json(&["code-blocks", "--language", "rust", "--json"]);
+    assert_eq!(ids(&v, "session_id"), ["alpha-1111"]);
+    assert_eq!(v[0]["occurrences"], 2);
+    for filter in [["--session", "gamma"], ["--agent", "gemini"]] {
+        let v = env.json(&["code-blocks", filter[0], filter[1], "--json"]);
+        assert_eq!(ids(&v, "language"), ["rust"], "{filter:?}");
+    }
+    env.age("alpha-1111", "2020-03-01");
+    let dry = env.json(&["prune", "--older-than", "2020-06-01", "--dry-run", "--json"]);
+    assert_eq!(dry["code_blocks"], 0, "the block is still gamma's");
+    env.ok(&["prune", "--older-than", "2020-06-01"]);
+    let v = env.json(&["code-blocks", "--language", "rust", "--json"]);
+    assert_eq!(ids(&v, "session_id"), ["gamma-4444"]);
+    assert_eq!(v[0]["agent_name"], "gemini");
+    assert_eq!(v[0]["occurrences"], 1);
+    let digest = v[0]["digest"].as_str().expect("digest").to_string();
+    assert_eq!(
+        env.ok(&["code-blocks", "get", &digest[..12]]),
+        "fn main() {}\n"
+    );
+    // Pruned in its turn, no session printed it any more: it goes.
+    env.age("gamma-4444", "2020-03-02");
+    let v = env.json(&["prune", "--older-than", "2020-06-01", "--json"]);
+    assert_eq!(v["code_blocks"], 1);
+    assert_eq!(
+        env.json(&["code-blocks", "--language", "rust", "--json"]),
+        serde_json::json!([])
+    );
+}
+
 #[test]
 fn code_blocks_get_prints_raw_content() {
     let env = Env::standard();

@@ -75,6 +75,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         wrapper_pid: std::process::id(),
     };
 
+    let events_out = match &cfg.events_out {
+        Some(out) => Some(out.open().map_err(|e| CliError::usage(anyhow!(e)))?),
+        None => None,
+    };
     let db = match &cfg.db {
         None => None,
         Some(path) => {
@@ -94,11 +98,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         }
     };
     let has_db = db.is_some();
-    let sink = if db.is_some() || cfg.events_out.is_some() {
+    let sink = if db.is_some() || events_out.is_some() {
         Some(
             Sink::start(SinkConfig {
                 db,
-                events_out: cfg.events_out.clone(),
+                events_out,
                 batch_size: cfg.batch_size,
                 flush_interval: cfg.flush_interval,
                 session: session.clone(),

@@ -502,11 +502,30 @@ pub struct CodeBlockFilter {
 /// Code blocks, most recently first seen first. By id rather than timestamp: a block is
 /// stored when first seen, so the orders agree, and `idx_code_blocks_session` and
 /// `idx_code_blocks_language` hold the id, so the first page needs no sort.
+///
+/// A block is stored once (deduplicated by digest) under the session that printed it first,
+/// but every session that printed it has a `code_block` event naming its digest: the agent
+/// and session filters look there, so a block shows up for every session and agent that
+/// printed it, not only the first.
 pub fn code_blocks(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<Vec<CodeBlockRecord>> {
     let mut w = Where::default();
-    w.opt("agent_name = ?", &f.agent);
+    // `+agent_name` keeps SQLite on the event-type index (code_block events are few) rather
+    // than walking every event of the agent.
+    if let Some(agent) = &f.agent {
+        w.add(
+            "(agent_name = ? OR digest IN (SELECT matched_value FROM extraction_events \
+             WHERE event_type = 'code_block' AND +agent_name = ?))",
+            [Value::Text(agent.clone()), Value::Text(agent.clone())],
+        );
+    }
     w.opt("language = ?", &f.language);
-    w.opt("session_id = ?", &f.session);
+    if let Some(session) = &f.session {
+        w.add(
+            "(session_id = ? OR digest IN (SELECT matched_value FROM extraction_events \
+             WHERE session_id = ? AND event_type = 'code_block'))",
+            [Value::Text(session.clone()), Value::Text(session.clone())],
+        );
+    }
     let sql = format!(
         "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks{} ORDER BY id DESC LIMIT ?",
         w.sql()
@@ -1054,37 +1073,72 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
         }
     }
     const DOOMED: &str = "session_id IN (SELECT session_id FROM temp.prune_sessions)";
-    let count = |table: &str| -> rusqlite::Result<i64> {
+    // A code block is stored once, under the session that printed it first, but other
+    // sessions may have printed it too (their `code_block` events name its digest). For every
+    // block the doomed sessions stored or printed, count the sightings that remain.
+    tx.execute_batch(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS prune_refs \
+           (digest TEXT PRIMARY KEY, n INTEGER, first_id INTEGER, last_ts TEXT); \
+         DELETE FROM temp.prune_refs; \
+         INSERT INTO temp.prune_refs (digest, n, first_id, last_ts) \
+           SELECT matched_value, count(*), min(id), max(timestamp) FROM extraction_events \
+           WHERE event_type = 'code_block' AND NOT ({DOOMED}) AND matched_value IN ( \
+             SELECT digest FROM code_blocks WHERE {DOOMED} \
+             UNION SELECT matched_value FROM extraction_events \
+               WHERE event_type = 'code_block' AND {DOOMED}) \
+           GROUP BY matched_value;"
+    ))?;
+    // Blocks that go: stored by a doomed session and printed by no session that stays.
+    let gone_blocks = format!("{DOOMED} AND digest NOT IN (SELECT digest FROM temp.prune_refs)");
+    let count = |table: &str, cond: &str| -> rusqlite::Result<i64> {
         tx.query_row(
-            &format!("SELECT count(*) FROM {table} WHERE {DOOMED}"),
+            &format!("SELECT count(*) FROM {table} WHERE {cond}"),
             [],
             |r| r.get(0),
         )
     };
-    report.events = count("extraction_events")?;
-    report.event_counts = count("event_counts")?;
-    report.code_blocks = count("code_blocks")?;
-    report.state_changes = count("process_state_changes")?;
+    report.events = count("extraction_events", DOOMED)?;
+    report.event_counts = count("event_counts", DOOMED)?;
+    report.code_blocks = count("code_blocks", &gone_blocks)?;
+    report.state_changes = count("process_state_changes", DOOMED)?;
     if dry_run {
-        tx.execute_batch("DROP TABLE temp.prune_sessions")?;
+        tx.execute_batch("DROP TABLE temp.prune_sessions; DROP TABLE temp.prune_refs")?;
         tx.commit()?;
         return Ok(report);
     }
     // An external-content FTS index must be told the old values of every row it indexed
     // before that row goes; rows above the mark were never indexed and must not be "deleted".
     for (fts, table, cols) in super::fts::FTS {
+        let cond = if *table == "code_blocks" {
+            gone_blocks.as_str()
+        } else {
+            DOOMED
+        };
         tx.execute(
             &format!(
                 "INSERT INTO {fts} ({fts}, rowid, {cols}) SELECT 'delete', id, {cols} FROM {table} \
-                 WHERE {DOOMED} AND id <= (SELECT indexed_through FROM fts_state WHERE fts_table = ?1)"
+                 WHERE {cond} AND id <= (SELECT indexed_through FROM fts_state WHERE fts_table = ?1)"
             ),
             [fts],
         )?;
     }
+    tx.execute(&format!("DELETE FROM code_blocks WHERE {gone_blocks}"), [])?;
+    // The blocks that stay: a doomed first session hands the block to the earliest sighting
+    // that remains, and every touched block counts only the sightings that remain.
+    tx.execute_batch(&format!(
+        "UPDATE code_blocks SET \
+           (session_id, agent_name, timestamp) = (SELECT e.session_id, e.agent_name, e.timestamp \
+             FROM temp.prune_refs r JOIN extraction_events e ON e.id = r.first_id \
+             WHERE r.digest = code_blocks.digest) \
+         WHERE {DOOMED}; \
+         UPDATE code_blocks SET \
+           (occurrences, last_seen_at) = (SELECT r.n, r.last_ts FROM temp.prune_refs r \
+             WHERE r.digest = code_blocks.digest) \
+         WHERE digest IN (SELECT digest FROM temp.prune_refs);"
+    ))?;
     for table in [
         "extraction_events",
         "event_counts",
-        "code_blocks",
         "process_state_changes",
         "process_sessions",
     ] {
@@ -1102,7 +1156,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
             [fts],
         )?;
     }
-    tx.execute_batch("DROP TABLE temp.prune_sessions")?;
+    tx.execute_batch("DROP TABLE temp.prune_sessions; DROP TABLE temp.prune_refs")?;
     tx.commit()?;
     Ok(report)
 }

@@ -121,10 +121,26 @@ pub enum EventsOut {
     File(PathBuf),
 }
 
+/// An opened `--events-out` destination.
+pub type EventsWriter = Box<dyn Write + Send>;
+
+impl EventsOut {
+    /// Opens (creates or truncates) the destination. Done before the agent is spawned, so a
+    /// path that cannot be written is a configuration error (exit 2), not a warning later.
+    pub fn open(&self) -> Result<EventsWriter, String> {
+        match self {
+            EventsOut::Stderr => Ok(Box::new(io::stderr())),
+            EventsOut::File(p) => File::create(p)
+                .map(|f| Box::new(BufWriter::with_capacity(64 * 1024, f)) as EventsWriter)
+                .map_err(|e| format!("--events-out {}: cannot create it: {e}", p.display())),
+        }
+    }
+}
+
 /// Everything the writer thread needs.
 pub struct SinkConfig {
     pub db: Option<(Connection, PathBuf)>,
-    pub events_out: Option<EventsOut>,
+    pub events_out: Option<EventsWriter>,
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub session: SessionRow,
@@ -296,27 +312,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(events_out: Option<EventsOut>, cfg: SinkConfig) -> Writer {
-        let mut events_out_failed = false;
-        let events_out: Option<Box<dyn Write + Send>> = match events_out {
-            None => None,
-            Some(EventsOut::Stderr) => Some(Box::new(io::stderr())),
-            Some(EventsOut::File(p)) => match File::create(&p) {
-                Ok(f) => Some(Box::new(BufWriter::with_capacity(64 * 1024, f))),
-                Err(e) => {
-                    eprintln!(
-                        "wrapper: warning: cannot write events to {}: {e}",
-                        p.display()
-                    );
-                    events_out_failed = true;
-                    None
-                }
-            },
-        };
+    fn new(events_out: Option<EventsWriter>, cfg: SinkConfig) -> Writer {
         Writer {
             db: cfg.db,
             events_out,
-            events_out_failed,
+            events_out_failed: false,
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
             session: cfg.session,

@@ -166,6 +166,8 @@ fn usage_errors_exit_2_and_run_nothing() {
         vec!["--flush-interval", "soon"],
         vec!["--max-line", "lots"],
         vec!["--no-such-option"],
+        // A path that cannot be written (its "directory" is a file): found before the spawn.
+        vec!["--events-out", "rules.toml/events.jsonl"],
     ] {
         let out = env
             .run_cmd("codex", &extra, &["sh", "-c", &touch])
@@ -178,7 +180,11 @@ fn usage_errors_exit_2_and_run_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!marker.exists(), "{extra:?} spawned the child");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(extra[0]), "{extra:?}: names the option: {err}");
     }
+    // Nothing recorded either: no session was left behind by the refused runs.
+    assert!(!env.db().exists() || env.query_i64("SELECT count(*) FROM process_sessions") == 0);
     // No command at all.
     let out = env.cmd().args(["codex"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
