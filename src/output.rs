@@ -29,9 +29,20 @@ pub fn table(header: &[&str]) -> Table {
         } else {
             ContentArrangement::Disabled
         })
-        .set_header(header.to_vec());
+        .set_header({
+            // One line, like every row (see `cmd::view::one_line`).
+            let mut row = comfy_table::Row::from(header.to_vec());
+            row.max_height(1);
+            row
+        });
     if !color_enabled() {
+        // Without colour comfy-table must not think it writes to a terminal — but then it
+        // would not look up the terminal's width either: take it first and keep it.
+        let width = stdout_is_terminal().then(|| t.width()).flatten();
         t.force_no_tty();
+        if let Some(w) = width {
+            t.set_width(w);
+        }
     }
     t
 }

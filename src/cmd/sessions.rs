@@ -68,7 +68,7 @@ pub fn run(args: SessionsArgs) -> CliResult<i32> {
             _ => String::new(),
         };
         t.add_row(vec![
-            comfy_table::Cell::new(&s.session_id),
+            comfy_table::Cell::new(view::short_session(&s.session_id)),
             comfy_table::Cell::new(&s.agent_name),
             view::state_cell(&s.state),
             comfy_table::Cell::new(view::when(&s.started_at, now)),

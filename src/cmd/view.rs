@@ -131,6 +131,38 @@ pub fn one_line(t: &mut comfy_table::Table) {
     for row in t.row_iter_mut() {
         row.max_height(1);
     }
+    // A narrow terminal squeezes columns, and a header cut in two ("SESSI" over "ON") or a
+    // short value cut ("2 mi…") reads worst of all: every column keeps at least its header's
+    // width, and a column of short values (10 characters at most: times, ids, counts) its
+    // widest value's. Columns of longer text, and the last column, are cut with an ellipsis;
+    // a terminal too narrow even for the rest gets lines that wrap.
+    let widths = |cells: std::slice::Iter<'_, Cell>| -> Vec<usize> {
+        cells.map(|c| c.content().chars().count()).collect()
+    };
+    let mut mins: Vec<usize> = t
+        .header()
+        .map(|h| widths(h.cell_iter()))
+        .unwrap_or_default();
+    for row in t.row_iter() {
+        for (i, w) in widths(row.cell_iter()).into_iter().enumerate() {
+            if let Some(m) = mins.get_mut(i) {
+                if w <= 10 {
+                    *m = (*m).max(w);
+                }
+            }
+        }
+    }
+    // The last column is the free text one: it takes what is left.
+    mins.pop();
+    for (col, min) in t.column_iter_mut().zip(mins) {
+        // The boundary counts the cell's padding too.
+        let width = u16::try_from(min)
+            .unwrap_or(u16::MAX)
+            .saturating_add(col.padding_width());
+        col.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+            comfy_table::Width::Fixed(width),
+        ));
+    }
 }
 
 /// A session id for a narrow column: long generated ids are cut on a terminal (any unique

@@ -872,37 +872,105 @@ samples = ["NOTE x"]
 
 /// Output for people: colour on a terminal (a real pseudo-terminal here), none with
 /// `NO_COLOR`, none into a pipe; search highlights the matching words on a terminal.
-#[test]
-fn colour_only_on_a_terminal_and_never_with_no_color() {
+/// Runs a query command with its stdout on a pseudo-terminal `cols` wide, and returns what
+/// it wrote there.
+fn on_terminal_of_width(env: &Env, args: &[&str], no_color: bool, cols: u16) -> String {
     use std::io::Read;
 
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+    let mut cmd = env.cmd();
+    cmd.args(args).arg("--db").arg(env.db());
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    } else {
+        cmd.env_remove("NO_COLOR");
+    }
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(pty.slave.try_clone().expect("dup"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert!(status.success(), "{args:?}");
+    // The command keeps its copy of the slave until dropped; the master reads to EOF
+    // (EIO) only once every slave descriptor is closed.
+    drop(cmd);
+    drop(pty.slave);
+    let mut screen = Vec::new();
+    let _ = std::fs::File::from(pty.master).read_to_end(&mut screen);
+    String::from_utf8_lossy(&screen).into_owned()
+}
+
+/// Tables fit the terminal they are printed on, with or without colour (NO_COLOR once made
+/// them ignore the terminal's width), and no header is cut in two.
+#[test]
+fn tables_fit_an_80_column_terminal() {
+    let env = Env::new();
+    let out = env.sh(
+        &[],
+        "echo 'error: the flux capacitor broke in a rather long and winding way'; \
+         printf '```rust\\nfn main() { println!(\"a long line of code\"); }\\n```\\n'",
+    );
+    assert!(out.status.success());
+    for (args, header) in [
+        (
+            &["sessions"][..],
+            &["SESSION", "AGENT", "STATE", "STARTED"][..],
+        ),
+        (&["events"], &["TIME", "SESSION", "LINE", "TYPE", "PATTERN"]),
+        (&["code-blocks"], &["DIGEST", "LANGUAGE", "SESSION", "TIME"]),
+    ] {
+        for no_color in [true, false] {
+            let screen = on_terminal_of_width(&env, args, no_color, 80);
+            let plain = strip_ansi(&screen);
+            let lines: Vec<&str> = plain.lines().collect();
+            assert!(lines.len() >= 2, "{args:?}: a header and rows: {plain}");
+            for word in header {
+                assert!(lines[0].contains(word), "{args:?}: header cut: {plain}");
+            }
+            for l in &lines {
+                assert!(
+                    l.trim_end().chars().count() <= 80,
+                    "{args:?} no_color={no_color}: {} wide: {plain}",
+                    l.trim_end().chars().count()
+                );
+            }
+        }
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ ... final byte in @..~
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
     let env = Env::new();
     let out = env.sh(&[], "echo 'error: the flux capacitor broke'");
     assert!(out.status.success());
     let db = env.db();
     let on_terminal = |args: &[&str], no_color: bool| -> String {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let mut cmd = env.cmd();
-        cmd.args(args).arg("--db").arg(&db);
-        if no_color {
-            cmd.env("NO_COLOR", "1");
-        } else {
-            cmd.env_remove("NO_COLOR");
-        }
-        let status = cmd
-            .stdin(Stdio::null())
-            .stdout(pty.slave.try_clone().expect("dup"))
-            .stderr(Stdio::null())
-            .status()
-            .expect("run");
-        assert!(status.success(), "{args:?}");
-        // The command keeps its copy of the slave until dropped; the master reads to EOF
-        // (EIO) only once every slave descriptor is closed.
-        drop(cmd);
-        drop(pty.slave);
-        let mut screen = Vec::new();
-        let _ = std::fs::File::from(pty.master).read_to_end(&mut screen);
-        String::from_utf8_lossy(&screen).into_owned()
+        on_terminal_of_width(&env, args, no_color, 120)
     };
     let coloured = on_terminal(&["sessions"], false);
     assert!(
