@@ -443,6 +443,31 @@ struct ParsedFile {
 
 /// Parses and validates one file's text. `label` is what errors call the file. With `verify`,
 /// regexes are compiled and samples checked too (see [`RuleBook::load`]).
+/// The `name` of the `[[pattern]]` or `[[redact]]` table that holds byte `offset` of `text`,
+/// for errors found while the file is deserialised as a whole (an unknown key, a wrong type),
+/// before any rule has a name of its own. A plain scan: the last table header at or before
+/// the offset, then a `name = "…"` line in that table.
+fn rule_named_around(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset]
+        .rfind("\n[[")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with("[[").then_some(0))?;
+    let table = &text[start..];
+    let end = table[2..].find("\n[").map_or(table.len(), |i| i + 3);
+    table[..end].lines().skip(1).find_map(|line| {
+        let value = line
+            .trim()
+            .strip_prefix("name")?
+            .trim_start()
+            .strip_prefix('=')?;
+        let value = value.trim_start();
+        let quote = value.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+        let rest = &value[1..];
+        rest.find(quote).map(|i| rest[..i].to_string())
+    })
+}
+
 fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, PatternError> {
     let at = |offset: usize, rule: Option<&str>, message: String| {
         let (line, col) = line_col(text, offset);
@@ -456,7 +481,8 @@ fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, Patte
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
-        at(offset, None, e.message().trim().to_string())
+        let rule = rule_named_around(text, offset);
+        at(offset, rule.as_deref(), e.message().trim().to_string())
     })?;
     if let Some(v) = &raw.version {
         if *v.get_ref() < 1 || *v.get_ref() > FORMAT_VERSION {
@@ -806,6 +832,16 @@ mod tests {
         assert!(glob_match("cl*e", "claude"));
         assert!(glob_match("c?dex", "codex"));
         assert!(!glob_match("aider", "codex"));
+    }
+
+    #[test]
+    fn whole_file_errors_name_the_rule_they_are_in() {
+        let text = "version = 1\n\n[[pattern]]\nname = \"first\"\nregex = 'a'\n\n\
+                    [[pattern]]\nevent_type = \"error\"\ncolour = \"red\"\nname = 'second'\nregex = 'b'\n";
+        let err = RuleBook::parse_text("t.toml", text).expect_err("unknown key");
+        assert_eq!(err.rule.as_deref(), Some("second"), "{err}");
+        assert_eq!((err.line, err.col), (9, 1), "{err}");
+        assert_eq!(rule_named_around("version = 'x'\n", 3), None);
     }
 
     #[test]
