@@ -140,6 +140,13 @@ pub fn should_take_terminal() -> bool {
     fg == nix::unistd::getpgrp()
 }
 
+/// Whether stdin is wrapper's controlling terminal, so that shell job control applies to the
+/// child (its stops must be followed), whether or not wrapper started in the foreground: a
+/// job started with `&` and later brought back with `fg` needs it as much.
+pub fn has_job_control() -> bool {
+    terminal_foreground().is_some()
+}
+
 /// Spawns the child in a new process group with stdout and stderr piped, stdin inherited.
 pub fn spawn(spec: &ChildSpec, take_terminal: bool) -> Result<Spawned, SpawnError> {
     let mut cmd = Command::new(&spec.program);
@@ -273,28 +280,83 @@ pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
 /// sees the job stopped. When the shell continues it (`fg` or `bg`), wrapper hands the
 /// terminal to the child again if it is in the foreground now, and continues the child.
 ///
-/// One case is not a stop of the job: the child ran into SIGTTIN/SIGTTOU while wrapper is
-/// in the foreground (the child was continued a moment before it got the terminal back).
-/// Then the child gets the terminal and goes on at once.
+/// Two cases are not a stop of the job: the child ran into SIGTTIN/SIGTTOU while wrapper is
+/// in the foreground (the child was continued a moment before it got the terminal back) —
+/// then the child gets the terminal and goes on at once; and SIGTSTP is ignored, so wrapper
+/// cannot stop — then the child waits, stopped, for wrapper to be in the foreground.
 fn stop_with_child(pgid: Pid, sig: Signal) {
     let ours = nix::unistd::getpgrp();
     let fg = terminal_foreground();
     let tty_stop = matches!(sig, Signal::SIGTTIN | Signal::SIGTTOU);
-    if !(tty_stop && fg == Some(ours)) {
-        if fg == Some(pgid) {
-            set_foreground(ours);
-        }
-        stop_own_group(ours);
-        // Continued by the shell (`fg` or `bg`) — or never stopped (see `stop_own_group`).
+    if tty_stop && fg == Some(ours) {
+        hand_terminal_back(pgid);
+        let _ = signal::killpg(pgid, Signal::SIGCONT);
+        return;
     }
+    if sigtstp_ignored() {
+        // Wrapper cannot stop (nor can the rest of its job, which inherited that), so to the
+        // shell the job is still running, and its `fg` will send no SIGCONT.
+        wait_for_foreground(pgid, ours);
+        return;
+    }
+    if fg == Some(pgid) {
+        set_foreground(ours);
+    }
+    stop_own_group(ours);
+    // Continued by the shell (`fg` or `bg`) — or never stopped (see `stop_own_group`).
     hand_terminal_back(pgid);
     // In the foreground (or with no terminal left) the child goes on. In the background it is
-    // continued only by the shell's SIGCONT to wrapper, which the run loop forwards: if
-    // wrapper's own stop did not take (SIGTSTP ignored), continuing the child here would
-    // only run it into SIGTTIN again, over and over.
+    // continued by the shell's SIGCONT to wrapper (`bg`), which the run loop forwards.
     let fg = terminal_foreground();
     if fg.is_none() || fg == Some(pgid) {
         let _ = signal::killpg(pgid, Signal::SIGCONT);
+    }
+}
+
+/// How often a stopped agent checks whether the shell has given wrapper the terminal, when
+/// wrapper itself could not stop (see [`wait_for_foreground`]).
+const FOREGROUND_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Leaves the stopped agent stopped until wrapper's group gets the terminal (the shell's
+/// `fg`), then hands it over and continues the agent. Continuing it at once instead would
+/// only run it into SIGTTIN again, over and over. No signal says that the terminal changed
+/// hands, so this looks every [`FOREGROUND_POLL`]; it also returns if the agent is
+/// continued or ends some other way (`waitpid` then tells).
+fn wait_for_foreground(pgid: Pid, ours: Pid) {
+    loop {
+        let fg = terminal_foreground();
+        if fg == Some(ours) {
+            set_foreground(pgid);
+        }
+        if fg.is_none() || fg == Some(ours) || fg == Some(pgid) {
+            let _ = signal::killpg(pgid, Signal::SIGCONT);
+            return;
+        }
+        if !is_stopped(pgid) {
+            return;
+        }
+        std::thread::sleep(FOREGROUND_POLL);
+    }
+}
+
+/// Whether process `pid` is stopped (`T` in `/proc`); false where that cannot be read.
+fn is_stopped(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.trim_start().chars().next()
+        })
+        == Some('T')
+}
+
+/// Whether SIGTSTP is ignored (a parent's `trap '' TSTP`, inherited through exec).
+fn sigtstp_ignored() -> bool {
+    // SAFETY: sigaction with a null new action only reads the current disposition.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGTSTP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
     }
 }
 

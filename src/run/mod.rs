@@ -272,6 +272,7 @@ fn supervise(
         stderr,
         took_terminal,
     } = spawned;
+    let job_control = took_terminal || child::has_job_control();
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
@@ -310,7 +311,7 @@ fn supervise(
     thread::Builder::new()
         .name("wrapper-wait".into())
         .spawn(move || {
-            let _ = wait_ctl.send(Control::Exited(child::wait(pid, reap_all, took_terminal)));
+            let _ = wait_ctl.send(Control::Exited(child::wait(pid, reap_all, job_control)));
         })
         .context("cannot start the waiter thread")?;
 
@@ -363,7 +364,7 @@ fn supervise(
         };
         match msg {
             Ok(Control::Signal(sig)) => {
-                if sig == libc::SIGCONT && took_terminal && exit.is_none() {
+                if sig == libc::SIGCONT && job_control && exit.is_none() {
                     // `fg`: the child needs the terminal before it runs again.
                     child::hand_terminal_back(pgid);
                 }
@@ -383,7 +384,7 @@ fn supervise(
             Ok(Control::Exited(result)) => {
                 let e = result.context("waiting for the child failed")?;
                 exit = Some(e);
-                if took_terminal {
+                if job_control {
                     child::restore_terminal(pgid);
                 }
                 let _ = nix::unistd::write(&wake_w, &[WAKE_CHILD_EXITED]);

@@ -303,3 +303,103 @@ fn ctrl_z_with_no_shell_to_continue_the_job_does_not_stop_it() {
     };
     assert_eq!(status.code(), Some(0), "{}", screen.text());
 }
+
+/// The process that `ppid` started (the first found), from `/proc`.
+fn child_of(ppid: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        (fields.get(1)?.parse::<u32>().ok()? == ppid).then_some(pid)
+    })
+}
+
+/// A process's state letter (`T` stopped) and its context switches so far.
+fn state_and_switches(pid: u32) -> (char, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .unwrap_or('?');
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let switches = status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    (state, switches)
+}
+
+/// SIGTSTP ignored (inherited from the shell's `trap '' TSTP`) and the job started in the
+/// background: when the agent reads the terminal it is stopped by SIGTTIN, and wrapper cannot
+/// stop with it. The agent must then stay stopped until the shell's `fg` — not be continued
+/// by wrapper at once, only to be stopped again, over and over (a busy loop).
+#[test]
+fn with_sigtstp_ignored_a_background_agent_waits_stopped_for_fg() {
+    let Some(mut sh) = Shell::start() else {
+        return;
+    };
+    sh.type_in("trap '' TSTP\n");
+    sh.type_in(&format!(
+        "{} codex --no-default-patterns -- sh -c '{READER}' &\n",
+        bin().display()
+    ));
+    sh.wait_for("READY");
+    sh.type_in("echo PI\"\"D=$!\n");
+    sh.wait_for("PID=");
+    let wrapper: u32 = {
+        let screen = sh.screen.text();
+        let after = screen.rsplit_once("PID=").map(|(_, a)| a).unwrap_or("");
+        after
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .expect("wrapper pid")
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let agent = loop {
+        if let Some(pid) = child_of(wrapper).filter(|&p| state_and_switches(p).0 == 'T') {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never stopped: {}",
+            sh.screen.text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let (_, before) = state_and_switches(agent);
+    // A round trip through the shell: time enough for a loop to have run many times.
+    for i in 0..3 {
+        sh.type_in(&format!("echo MA\"\"RK{i}\n"));
+        sh.wait_for(&format!("MARK{i}"));
+    }
+    let (state, after) = state_and_switches(agent);
+    assert_eq!(state, 'T', "the agent should still be stopped");
+    assert_eq!(
+        before, after,
+        "the agent was continued and stopped again meanwhile"
+    );
+    sh.fg_and_answer();
+    sh.exit();
+}
+
+/// Started with `&`, the agent reads the terminal: as any job, it stops (the shell says so),
+/// and `fg` gives it the terminal. Before, wrapper followed job control only when it started
+/// in the foreground: the agent sat stopped, the shell saw a running job, and `fg` hung.
+#[test]
+fn a_job_started_in_the_background_stops_on_a_read_and_fg_resumes_it() {
+    let Some(mut sh) = Shell::start() else {
+        return;
+    };
+    sh.type_in("set -b\n");
+    sh.type_in(&format!(
+        "{} codex --no-default-patterns -- sh -c '{READER}' &\n",
+        bin().display()
+    ));
+    sh.wait_for("READY");
+    sh.wait_for("Stopped");
+    sh.fg_and_answer();
+    sh.exit();
+}
