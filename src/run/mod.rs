@@ -200,7 +200,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     let (final_state, signal) = match outcome.exit {
         Exit::Signal(sig) => {
             let by_user = outcome.stop_requested
-                || (outcome.took_terminal && matches!(sig, libc::SIGINT | libc::SIGQUIT));
+                || (outcome.job_control && matches!(sig, libc::SIGINT | libc::SIGQUIT));
             (
                 if by_user {
                     State::Interrupted
@@ -244,7 +244,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
 struct Outcome {
     exit: Exit,
     pid: Pid,
-    took_terminal: bool,
+    /// The agent could be given the terminal (and so get Ctrl-C from it directly).
+    job_control: bool,
     stop_requested: bool,
     stop_signal: Option<i32>,
     pump: pump::PumpReport,
@@ -424,7 +425,7 @@ fn supervise(
     Ok(Outcome {
         exit: exit.expect("loop ends only after exit"),
         pid,
-        took_terminal,
+        job_control,
         stop_requested: stop_signal.is_some(),
         stop_signal,
         pump: pump_report.unwrap_or_default(),
