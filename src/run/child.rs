@@ -253,7 +253,15 @@ pub fn allow_terminal_writes() {
 /// runs in the background — wrapper takes the terminal back and stops itself, so the shell
 /// sees the job stopped and gets its prompt back; on `fg` it hands the terminal to the child
 /// again and continues it; on `bg` it only continues it.
-pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
+///
+/// `before_stop` runs just before wrapper stops with its job (it passes through what the
+/// agent printed before it stopped).
+pub fn wait(
+    pid: Pid,
+    reap_all: bool,
+    job_control: bool,
+    before_stop: &dyn Fn(),
+) -> io::Result<Exit> {
     let flags = if job_control {
         WaitPidFlag::WUNTRACED
     } else {
@@ -264,7 +272,7 @@ pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
         match waitpid(target, Some(flags)) {
             Ok(WaitStatus::Exited(p, code)) if p == pid => return Ok(Exit::Code(code)),
             Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return Ok(Exit::Signal(sig as i32)),
-            Ok(WaitStatus::Stopped(p, sig)) if p == pid => stop_with_child(pid, sig),
+            Ok(WaitStatus::Stopped(p, sig)) if p == pid => stop_with_child(pid, sig, before_stop),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(io::Error::from(e)),
@@ -284,7 +292,7 @@ pub fn wait(pid: Pid, reap_all: bool, job_control: bool) -> io::Result<Exit> {
 /// in the foreground (the child was continued a moment before it got the terminal back) —
 /// then the child gets the terminal and goes on at once; and SIGTSTP is ignored, so wrapper
 /// cannot stop — then the child waits, stopped, for wrapper to be in the foreground.
-fn stop_with_child(pgid: Pid, sig: Signal) {
+fn stop_with_child(pgid: Pid, sig: Signal, before_stop: &dyn Fn()) {
     let ours = nix::unistd::getpgrp();
     let fg = terminal_foreground();
     let tty_stop = matches!(sig, Signal::SIGTTIN | Signal::SIGTTOU);
@@ -302,6 +310,7 @@ fn stop_with_child(pgid: Pid, sig: Signal) {
     if fg == Some(pgid) {
         set_foreground(ours);
     }
+    before_stop();
     stop_own_group(ours);
     // Continued by the shell (`fg` or `bg`) — or never stopped (see `stop_own_group`).
     hand_terminal_back(pgid);

@@ -298,21 +298,34 @@ fn supervise(
         }
     };
 
+    let (drained_tx, drained_rx) = mpsc::channel::<()>();
     let pump_ctl = ctl_tx.clone();
     thread::Builder::new()
         .name("wrapper-pump".into())
         .spawn(move || {
             child::allow_terminal_writes();
-            let report = pump::run(stdout, stderr, wake_r, chunk_tx);
+            let report = pump::run(stdout, stderr, wake_r, chunk_tx, drained_tx);
             let _ = pump_ctl.send(Control::PumpDone(report));
         })
         .context("cannot start the pump thread")?;
 
     let wait_ctl = ctl_tx;
+    let wake_drain = wake_w
+        .try_clone()
+        .context("cannot duplicate the wake pipe")?;
     thread::Builder::new()
         .name("wrapper-wait".into())
         .spawn(move || {
-            let _ = wait_ctl.send(Control::Exited(child::wait(pid, reap_all, job_control)));
+            // Before wrapper stops with its job: pass through what the agent printed first.
+            // Bounded, in case the pump is held up writing to a terminal that does not read.
+            let before_stop = || {
+                while drained_rx.try_recv().is_ok() {}
+                if nix::unistd::write(&wake_drain, &[pump::WAKE_DRAIN]).is_ok() {
+                    let _ = drained_rx.recv_timeout(Duration::from_millis(500));
+                }
+            };
+            let exit = child::wait(pid, reap_all, job_control, &before_stop);
+            let _ = wait_ctl.send(Control::Exited(exit));
         })
         .context("cannot start the waiter thread")?;
 
@@ -409,12 +422,19 @@ fn supervise(
         child::reap_orphans();
     }
     // After a flood the agent may be done long before its output is recorded (the backlog
-    // waits in the spill file): say why wrapper has not exited yet.
+    // waits in the spill file): tell a person watching why wrapper has not exited yet. Only
+    // a person: where stderr is a file or a pipe, a script reads it, and the agent's own
+    // stderr must stay exactly the agent's (in the debug log all the same).
     if let Some(b) = backlog.map(|b| b.bytes()).filter(|&b| b >= BACKLOG_NOTICE) {
-        tracing::warn!(
+        let notice = format!(
             "the agent has exited; recording the last {} MiB of its output before wrapper exits",
             b >> 20
         );
+        if std::io::IsTerminal::is_terminal(&io::stderr()) {
+            tracing::warn!("{notice}");
+        } else {
+            tracing::debug!("{notice}");
+        }
     }
     let (lines, events) = match extract {
         Some(h) => h

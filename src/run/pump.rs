@@ -35,6 +35,11 @@ pub struct Chunk {
 /// Commands from the run loop, delivered through the wake pipe.
 pub const WAKE_CHILD_EXITED: u8 = 1;
 pub const WAKE_STOP_NOW: u8 = 2;
+/// Pass through everything the pipes hold right now, then say so on the `drained` channel:
+/// sent before wrapper stops with its job, so that what the agent printed before it stopped
+/// is on the terminal before the shell reports the job stopped (as it would be without
+/// wrapper), not only after `fg`.
+pub const WAKE_DRAIN: u8 = 3;
 
 /// What the pump saw.
 #[derive(Debug, Default, Clone, Copy)]
@@ -58,6 +63,7 @@ pub fn run(
     stderr: OwnedFd,
     wake: OwnedFd,
     chunks: Option<super::queue::Sender>,
+    drained: std::sync::mpsc::Sender<()>,
 ) -> PumpReport {
     let mut pipes = [
         Pipe {
@@ -136,6 +142,10 @@ pub fn run(
                         if cmd[..n].contains(&WAKE_CHILD_EXITED) && deadline.is_none() {
                             deadline = Some(Instant::now() + DRAIN_LIMIT);
                         }
+                        if cmd[..n].contains(&WAKE_DRAIN) {
+                            drain_now(&mut pipes, &mut chunks, &mut report);
+                            let _ = drained.send(());
+                        }
                     }
                 }
             }
@@ -143,6 +153,43 @@ pub fn run(
     }
     report.complete = true;
     report
+}
+
+/// Passes through whatever both pipes hold at this moment, without waiting for more.
+fn drain_now(
+    pipes: &mut [Pipe; 2],
+    chunks: &mut Option<super::queue::Sender>,
+    report: &mut PumpReport,
+) {
+    loop {
+        let mut fds: Vec<PollFd> = Vec::with_capacity(2);
+        let mut which: Vec<usize> = Vec::with_capacity(2);
+        for (i, p) in pipes.iter().enumerate() {
+            if let Some(fd) = &p.fd {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        if fds.is_empty() || !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return;
+        }
+        let ready: Vec<usize> = fds
+            .iter()
+            .zip(&which)
+            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, &i)| i)
+            .collect();
+        let mut got = false;
+        for i in ready {
+            if let Some(n) = pump_once(&mut pipes[i], chunks) {
+                report.bytes[i] += n as u64;
+                got |= n > 0;
+            }
+        }
+        if !got {
+            return;
+        }
+    }
 }
 
 /// Reads once from a ready pipe; passes the bytes through and queues them. Returns the

@@ -182,10 +182,15 @@ fn a_background_job_that_ends_leaves_the_terminal_with_the_shell() {
     let Some(mut sh) = Shell::start() else {
         return;
     };
+    // The agent waits on a FIFO, not in a `sleep` loop: Ctrl-Z landing while `sh` is in
+    // vfork() stops the vforked child and leaves `sh` itself waiting on it, unstoppable — a
+    // half-stopped job no shell can see stopped, wrapper or not.
+    let fifo = sh.env.path("go");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
     sh.type_in("set -b\n");
-    sh.run_and_suspend(r#"echo RE""ADY; while [ ! -e go ]; do sleep 0.02; done; echo BY""E"#);
+    sh.run_and_suspend(r#"echo RE""ADY; read x < go; echo BY""E"#);
     sh.type_in("bg\n");
-    sh.type_in("touch go\n");
+    sh.type_in("echo go > go\n");
     sh.wait_for("BYE");
     sh.wait_for("Done");
     sh.type_in("echo ALI\"\"VE\n");
@@ -402,4 +407,80 @@ fn a_job_started_in_the_background_stops_on_a_read_and_fg_resumes_it() {
     sh.wait_for("Stopped");
     sh.fg_and_answer();
     sh.exit();
+}
+
+/// The same job, brought to the foreground and interrupted with Ctrl-C: the agent gets the
+/// terminal's SIGINT itself, and the session is recorded as interrupted by the user, exactly
+/// as for a job started in the foreground.
+#[test]
+fn ctrl_c_after_fg_of_a_background_job_records_interrupted() {
+    let Some(mut sh) = Shell::start() else {
+        return;
+    };
+    let db = sh.env.db();
+    sh.type_in("set -b\n");
+    sh.type_in(&format!(
+        "{} codex --db {} --no-default-patterns -- sh -c '{READER}' &\n",
+        bin().display(),
+        db.display()
+    ));
+    sh.wait_for("READY");
+    sh.wait_for("Stopped");
+    sh.type_in("fg\n");
+    // Ctrl-C once the agent is reading in the foreground: its `read` is what gets it.
+    wait_until("the agent reading in the foreground", || {
+        std::fs::read_dir("/proc").is_ok_and(|mut d| {
+            d.any(|e| {
+                e.ok()
+                    .and_then(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                    .is_some_and(|stat| {
+                        // `sh -c` reading, running (not stopped), in the terminal's foreground
+                        // group: field 8 (tpgid) equals field 5 (pgrp).
+                        let Some((head, rest)) = stat.rsplit_once(')') else {
+                            return false;
+                        };
+                        let f: Vec<&str> = rest.split_whitespace().collect();
+                        head.ends_with("(sh")
+                            && f.first() == Some(&"S")
+                            && f.get(2).is_some()
+                            && f.get(2) == f.get(5)
+                            && std::fs::read_to_string(e_cmdline(&stat))
+                                .is_ok_and(|c| c.contains("RE\"\"ADY"))
+                    })
+            })
+        })
+    });
+    sh.type_in("\x03");
+    let state = || -> String {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT state || ':' || coalesce(exit_code, '') FROM process_sessions",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or_default()
+    };
+    wait_until("the session's final state", || {
+        let s = state();
+        !s.is_empty() && !s.starts_with("running")
+    });
+    assert_eq!(state(), "interrupted:130");
+    // Type on only once the shell shows its prompt again: what is typed while a job ends
+    // can be lost in the hand-over of the terminal.
+    wait_until("the shell's prompt", || {
+        let text = sh.screen.text();
+        text.rsplit_once("^C")
+            .is_some_and(|(_, after)| after.contains("$ "))
+    });
+    sh.type_in("echo EXIT\"\"=$?\n");
+    sh.wait_for("EXIT=130");
+    sh.exit();
+}
+
+/// `/proc/<pid>/cmdline` for a `/proc/<pid>/stat` line.
+fn e_cmdline(stat: &str) -> String {
+    let pid = stat.split_whitespace().next().unwrap_or("0");
+    format!("/proc/{pid}/cmdline")
 }
