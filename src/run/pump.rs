@@ -93,35 +93,10 @@ pub fn run(
                 PollTimeout::try_from(left.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX)
             }
         };
-        let (ready, wake_ready) = {
-            let mut fds: Vec<PollFd> = Vec::with_capacity(3);
-            let mut which: Vec<usize> = Vec::with_capacity(3);
-            for (i, p) in pipes.iter().enumerate() {
-                if let Some(fd) = &p.fd {
-                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                    which.push(i);
-                }
-            }
-            if let Some(w) = &wake {
-                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
-                which.push(usize::MAX);
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return report,
-            }
-            let mut ready = [false; 2];
-            let mut wake_ready = false;
-            for (fd, &i) in fds.iter().zip(&which) {
-                let hit = fd.revents().is_some_and(|r| !r.is_empty());
-                if i == usize::MAX {
-                    wake_ready = hit;
-                } else if hit {
-                    ready[i] = true;
-                }
-            }
-            (ready, wake_ready)
+        let (ready, wake_ready) = match poll_ready(&pipes, wake.as_ref(), timeout) {
+            Ok(r) => r,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return report,
         };
         for (i, pipe) in pipes.iter_mut().enumerate() {
             if ready[i] {
@@ -155,35 +130,52 @@ pub fn run(
     report
 }
 
+/// Which pipes (and whether the wake pipe) are readable, waiting at most `timeout`.
+fn poll_ready(
+    pipes: &[Pipe; 2],
+    wake: Option<&OwnedFd>,
+    timeout: PollTimeout,
+) -> nix::Result<([bool; 2], bool)> {
+    let mut fds: Vec<PollFd> = Vec::with_capacity(3);
+    let mut which: Vec<usize> = Vec::with_capacity(3);
+    for (i, p) in pipes.iter().enumerate() {
+        if let Some(fd) = &p.fd {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            which.push(i);
+        }
+    }
+    if let Some(w) = wake {
+        fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+        which.push(usize::MAX);
+    }
+    poll(&mut fds, timeout)?;
+    let mut ready = [false; 2];
+    let mut wake_ready = false;
+    for (fd, &i) in fds.iter().zip(&which) {
+        let hit = fd.revents().is_some_and(|r| !r.is_empty());
+        if i == usize::MAX {
+            wake_ready = hit;
+        } else if hit {
+            ready[i] = true;
+        }
+    }
+    Ok((ready, wake_ready))
+}
+
 /// Passes through whatever both pipes hold at this moment, without waiting for more.
 fn drain_now(
     pipes: &mut [Pipe; 2],
     chunks: &mut Option<super::queue::Sender>,
     report: &mut PumpReport,
 ) {
-    loop {
-        let mut fds: Vec<PollFd> = Vec::with_capacity(2);
-        let mut which: Vec<usize> = Vec::with_capacity(2);
-        for (i, p) in pipes.iter().enumerate() {
-            if let Some(fd) = &p.fd {
-                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                which.push(i);
-            }
-        }
-        if fds.is_empty() || !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
-            return;
-        }
-        let ready: Vec<usize> = fds
-            .iter()
-            .zip(&which)
-            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(_, &i)| i)
-            .collect();
+    while let Ok((ready, _)) = poll_ready(pipes, None, PollTimeout::ZERO) {
         let mut got = false;
-        for i in ready {
-            if let Some(n) = pump_once(&mut pipes[i], chunks) {
-                report.bytes[i] += n as u64;
-                got |= n > 0;
+        for (i, pipe) in pipes.iter_mut().enumerate() {
+            if ready[i] {
+                if let Some(n) = pump_once(pipe, chunks) {
+                    report.bytes[i] += n as u64;
+                    got |= n > 0;
+                }
             }
         }
         if !got {

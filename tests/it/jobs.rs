@@ -120,6 +120,16 @@ fn wrapper_cmd(child: &str) -> String {
     )
 }
 
+/// Starts the [`READER`] agent through wrapper in the background (`&`), with `extra`
+/// options, and waits until it has printed READY.
+fn start_reader_in_background(sh: &mut Shell, extra: &str) {
+    sh.type_in(&format!(
+        "{} codex {extra} --no-default-patterns -- sh -c '{READER}' &\n",
+        bin().display()
+    ));
+    sh.wait_for("READY");
+}
+
 /// An agent that reads one line from the terminal and echoes it.
 const READER: &str = r#"echo RE""ADY; read x; echo GO""T:$x"#;
 
@@ -345,11 +355,7 @@ fn with_sigtstp_ignored_a_background_agent_waits_stopped_for_fg() {
         return;
     };
     sh.type_in("trap '' TSTP\n");
-    sh.type_in(&format!(
-        "{} codex --no-default-patterns -- sh -c '{READER}' &\n",
-        bin().display()
-    ));
-    sh.wait_for("READY");
+    start_reader_in_background(&mut sh, "");
     sh.type_in("echo PI\"\"D=$!\n");
     sh.wait_for("PID=");
     let wrapper: u32 = {
@@ -399,11 +405,7 @@ fn a_job_started_in_the_background_stops_on_a_read_and_fg_resumes_it() {
         return;
     };
     sh.type_in("set -b\n");
-    sh.type_in(&format!(
-        "{} codex --no-default-patterns -- sh -c '{READER}' &\n",
-        bin().display()
-    ));
-    sh.wait_for("READY");
+    start_reader_in_background(&mut sh, "");
     sh.wait_for("Stopped");
     sh.fg_and_answer();
     sh.exit();
@@ -419,12 +421,7 @@ fn ctrl_c_after_fg_of_a_background_job_records_interrupted() {
     };
     let db = sh.env.db();
     sh.type_in("set -b\n");
-    sh.type_in(&format!(
-        "{} codex --db {} --no-default-patterns -- sh -c '{READER}' &\n",
-        bin().display(),
-        db.display()
-    ));
-    sh.wait_for("READY");
+    start_reader_in_background(&mut sh, &format!("--db {}", db.display()));
     sh.wait_for("Stopped");
     sh.type_in("fg\n");
     // Ctrl-C once the agent is reading in the foreground: its `read` is what gets it.
