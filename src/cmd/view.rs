@@ -131,6 +131,11 @@ pub fn one_line(t: &mut comfy_table::Table) {
     for row in t.row_iter_mut() {
         row.max_height(1);
     }
+    if !output::stdout_is_terminal() {
+        // No terminal, no width to fit (the arrangement is off): the column limits below
+        // would only cost a pass over every cell.
+        return;
+    }
     // A narrow terminal squeezes columns, and a header cut in two ("SESSI" over "ON") or a
     // short value cut ("2 mi…") reads worst of all: every column keeps at least its header's
     // width, and a column of short values (10 characters at most: times, ids, counts) its

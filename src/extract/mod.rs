@@ -202,10 +202,11 @@ impl PromptState {
         }
     }
 
-    /// Whether rule `i` may record a prompt on the partial line: if the line already is one,
-    /// only a rule that did not match its text before.
-    fn prompt_ok(&self, i: usize, prompted: bool) -> bool {
-        !prompted || !self.seen.contains(&i)
+    /// Whether a prompt was already recorded on the partial line's current text.
+    fn prompted(&self, matcher: &Matcher) -> bool {
+        self.fired
+            .iter()
+            .any(|&i| matcher.rules[i].is_prompt_event())
     }
 }
 
@@ -351,10 +352,7 @@ impl Core {
         }
         let stored = self.redactor.redact(&text);
         let mut line_arc: Option<Arc<str>> = None;
-        let prompted = state
-            .fired
-            .iter()
-            .any(|&i| matcher.rules[i].is_prompt_event());
+        let prompted = state.prompted(&matcher);
         // Rules that are not prompt rules never looked at the partial line, so only prompt
         // rules can add a prompt to a line that already is one.
         let order = matcher.emission_order(
@@ -411,14 +409,13 @@ impl Core {
         let stored = self.redactor.redact(&text);
         let line: Arc<str> = Arc::from(&*stored);
         let hit_rules: Vec<usize> = hits.iter().map(|i| matcher.prompt_rules[i]).collect();
-        let prompted = state
-            .fired
-            .iter()
-            .any(|&i| matcher.rules[i].is_prompt_event());
+        // If the line already is a prompt, only a rule that did not match its text before
+        // (it matches text added since) may add one.
+        let prompted = state.prompted(&matcher);
         let order = matcher.emission_order(
             hit_rules.iter().copied(),
             &state.fired,
-            |i| state.prompt_ok(i, prompted),
+            |i| !prompted || !state.seen.contains(&i),
             stream,
         );
         for &i in &hit_rules {

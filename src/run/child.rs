@@ -297,8 +297,7 @@ fn stop_with_child(pgid: Pid, sig: Signal, before_stop: &dyn Fn()) {
     let fg = terminal_foreground();
     let tty_stop = matches!(sig, Signal::SIGTTIN | Signal::SIGTTOU);
     if tty_stop && fg == Some(ours) {
-        hand_terminal_back(pgid);
-        let _ = signal::killpg(pgid, Signal::SIGCONT);
+        resume_if_foreground(pgid, ours);
         return;
     }
     if sigtstp_ignored() {
@@ -312,14 +311,25 @@ fn stop_with_child(pgid: Pid, sig: Signal, before_stop: &dyn Fn()) {
     }
     before_stop();
     stop_own_group(ours);
-    // Continued by the shell (`fg` or `bg`) — or never stopped (see `stop_own_group`).
-    hand_terminal_back(pgid);
-    // In the foreground (or with no terminal left) the child goes on. In the background it is
-    // continued by the shell's SIGCONT to wrapper (`bg`), which the run loop forwards.
+    // Continued by the shell (`fg` or `bg`) — or never stopped (see `stop_own_group`). In
+    // the background the child is continued by the shell's SIGCONT to wrapper (`bg`), which
+    // the run loop forwards.
+    resume_if_foreground(pgid, ours);
+}
+
+/// If wrapper's group has the terminal, hands it to the child's group; then continues the
+/// child if it can run without being stopped again at once: its group in the foreground, or
+/// no terminal at all. Returns whether it did.
+fn resume_if_foreground(pgid: Pid, ours: Pid) -> bool {
     let fg = terminal_foreground();
-    if fg.is_none() || fg == Some(pgid) {
+    if fg == Some(ours) {
+        set_foreground(pgid);
+    }
+    let runs = fg.is_none() || fg == Some(ours) || fg == Some(pgid);
+    if runs {
         let _ = signal::killpg(pgid, Signal::SIGCONT);
     }
+    runs
 }
 
 /// How often a stopped agent checks whether the shell has given wrapper the terminal, when
@@ -332,18 +342,7 @@ const FOREGROUND_POLL: std::time::Duration = std::time::Duration::from_millis(10
 /// hands, so this looks every [`FOREGROUND_POLL`]; it also returns if the agent is
 /// continued or ends some other way (`waitpid` then tells).
 fn wait_for_foreground(pgid: Pid, ours: Pid) {
-    loop {
-        let fg = terminal_foreground();
-        if fg == Some(ours) {
-            set_foreground(pgid);
-        }
-        if fg.is_none() || fg == Some(ours) || fg == Some(pgid) {
-            let _ = signal::killpg(pgid, Signal::SIGCONT);
-            return;
-        }
-        if !is_stopped(pgid) {
-            return;
-        }
+    while !resume_if_foreground(pgid, ours) && is_stopped(pgid) {
         std::thread::sleep(FOREGROUND_POLL);
     }
 }

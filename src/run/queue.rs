@@ -148,10 +148,7 @@ impl Sender {
     /// Queues `chunk`. Returns at once unless both memory and the spill file are full (or
     /// the file cannot be written); then waits for extraction to make room.
     pub fn send(&self, chunk: Chunk) -> Result<(), Disconnected> {
-        match self.send_inner(chunk, true) {
-            Ok(()) => Ok(()),
-            Err(_) => Err(Disconnected),
-        }
+        self.send_inner(chunk, true).map_err(|_| Disconnected)
     }
 
     /// Like [`send`](Self::send) but gives the chunk back instead of waiting when full.

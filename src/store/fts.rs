@@ -76,8 +76,8 @@ fn marks(conn: &Connection, fts: &str, table: &str) -> rusqlite::Result<(i64, i6
 }
 
 /// Indexes the next rows above the high-water mark of the first table that is behind: at most
-/// `chunk.rows` ids and about `chunk.bytes` of text, in one write transaction. Returns the rows indexed and whether any table is
-/// still behind afterwards.
+/// `chunk.rows` ids and about `chunk.bytes` of text, in one write transaction. Returns the
+/// rows indexed and whether any table is still behind afterwards.
 ///
 /// Safe against concurrent writers and indexers: the mark is re-read under the write lock,
 /// and rows are committed in id order (write transactions are serialised), so no committed
@@ -96,7 +96,8 @@ pub fn step(conn: &Connection, chunk: Chunk) -> rusqlite::Result<(i64, bool)> {
         }
         let mut upto = max.min(done.saturating_add(chunk.rows.max(1)));
         // The first row past the byte budget ends the chunk (it is left for the next one,
-        // unless it is the first row: every step makes progress).
+        // unless it is the first row: every step makes progress). Summing first keeps the
+        // common case (short lines) to one cheap aggregate.
         let sizes = cols
             .split(", ")
             .map(|c| format!("coalesce(octet_length({c}), 0)"))
@@ -107,27 +108,18 @@ pub fn step(conn: &Connection, chunk: Chunk) -> rusqlite::Result<(i64, bool)> {
             params![done, upto],
             |r| r.get(0),
         )?;
-        let over: Option<i64> = if total <= chunk.bytes {
-            None
-        } else {
-            tx.query_row(
+        if total > chunk.bytes {
+            // The last row that still fits the budget — or the first row alone.
+            upto = tx.query_row(
                 &format!(
-                    "SELECT id FROM (SELECT id, sum({sizes}) OVER (ORDER BY id) AS total \
-                     FROM {table} WHERE id > ?1 AND id <= ?2) WHERE total > ?3 \
-                     ORDER BY id LIMIT 1"
+                    "SELECT coalesce( \
+                       (SELECT max(id) FROM (SELECT id, sum({sizes}) OVER (ORDER BY id) AS total \
+                          FROM {table} WHERE id > ?1 AND id <= ?2) WHERE total <= ?3), \
+                       (SELECT min(id) FROM {table} WHERE id > ?1))"
                 ),
                 params![done, upto, chunk.bytes],
                 |r| r.get(0),
-            )
-            .optional()?
-        };
-        if let Some(id) = over {
-            let first: i64 = tx.query_row(
-                &format!("SELECT min(id) FROM {table} WHERE id > ?1"),
-                [done],
-                |r| r.get(0),
             )?;
-            upto = if id == first { id } else { id - 1 };
         }
         let n = tx.execute(
             &format!(
