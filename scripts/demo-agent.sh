@@ -20,5 +20,5 @@ echo 'for t in &tokens { parse(t)?; }'
 echo '```'
 echo "Do you want to run this command? [y/N] git push --force origin main"
 echo "See https://doc.rust-lang.org/error_codes/E0425.html"
-echo "export OPENAI_API_KEY=sk-proj-demoDemoDemoDemoDemo1234 (secrets are masked in the database)"
+echo "error: the API refused OPENAI_API_KEY=sk-proj-demoDemoDemoDemoDemo1234 (a fake key: see it masked in the database)" >&2
 exit 1

@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
+if [ -x target/release/wrapper ]; then
+  echo "== building wrapper (release) =="
+else
+  echo "== building wrapper (release): the first build compiles SQLite and takes 2-4 minutes on 2 cores =="
+fi
+cargo build --release
+echo
 db="${WRAPPER_DEMO_DB:-target/demo/wrapper.db}"
 mkdir -p "$(dirname "$db")"
 rm -f "$db" "$db-wal" "$db-shm"
@@ -42,5 +48,8 @@ query "SELECT agent_name, state, exit_code, total_lines_processed AS lines, tota
 echo
 echo "== its events =="
 query "SELECT line_number AS line, stream, event_type, pattern, risk_level AS risk, substr(matched_value, 1, 60) AS value FROM extraction_events ORDER BY line_number, id"
+echo
+echo "== secrets are masked before anything is stored (the terminal above showed the key) =="
+query "SELECT line_number AS line, event_type, original_line FROM extraction_events WHERE original_line LIKE '%REDACTED%'"
 echo
 echo "Query it yourself:  sqlite3 $db 'SELECT event_type, count(*) FROM extraction_events GROUP BY 1'"

@@ -4,7 +4,7 @@
 //! (the first word that is not an option is not one of wrapper's subcommands) and parses it as
 //! `wrapper run codex -- make test`, so there is exactly one definition of the run options.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,29 +20,52 @@ warnings, shell commands, prompts with their risk, test results, file paths, cod
 With --enable-db the session and its events are recorded in SQLite, to be queried afterwards
 with wrapper's own commands or with sqlite3.";
 
-const EXAMPLES: &str = "\
+/// The examples, shared by `wrapper --help` and `wrapper run --help`. Each one does what it
+/// says (tests/it/first_contact.rs runs the ones that need no agent installed).
+macro_rules! examples {
+    () => {
+        "\
 Examples:
   wrapper codex -- codex exec \"fix the failing test\"     run an agent, record nothing
   wrapper claude --enable-db -- claude                   record the session in SQLite
-  wrapper codex \"echo 'test error'\" --enable-db          one word with shell syntax runs via sh -c
+  wrapper demo \"echo 'error: test failed'\" --enable-db  one word with shell syntax runs via sh -c
   wrapper aider --db ./agents.db -- aider --yes          a database of your own
   wrapper patterns test --agent codex < build.log        try the rules on a saved log
   wrapper patterns list                                  the rules in force and where they come from
+  wrapper sessions                                       what was recorded, newest first
   sqlite3 \"$(wrapper db path)\" 'select event_type, count(*) from extraction_events group by 1'
 
 Everything after `--` is the agent's command, passed through untouched. Without `--`, wrapper's
 own options may still follow the command (wrapper codex sleep 1 --enable-db); an option wrapper
-does not know is an error there, so put `--` before commands that take options.
+does not know is an error there, so put `--` before commands that take options."
+    };
+}
+
+const EXAMPLES: &str = concat!(
+    examples!(),
+    "
 
 Options for running an agent (all described in `wrapper run --help`): --enable-db, --db PATH,
---patterns PATH (repeatable), --no-default-patterns, --session-id ID, --env NAME,
---batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH, --no-redact,
---max-line SIZE, --prompt-idle DUR, --subreaper, --config PATH, -q/--quiet, -v/--verbose.
-Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
+--patterns PATH (repeatable), --no-default-patterns, --no-user-patterns, --session-id ID,
+--env NAME, --batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH,
+--no-redact, --max-line SIZE, --prompt-idle DUR, --subreaper, --config PATH, -q/--quiet,
+-v/--verbose. Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
 $XDG_CONFIG_HOME/wrapper/config.toml.
 
 Exit status: the agent's own; 128+N if it died of signal N; 127 command not found; 126 not
-executable; 125 wrapper's own failure after starting; 2 bad usage or configuration.";
+executable; 125 wrapper's own failure after starting; 2 bad usage or configuration."
+);
+
+const RUN_EXAMPLES: &str = concat!(
+    examples!(),
+    "
+
+Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
+$XDG_CONFIG_HOME/wrapper/config.toml (every option above has a key there).
+
+Exit status: the agent's own; 128+N if it died of signal N; 127 command not found; 126 not
+executable; 125 wrapper's own failure after starting; 2 bad usage or configuration."
+);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,7 +86,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an agent (the default: `wrapper codex -- cmd` means `wrapper run codex -- cmd`)
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// List, check and try pattern files
     Patterns(PatternsArgs),
@@ -89,6 +112,17 @@ pub enum Command {
     Prune(crate::cmd::prune::PruneArgs),
     /// Copy the database safely while wrappers may be writing to it
     Backup(crate::cmd::backup::BackupArgs),
+    /// Print a shell completion script (see README: "Shell completions and the man page")
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `wrapper man | man -l -`
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Options of the run path. All but the agent and command can also be set in config.toml.
@@ -109,6 +143,10 @@ pub struct RunArgs {
     /// Do not load the built-in extraction rules (secrets are still masked; see --no-redact)
     #[arg(long)]
     pub no_default_patterns: bool,
+
+    /// Do not load $XDG_CONFIG_HOME/wrapper/patterns/ (for a run while a file there is broken)
+    #[arg(long)]
+    pub no_user_patterns: bool,
 
     /// Session id to record (must be unique) [default: a random UUID]
     #[arg(long, value_name = "ID")]
@@ -290,11 +328,13 @@ fn parse_batch_size(s: &str) -> Result<usize, String> {
 
 /// Parses the process arguments, treating `wrapper <agent> …` as `wrapper run <agent> …`.
 pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    Cli::try_parse_from(rewrite_run_form(args))
+    Cli::try_parse_from(rewrite_run_form(args)?)
 }
 
-/// Inserts `run` when the first word that is not an option is not a subcommand.
-fn rewrite_run_form(mut args: Vec<OsString>) -> Vec<OsString> {
+/// Inserts `run` when the first word that is not an option is not a subcommand — unless that
+/// word is a near miss of a subcommand and the rest would not run as a command: then it is a
+/// typo, refused with a suggestion before anything is spawned ([`crate::suggest`]).
+fn rewrite_run_form(mut args: Vec<OsString>) -> Result<Vec<OsString>, clap::Error> {
     let cmd = Cli::command();
     let subcommands: Vec<String> = cmd
         .get_subcommands()
@@ -321,7 +361,7 @@ fn rewrite_run_form(mut args: Vec<OsString>) -> Vec<OsString> {
         }
         if word.starts_with('-') && word.len() > 1 {
             if matches!(word.as_ref(), "-h" | "--help" | "-V" | "--version") {
-                return args;
+                return Ok(args);
             }
             if !word.contains('=') && takes_value(&word) {
                 i += 1;
@@ -330,16 +370,51 @@ fn rewrite_run_form(mut args: Vec<OsString>) -> Vec<OsString> {
             continue;
         }
         if subcommands.iter().any(|s| *s == word) {
-            return args;
+            return Ok(args);
+        }
+        if let Some(sub) = crate::suggest::closest(&word, &subcommands) {
+            let rest = &args[i + 1..];
+            let command = command_word(rest, &takes_value);
+            if !command.is_some_and(crate::suggest::would_run) {
+                let rest: Vec<String> = rest
+                    .iter()
+                    .map(|w| w.to_string_lossy().into_owned())
+                    .collect();
+                return Err(Cli::command().error(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    crate::suggest::message(&word, sub, &rest),
+                ));
+            }
         }
         args.insert(1, "run".into());
-        return args;
+        return Ok(args);
     }
     // Only options (or `--`): let `run` explain what is missing.
     if args.len() > 1 {
         args.insert(1, "run".into());
     }
-    args
+    Ok(args)
+}
+
+/// The first word of the agent's command in what follows the agent name: after `--`, or the
+/// first word that is not one of wrapper's options (or an option's value).
+fn command_word<'a>(rest: &'a [OsString], takes_value: &dyn Fn(&str) -> bool) -> Option<&'a OsStr> {
+    let mut i = 0;
+    while i < rest.len() {
+        let word = rest[i].to_string_lossy();
+        if word == "--" {
+            return rest.get(i + 1).map(OsString::as_os_str);
+        }
+        if word.starts_with('-') && word.len() > 1 {
+            if !word.contains('=') && takes_value(&word) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        return Some(rest[i].as_os_str());
+    }
+    None
 }
 
 #[cfg(test)]

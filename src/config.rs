@@ -166,7 +166,12 @@ impl RunConfig {
                 .unwrap_or_else(crate::store::default_path)
         });
 
-        let pattern_sources = collect_sources(file, &args.patterns, args.no_default_patterns)?;
+        let pattern_sources = collect_sources(
+            file,
+            &args.patterns,
+            args.no_default_patterns,
+            args.no_user_patterns,
+        )?;
 
         let max_line = match (&args.max_line, &file.max_line) {
             (Some(n), _) => *n,
@@ -264,7 +269,29 @@ pub fn pattern_sources(
     no_defaults: bool,
 ) -> Result<Vec<Source>, CliError> {
     let loaded = load_file(opt.config.as_deref())?;
-    collect_sources(&loaded.file, extra, no_defaults)
+    collect_sources(&loaded.file, extra, no_defaults, false)
+}
+
+/// The directory of the user's own pattern files, loaded by every run.
+pub fn user_patterns_dir() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("patterns"))
+}
+
+/// A broken pattern file stops the run before anything starts (SPEC §3). When the file is in
+/// the user's pattern directory — loaded by every run, so one bad edit stops every agent — the
+/// error also says how to get going again.
+pub fn pattern_error(e: crate::extract::rules::PatternError) -> CliError {
+    let in_user_dir = user_patterns_dir().is_some_and(|d| Path::new(&e.file).starts_with(&d));
+    if in_user_dir {
+        CliError::usage(anyhow!(
+            "{e}\n  this file is in your pattern directory, which every run loads: fix the line \
+             above (`wrapper patterns check {}` re-checks it), or move the file away; \
+             to run without your pattern directory this once, add --no-user-patterns",
+            e.file
+        ))
+    } else {
+        CliError::usage(e)
+    }
 }
 
 /// Load order (SPEC §3): built-ins, the user's config directory, the config file's
@@ -273,6 +300,7 @@ fn collect_sources(
     file: &FileConfig,
     extra: &[PathBuf],
     no_defaults: bool,
+    no_user: bool,
 ) -> Result<Vec<Source>, CliError> {
     let mut sources = Vec::new();
     if no_defaults || file.no_default_patterns.unwrap_or(false) {
@@ -280,7 +308,7 @@ fn collect_sources(
     } else {
         sources.extend(builtin_sources());
     }
-    if let Some(dir) = config_dir().map(|d| d.join("patterns")) {
+    if let Some(dir) = user_patterns_dir().filter(|_| !no_user) {
         if dir.is_dir() {
             sources.extend(expand_path(&dir).map_err(CliError::usage)?);
         }

@@ -16,6 +16,7 @@ pub mod lines;
 pub mod output;
 pub mod run;
 pub mod store;
+pub mod suggest;
 pub mod time;
 
 use std::ffi::OsString;
@@ -58,6 +59,10 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Search(a) => cmd::search::run(a),
         Command::Prune(a) => cmd::prune::run(a),
         Command::Backup(a) => cmd::backup::run(a),
+        Command::Completions(a) => {
+            cmd::completions::completions(<cli::Cli as clap::CommandFactory>::command(), a.shell)
+        }
+        Command::Man => cmd::completions::man(<cli::Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(code) => code,

@@ -82,10 +82,10 @@ pub fn run(args: CodeBlocksArgs) -> CliResult<i32> {
         return Ok(0);
     }
     if rows.is_empty() {
-        view::line("no code blocks match")?;
+        view::nothing("no code blocks match")?;
         return Ok(0);
     }
-    print_blocks(&rows, true)
+    print_blocks(&rows, filter.session.is_none())
 }
 
 /// The code-block table, shared with `show` (which leaves out the session column).
@@ -126,7 +126,7 @@ pub fn print_blocks(rows: &[CodeBlockRecord], with_session: bool) -> CliResult<i
         ]);
         t.add_row(row);
     }
-    view::one_line(&mut t);
+    view::fit(&mut t, &["BYTES", "SEEN", "OK", "LINES", "SESSION", "TIME"]);
     output::print_table(t)?;
     Ok(0)
 }

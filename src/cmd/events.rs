@@ -76,7 +76,8 @@ pub fn run(args: EventsArgs) -> CliResult<i32> {
         return Ok(0);
     }
     if rows.is_empty() {
-        view::line("no events match")?;
+        view::nothing("no events match")?;
+        view::empty_range_hint(("--since", &filter.since), ("--until", &filter.until));
         return Ok(0);
     }
     let now = Utc::now();
@@ -105,7 +106,7 @@ pub fn run(args: EventsArgs) -> CliResult<i32> {
         ]);
         t.add_row(row);
     }
-    view::one_line(&mut t);
+    view::fit(&mut t, &["LINE", "RISK", "SESSION", "PATTERN"]);
     output::print_table(t)?;
     Ok(0)
 }

@@ -19,11 +19,11 @@ pub fn run(args: ImportSpoolArgs) -> CliResult<i32> {
     let conn = store::open(&path, OpenMode::Create).map_err(CliError::usage)?;
     let report = spool::import(&conn, &args.path).map_err(CliError::usage)?;
     crate::outln!(
-        "imported {} events, {} code blocks, {} state changes ({} new sessions) into {}",
-        report.events,
-        report.code_blocks,
-        report.states,
-        report.sessions_created,
+        "imported {}, {}, {} ({}) into {}",
+        crate::cmd::view::counted(report.events, "event"),
+        crate::cmd::view::counted(report.code_blocks, "code block"),
+        crate::cmd::view::counted(report.states, "state change"),
+        crate::cmd::view::counted(report.sessions_created, "new session"),
         path.display()
     )?;
     if let Some(moved) = report.moved_to {

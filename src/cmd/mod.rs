@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod code_blocks;
+pub mod completions;
 pub mod db;
 pub mod events;
 pub mod import_spool;

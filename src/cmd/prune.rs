@@ -59,16 +59,16 @@ pub fn run(args: PruneArgs) -> CliResult<i32> {
         output::print_table(t)?;
     }
     view::line(format!(
-        "{} {} sessions started before {cutoff}: {} events, {} code blocks, {} state changes{}",
+        "{} {} started before {cutoff}: {}, {}, {}{}",
         if args.dry_run {
             "would delete"
         } else {
             "deleted"
         },
-        report.sessions.len(),
-        report.events,
-        report.code_blocks,
-        report.state_changes,
+        view::counted(report.sessions.len(), "session"),
+        view::counted(report.events, "event"),
+        view::counted(report.code_blocks, "code block"),
+        view::counted(report.state_changes, "state change"),
         if args.dry_run {
             " (dry run: nothing deleted)".to_string()
         } else {

@@ -48,7 +48,7 @@ pub fn run(args: SessionsArgs) -> CliResult<i32> {
         return Ok(0);
     }
     if rows.is_empty() {
-        view::line("no sessions match")?;
+        view::nothing("no sessions match")?;
         return Ok(0);
     }
     let now = Utc::now();
@@ -82,7 +82,8 @@ pub fn run(args: SessionsArgs) -> CliResult<i32> {
             )),
         ]);
     }
-    view::one_line(&mut t);
+    // Narrow terminals lose the counts and the duration before anything is cut short.
+    view::fit(&mut t, &["LINES", "DURATION", "EVENTS", "STARTED"]);
     output::print_table(t)?;
     Ok(0)
 }

@@ -15,8 +15,8 @@ use crate::time::Edge;
 /// Totals: sessions, success rate, events by type, pattern and risk
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Only sessions of this agent
-    #[arg(long, value_name = "AGENT", conflicts_with = "pattern")]
+    /// Only sessions of this agent (may be combined with --pattern)
+    #[arg(long, value_name = "AGENT")]
     pub agent: Option<String>,
     /// Only this rule's events, and only sessions where it fired
     #[arg(long, value_name = "PATTERN")]

@@ -1,5 +1,5 @@
-//! `wrapper timeline --agent A`: what one agent did, in time order: its sessions' state
-//! changes (started, running, completed, …) interleaved with their events.
+//! `wrapper timeline [--agent A]`: what the agents (or one agent) did, in time order: their
+//! sessions' state changes (started, running, completed, …) interleaved with their events.
 
 use chrono::Utc;
 use clap::Args;
@@ -15,9 +15,9 @@ use crate::time::Edge;
 /// One agent's state changes and events in time order
 #[derive(Debug, Args)]
 pub struct TimelineArgs {
-    /// The agent whose sessions to show
-    #[arg(long, value_name = "AGENT", required = true)]
-    pub agent: String,
+    /// Only this agent's sessions [default: every agent]
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
     /// Start here (inclusive) and show the first N entries: a duration ago, a date or a time
     #[arg(long, value_name = "WHEN")]
     pub from: Option<String>,
@@ -50,10 +50,11 @@ pub fn run(args: TimelineArgs) -> CliResult<i32> {
         return Ok(0);
     }
     if rows.is_empty() {
-        view::line(format!(
-            "nothing recorded for agent {:?} in that window",
-            filter.agent
-        ))?;
+        match &filter.agent {
+            Some(a) => view::nothing(&format!("nothing recorded for agent {a:?} in that window"))?,
+            None => view::nothing("nothing recorded in that window")?,
+        }
+        view::empty_range_hint(("--from", &filter.from), ("--to", &filter.to));
         return Ok(0);
     }
     let now = Utc::now();
@@ -76,7 +77,7 @@ pub fn run(args: TimelineArgs) -> CliResult<i32> {
             )),
         ]);
     }
-    view::one_line(&mut t);
+    view::fit(&mut t, &["RISK", "PATTERN", "SESSION"]);
     output::print_table(t)?;
     Ok(0)
 }

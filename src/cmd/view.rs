@@ -89,6 +89,36 @@ pub fn line(text: impl std::fmt::Display) -> CliResult<()> {
     writeln!(io::stdout().lock(), "{text}").map_err(output::io_error)
 }
 
+/// `1 session`, `2 sessions`, `0 events`: a count with its noun, in the right number.
+pub fn counted(n: impl TryInto<i64>, noun: &str) -> String {
+    let n: i64 = n.try_into().unwrap_or(i64::MAX);
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Says that nothing matched: on stderr, so that a script reading stdout gets no rows and no
+/// text to mistake for one (exit status stays 0: an empty answer is an answer).
+pub fn nothing(what: &str) -> CliResult<()> {
+    writeln!(io::stderr().lock(), "{what}").map_err(output::io_error)
+}
+
+/// When a time range is empty because its start is not before its end, says so on stderr:
+/// `--since 2d --until 3d` is an easy slip (both are "ago") that otherwise just finds nothing.
+pub fn empty_range_hint(start: (&str, &Option<String>), end: (&str, &Option<String>)) {
+    if let (Some(a), Some(b)) = (start.1, end.1) {
+        if a >= b {
+            eprintln!(
+                "hint: {} ({a}) is not before {} ({b}), so the range is empty; \
+                 durations count back from now (--since 3d --until 2d is the day before yesterday)",
+                start.0, end.0
+            );
+        }
+    }
+}
+
 /// A stored timestamp for a table: relative on a terminal ("3 min ago"), exact otherwise, so
 /// piped output stays precise and sortable.
 pub fn when(ts: &str, now: DateTime<Utc>) -> String {
@@ -119,9 +149,20 @@ pub fn elide(s: &str, max: usize) -> String {
 /// [`one_line`] then cuts), a fixed width elsewhere keeps piped tables readable.
 pub const TEXT_MAX: usize = 120;
 
-/// Keeps every row of a table on one line on a terminal: cells are wrapped to the terminal's
-/// width and then cut to their first line, with an ellipsis.
+/// Keeps every row of a table on one line on a terminal; see [`fit`].
 pub fn one_line(t: &mut comfy_table::Table) {
+    fit(t, &[]);
+}
+
+/// The narrowest a column of free text is squeezed to before columns are dropped.
+const TEXT_MIN: usize = 8;
+
+/// Keeps every row of a table on one line and fits it to the terminal's width, in this order
+/// of sacrifice: free text (commands, values, details) is elided first, down to a few
+/// characters; then the columns named in `drop_first` are left out, the first one first; short
+/// values (states, times, ids, counts: 10 characters at most) and headers are never cut, so a
+/// state never reads `interrup…`. Off a terminal nothing is fitted: piped tables stay whole.
+pub fn fit(t: &mut comfy_table::Table, drop_first: &[&str]) {
     // A terminal that reports no usable size (a bare pty, some CI runners) would squeeze every
     // column to one character; lay out for a common width instead.
     if output::stdout_is_terminal() && t.width().is_none_or(|w| w < 40) {
@@ -136,37 +177,67 @@ pub fn one_line(t: &mut comfy_table::Table) {
         // would only cost a pass over every cell.
         return;
     }
-    // A narrow terminal squeezes columns, and a header cut in two ("SESSI" over "ON") or a
-    // short value cut ("2 mi…") reads worst of all: every column keeps at least its header's
-    // width, and a column of short values (10 characters at most: times, ids, counts) its
-    // widest value's. Columns of longer text, and the last column, are cut with an ellipsis;
-    // a terminal too narrow even for the rest gets lines that wrap.
-    let widths = |cells: std::slice::Iter<'_, Cell>| -> Vec<usize> {
-        cells.map(|c| c.content().chars().count()).collect()
-    };
-    let mut mins: Vec<usize> = t
+    let width = usize::from(t.width().unwrap_or(120));
+    let header: Vec<String> = t
         .header()
-        .map(|h| widths(h.cell_iter()))
+        .map(|h| h.cell_iter().map(|c| c.content()).collect())
         .unwrap_or_default();
+    let count = |c: &Cell| c.content().chars().count();
+    // Per column: the header's width, the widest value, and whether every value is short.
+    let mut widest: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut short: Vec<bool> = vec![true; header.len()];
     for row in t.row_iter() {
-        for (i, w) in widths(row.cell_iter()).into_iter().enumerate() {
-            if let Some(m) = mins.get_mut(i) {
-                if w <= 10 {
-                    *m = (*m).max(w);
-                }
+        for (i, c) in row.cell_iter().enumerate() {
+            if let (Some(w), Some(s)) = (widest.get_mut(i), short.get_mut(i)) {
+                let n = count(c);
+                *w = (*w).max(n);
+                *s &= n <= 10;
             }
         }
     }
-    // The last column is the free text one: it takes what is left.
-    mins.pop();
-    for (col, min) in t.column_iter_mut().zip(mins) {
-        // The boundary counts the cell's padding too.
-        let width = u16::try_from(min)
-            .unwrap_or(u16::MAX)
-            .saturating_add(col.padding_width());
-        col.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
-            comfy_table::Width::Fixed(width),
-        ));
+    let pads: Vec<usize> = t
+        .column_iter()
+        .map(|c| usize::from(c.padding_width()))
+        .collect();
+    // The least each column can take: short columns their widest value, text its minimum.
+    let least = |i: usize| -> usize {
+        let h = header[i].chars().count();
+        let w = if short[i] {
+            widest[i]
+        } else {
+            widest[i].min(TEXT_MIN.max(h))
+        };
+        w + pads.get(i).copied().unwrap_or(0)
+    };
+    let mut shown: Vec<bool> = vec![true; header.len()];
+    // The preset draws no lines, but every border position is still one blank character: one
+    // at the left and one after each column.
+    let total = |shown: &[bool]| -> usize {
+        let cols: Vec<usize> = (0..header.len()).filter(|&i| shown[i]).collect();
+        cols.iter().map(|&i| least(i)).sum::<usize>() + cols.len() + 1
+    };
+    for name in drop_first {
+        if total(&shown) <= width {
+            break;
+        }
+        if let Some(i) = header.iter().position(|h| h == name) {
+            shown[i] = false;
+        }
+    }
+    for (i, col) in t.column_iter_mut().enumerate() {
+        let constraint = if !shown.get(i).copied().unwrap_or(true) {
+            comfy_table::ColumnConstraint::Hidden
+        } else {
+            let w = if short.get(i).copied().unwrap_or(true) {
+                widest[i]
+            } else {
+                widest[i].min(TEXT_MIN.max(header[i].chars().count()))
+            };
+            // The boundary counts the cell's padding too.
+            let w = u16::try_from(w + usize::from(col.padding_width())).unwrap_or(u16::MAX);
+            comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(w))
+        };
+        col.set_constraint(constraint);
     }
 }
 

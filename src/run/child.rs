@@ -56,7 +56,9 @@ impl ChildSpec {
     }
 }
 
-fn needs_shell(word: &str) -> bool {
+/// Whether one word given as the whole command holds whitespace or shell syntax, and so runs
+/// through `/bin/sh -c` (SPEC §1).
+pub fn needs_shell(word: &str) -> bool {
     word.chars().any(|c| {
         c.is_whitespace()
             || matches!(

@@ -15,6 +15,7 @@ pub mod child;
 pub mod pump;
 pub mod queue;
 pub mod signals;
+pub mod summary;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -53,7 +54,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // Everything that can be wrong with the configuration is found before anything runs.
     // (Rules from files are compiled and their samples checked here; the built-ins are
     // compiled in the extraction thread while the agent starts: see `RuleBook::load`.)
-    let book = RuleBook::load(&cfg.pattern_sources).map_err(CliError::usage)?;
+    let book = RuleBook::load(&cfg.pattern_sources).map_err(crate::config::pattern_error)?;
     let spec = ChildSpec::from_words(cfg.command.clone());
 
     let session = SessionRow {
@@ -75,6 +76,13 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         wrapper_pid: std::process::id(),
     };
 
+    summary::starting(
+        &session.session_id,
+        cfg.db.as_deref(),
+        book.rules.len() + book.redact.len(),
+        &session.extraction_config_version,
+        "reading the agent's output through pipes",
+    );
     let events_out = match &cfg.events_out {
         Some(out) => Some(out.open().map_err(|e| CliError::usage(anyhow!(e)))?),
         None => None,
@@ -230,6 +238,16 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     drop(records_tx);
     if let Some(s) = sink {
         let report = s.finish();
+        if let (Some(db), None) = (&cfg.db, &report.spool) {
+            let quiet = !tracing::enabled!(tracing::Level::WARN);
+            summary::finished(
+                &session.session_id,
+                db,
+                outcome.lines,
+                report.events_committed,
+                quiet,
+            );
+        }
         if has_db && report.spool.is_none() && report.events_committed != outcome.events {
             tracing::warn!(
                 "{} events extracted but {} committed",

@@ -762,7 +762,8 @@ pub struct TimelineEntry {
 
 #[derive(Debug, Default, Clone)]
 pub struct TimelineFilter {
-    pub agent: String,
+    /// One agent's sessions, or every agent's.
+    pub agent: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: u64,
@@ -782,7 +783,7 @@ pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<Timeli
     let mut all: Vec<(TimelineEntry, i64, i64)> = Vec::new();
 
     let mut ew = Where::default();
-    ew.add("agent_name = ?", [Value::Text(f.agent.clone())]);
+    ew.opt("agent_name = ?", &f.agent);
     ew.opt("timestamp >= ?", &f.from);
     ew.opt("timestamp < ?", &f.to);
     let sql = format!(
@@ -813,7 +814,7 @@ pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<Timeli
     }
 
     let mut sw = Where::default();
-    sw.add("s.agent_name = ?", [Value::Text(f.agent.clone())]);
+    sw.opt("s.agent_name = ?", &f.agent);
     sw.opt("c.timestamp >= ?", &f.from);
     sw.opt("c.timestamp < ?", &f.to);
     let sql = format!(

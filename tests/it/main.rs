@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real child processes, real signals, real SQLite files.
 
 mod corpus;
+mod first_contact;
 mod hardening;
 mod harness;
 mod hostile;
