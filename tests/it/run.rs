@@ -749,7 +749,7 @@ fn help_shows_run_options_examples_and_exit_codes() {
         "--patterns",
         "wrapper run --help",
         "Examples:",
-        "wrapper codex \"echo 'test error'\" --enable-db",
+        "wrapper demo \"echo 'error: test failed'\" --enable-db",
         "Exit status",
     ] {
         assert!(
