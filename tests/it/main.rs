@@ -9,3 +9,4 @@ mod passthrough;
 mod patterns;
 mod run;
 mod signals;
+mod store_open;
