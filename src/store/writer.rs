@@ -130,11 +130,29 @@ impl EventsOut {
     pub fn open(&self) -> Result<EventsWriter, String> {
         match self {
             EventsOut::Stderr => Ok(Box::new(io::stderr())),
-            EventsOut::File(p) => File::create(p)
+            EventsOut::File(p) => open_events_file(p)
                 .map(|f| Box::new(BufWriter::with_capacity(64 * 1024, f)) as EventsWriter)
                 .map_err(|e| format!("--events-out {}: cannot create it: {e}", p.display())),
         }
     }
+}
+
+/// Creates or truncates an `--events-out` file with mode 0600: it holds the agent's output, like
+/// the database. A regular file that was there with a wider mode is narrowed to 0600; a FIFO or
+/// a device (`/dev/stdout`) is written as it is.
+fn open_events_file(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(p)?;
+    let meta = f.metadata()?;
+    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 /// Everything the writer thread needs.

@@ -8,5 +8,6 @@ mod jobs;
 mod passthrough;
 mod patterns;
 mod run;
+mod secrets;
 mod signals;
 mod store_open;
