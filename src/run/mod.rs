@@ -230,7 +230,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     drop(records_tx);
     if let Some(s) = sink {
         let report = s.finish();
-        if has_db && report.spool.is_none() && report.events_committed != outcome.events {
+        if has_db
+            && report.spool.is_none()
+            && report.events_lost == 0
+            && report.events_committed != outcome.events
+        {
             tracing::warn!(
                 "{} events extracted but {} committed",
                 outcome.events,
