@@ -74,6 +74,17 @@ pub fn load_file(explicit: Option<&Path>) -> Result<LoadedConfig, CliError> {
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(LoadedConfig::default())
         }
+        // The default file that exists but cannot be read (HOME pointing at another user's
+        // home, a mode of 000): nobody asked for it, so it must not stop every run. Said once,
+        // and the run goes on with the defaults. An explicit --config stays an error.
+        Err(e) if !required && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "wrapper: warning: cannot read the default config file {} (permission denied); \
+                 going on without it (fix its permissions, or pass --config FILE)",
+                path.display()
+            );
+            return Ok(LoadedConfig::default());
+        }
         Err(e) => {
             return Err(CliError::usage(anyhow!(
                 "cannot read config file {}: {e}",

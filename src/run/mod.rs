@@ -248,7 +248,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
                 quiet,
             );
         }
-        if has_db && report.spool.is_none() && report.events_committed != outcome.events {
+        if has_db
+            && report.spool.is_none()
+            && report.events_lost == 0
+            && report.events_committed != outcome.events
+        {
             tracing::warn!(
                 "{} events extracted but {} committed",
                 outcome.events,

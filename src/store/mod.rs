@@ -5,14 +5,12 @@
 //! ([`writer`]); query commands read through [`query`].
 
 pub mod fts;
+mod probe;
 pub mod query;
 pub mod schema;
 pub mod spool;
 pub mod writer;
 
-use std::fs;
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +22,8 @@ use crate::event::now_timestamp;
 /// share one file; a batch commit holds the lock for milliseconds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a database cannot be used. Each says it once, in one line: the path, the cause in
+/// words, and what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -32,22 +32,55 @@ pub enum StoreError {
     )]
     NotFound { path: PathBuf },
     #[error(
-        "database {path} has schema version {found}, newer than this wrapper understands ({supported}); upgrade wrapper"
+        "database {path} has schema version {found}, newer than this wrapper understands ({supported}); it was left untouched: upgrade wrapper, or pass --db with another path"
     )]
     TooNew {
         path: PathBuf,
         found: i64,
         supported: i64,
     },
-    #[error("{path} is not a wrapper database (application_id {found:#x})")]
-    Foreign { path: PathBuf, found: i64 },
-    #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
-    #[error("database {path}: {source}")]
+    #[error("{path} is not a wrapper database ({why}); it was left untouched: pass --db with another path")]
+    Foreign { path: PathBuf, why: String },
+    #[error("cannot create database {path}: {why}; choose a --db in a directory you can write")]
+    Create { path: PathBuf, why: String },
+    /// The path is something that cannot be a database (a directory, a device, another file).
+    #[error("database {path} {why}; {hint}")]
+    Refused {
+        path: PathBuf,
+        why: String,
+        hint: String,
+    },
+    #[error("database {path}: {}", sqlite_in_words(error))]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        // Not a `source`: the message says it already, and the chain would repeat it.
+        error: rusqlite::Error,
     },
+}
+
+/// A SQLite error as one sentence with what to do, without SQLite's repeated code text.
+fn sqlite_in_words(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as C;
+    let what = match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => {
+            "it stayed locked by another process for too long; try again when it is done"
+        }
+        Some(C::ReadOnly) => "it cannot be written (read-only file or directory); check its permissions",
+        Some(C::CannotOpen) => "it cannot be opened; check the path and its permissions",
+        Some(C::NotADatabase) => "it is not a SQLite database; pass --db with another path",
+        Some(C::DatabaseCorrupt) => {
+            "it is damaged; run `wrapper db check` and restore a backup, or pass --db with another path"
+        }
+        Some(C::DiskFull) => "the disk is full; free some space",
+        Some(C::SystemIoFailure) => "an I/O error; check the disk",
+        Some(C::PermissionDenied) => "permission denied; check its permissions",
+        _ => "",
+    };
+    if what.is_empty() {
+        e.to_string()
+    } else {
+        what.to_string()
+    }
 }
 
 /// Whether [`open`] may create the file.
@@ -61,80 +94,85 @@ pub enum OpenMode {
 
 /// Opens (and if asked creates) the database, sets the pragmas, migrates the schema.
 pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
-    let sqlite = |source| StoreError::Sqlite {
+    let sqlite = |error| StoreError::Sqlite {
         path: path.to_path_buf(),
-        source,
+        error,
     };
-    match mode {
-        OpenMode::Existing if !path.exists() => {
-            return Err(StoreError::NotFound {
-                path: path.to_path_buf(),
-            })
-        }
-        OpenMode::Create => create_file(path)?,
-        OpenMode::Existing => {}
-    }
+    probe::inspect(path, mode)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
-    // journal_mode answers with a row; the rest are plain settings.
-    let _: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+    // Many wrappers may open a file that does not exist yet at the same moment. Switching to
+    // WAL and the first migration each need the write lock, and SQLite answers SQLITE_BUSY at
+    // once, without waiting in the busy handler, where two connections would otherwise
+    // deadlock (both reading, both wanting to write). Such a refusal is not a fault: wait a
+    // moment and try the whole setup again, until the busy timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match setup(&conn, path) {
+            Err(StoreError::Sqlite { error, .. })
+                if is_busy(&error) && std::time::Instant::now() < deadline =>
+            {
+                // Jittered, so that processes that collided do not collide again in step.
+                let jitter = u64::from(std::process::id() % 7) * 100;
+                std::thread::sleep(pause + Duration::from_micros(jitter));
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other.map(|()| conn),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// WAL mode, the connection's pragmas, the schema. Only a file [`probe::inspect`] accepted
+/// gets here; the version checks are repeated inside the migration's write lock.
+fn setup(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let sqlite = |error| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        error,
+    };
+    // journal_mode answers with a row; the rest are plain settings. A database already in
+    // WAL mode (every wrapper database after its first open) is not switched again.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Before the switch writes the header: the file must be wrapper's (or empty).
+        check_version(conn, path)?;
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sqlite)?;
+    }
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )
     .map_err(sqlite)?;
-    migrate(&conn, path)?;
-    Ok(conn)
-}
-
-/// Creates the file with mode 0600 (and its directory with 0700) if it does not exist, so the
-/// agent's output is never readable by other users, not even for a moment.
-fn create_file(path: &Path) -> Result<(), StoreError> {
-    let err = |source| StoreError::Create {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(err)?;
-        }
-    }
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(err(e)),
-    }
+    migrate(conn, path)
 }
 
 /// Brings the schema to [`schema::LATEST`]. Safe when many processes open the same new file
 /// at once: the version is re-read inside an immediate (write-locked) transaction.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let sqlite = |source| StoreError::Sqlite {
+    let sqlite = |error| StoreError::Sqlite {
         path: path.to_path_buf(),
-        source,
+        error,
     };
-    let version = user_version(conn).map_err(sqlite)?;
-    check_version(conn, path, version)?;
+    let version = check_version(conn, path)?;
     if version == schema::LATEST {
         return Ok(());
     }
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .map_err(sqlite)?;
-    let version = user_version(&tx).map_err(sqlite)?;
-    check_version(&tx, path, version)?;
+    let version = check_version(&tx, path)?;
     for (v, sql) in schema::MIGRATIONS {
         if *v > version {
             tx.execute_batch(sql).map_err(sqlite)?;
@@ -149,7 +187,39 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     tx.commit().map_err(sqlite)
 }
 
-fn check_version(conn: &Connection, path: &Path, version: i64) -> Result<(), StoreError> {
+/// Refuses a database that is not wrapper's or is newer than this wrapper; returns its schema
+/// version. The three facts are read in one statement, so they come from one snapshot even
+/// while another wrapper creates the same file (read one by one, a version from before its
+/// first commit and tables from after it would look like someone else's database).
+fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let (version, app, tables): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), \
+                    (SELECT application_id FROM pragma_application_id), \
+                    (SELECT count(*) FROM sqlite_schema WHERE type = 'table')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(|error| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    if app != 0 && app != schema::APPLICATION_ID {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            why: format!(
+                "its application_id is {app:#x}, wrapper's is {:#x}",
+                schema::APPLICATION_ID
+            ),
+        });
+    }
+    if app == 0 && tables > 0 {
+        // No application id: only a database with nothing in it is wrapper's to take.
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            why: format!("it holds {tables} table(s) but not wrapper's application_id"),
+        });
+    }
     if version > schema::LATEST {
         return Err(StoreError::TooNew {
             path: path.to_path_buf(),
@@ -157,19 +227,7 @@ fn check_version(conn: &Connection, path: &Path, version: i64) -> Result<(), Sto
             supported: schema::LATEST,
         });
     }
-    let app: i64 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(|source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if app != 0 && app != schema::APPLICATION_ID {
-        return Err(StoreError::Foreign {
-            path: path.to_path_buf(),
-            found: app,
-        });
-    }
-    Ok(())
+    Ok(version)
 }
 
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

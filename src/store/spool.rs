@@ -24,18 +24,32 @@ use crate::event::{CodeBlock, Event, Record, RiskLevel, Stream};
 /// An open spool. Lines are collected per batch and written with one `write` at
 /// [`Spool::flush`], so a failed write never leaves half a line behind: the file is cut back
 /// to its last complete line and stays importable.
+///
+/// Its name, `<db>.spool-<session-id>-<random>.jsonl`, cannot be known in advance, and it is
+/// created with `O_CREAT | O_EXCL | O_NOFOLLOW`: nobody can plant a file or a symlink where it
+/// will be written. On a clash it takes another name.
 pub struct Spool {
-    path: PathBuf,
+    /// The file being written; `None` when nowhere could be written (events are lost).
+    path: Option<PathBuf>,
     out: Option<File>,
-    /// Lines not yet written.
+    /// Lines not yet written, and how many events they hold.
     buf: Vec<u8>,
+    buf_events: u64,
     /// Length of the file up to its last complete batch.
     good_len: u64,
     /// The `session` line, repeated at the top of a fallback file so it imports on its own.
     session_line: Vec<u8>,
     /// Where to go when the current file cannot be written (the temporary directory).
     fallback: Option<PathBuf>,
+    /// Name prefix of spool files: `<db file name>.spool-<session id>`.
+    stem: String,
+    /// Events written to a spool file, and events that could be written nowhere.
+    written: u64,
+    lost: u64,
 }
+
+/// How many names a spool tries in one directory before it gives the directory up.
+const NAME_ATTEMPTS: usize = 8;
 
 impl Spool {
     /// Opens the spool next to the database, or in the temporary directory when that fails,
@@ -43,44 +57,57 @@ impl Spool {
     /// counts as writable once that first line is really written: a full disk lets a file be
     /// created but not filled.
     pub fn create(db_path: &Path, session: &SessionRow) -> Spool {
-        let name = format!(
-            "{}.spool-{}.jsonl",
+        let stem = format!(
+            "{}.spool-{}",
             db_path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "wrapper.db".into()),
             session.session_id
         );
-        let beside = db_path.with_file_name(&name);
-        let temp = std::env::temp_dir().join(&name);
+        let beside = db_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let temp = std::env::temp_dir();
         let mut session_line =
             serde_json::to_vec(&json!({ "kind": "session", "session": session }))
                 .unwrap_or_default();
         session_line.push(b'\n');
         let mut spool = Spool {
-            path: beside.clone(),
+            path: None,
             out: None,
             buf: Vec::new(),
+            buf_events: 0,
             good_len: 0,
             session_line,
             fallback: None,
+            stem,
+            written: 0,
+            lost: 0,
         };
-        if let Some((f, len)) = start_file(&beside, &spool.session_line) {
+        if let Some((path, f, len)) = start_file(&beside, &spool.stem, &spool.session_line) {
+            spool.path = Some(path);
             spool.out = Some(f);
             spool.good_len = len;
-            spool.fallback = Some(temp).filter(|t| *t != beside);
-        } else {
-            spool.path = temp.clone();
-            if let Some((f, len)) = start_file(&temp, &spool.session_line) {
-                spool.out = Some(f);
-                spool.good_len = len;
-            }
+            spool.fallback = Some(temp).filter(|t| !same_dir(t, &beside));
+        } else if let Some((path, f, len)) = start_file(&temp, &spool.stem, &spool.session_line) {
+            spool.path = Some(path);
+            spool.out = Some(f);
+            spool.good_len = len;
         }
         spool
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file events are being written to; `None` when nowhere could be written.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Events written to a spool file so far, and events lost because nowhere was writable.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.written, self.lost)
     }
 
     pub fn write_records(&mut self, session: &SessionRow, records: &[Record]) {
@@ -94,6 +121,7 @@ impl Spool {
                     ))
                     .unwrap_or(Value::Null);
                     v["kind"] = "event".into();
+                    self.buf_events += 1;
                     v
                 }
                 Record::CodeBlock(b) => json!({
@@ -130,35 +158,42 @@ impl Spool {
             return;
         }
         let buf = std::mem::take(&mut self.buf);
-        // Without a file (nowhere was writable, already warned) the lines are dropped.
+        let events = std::mem::take(&mut self.buf_events);
+        // Without a file (nowhere was writable, already said) the lines are lost: counted.
         let Some(out) = &mut self.out else {
+            self.lost += events;
             return;
         };
         if out.write_all(&buf).is_ok() {
             self.good_len += buf.len() as u64;
+            self.written += events;
             return;
         }
         let _ = out.set_len(self.good_len);
         self.out = None;
-        let old = self.path.clone();
+        let old = self.path.take().unwrap_or_default();
         if let Some(temp) = self.fallback.take() {
             let mut first = self.session_line.clone();
             first.extend_from_slice(&buf);
-            if let Some((f, len)) = start_file(&temp, &first) {
+            if let Some((path, f, len)) = start_file(&temp, &self.stem, &first) {
                 eprintln!(
                     "wrapper: warning: cannot write spool {}; events from here on go to {} \
                      (import both with `wrapper import-spool`)",
                     old.display(),
-                    temp.display()
+                    path.display()
                 );
                 self.out = Some(f);
                 self.good_len = len;
-                self.path = temp;
+                self.path = Some(path);
+                self.written += events;
                 return;
             }
         }
+        self.lost += events;
         eprintln!(
-            "wrapper: warning: cannot write spool {}; events from here on are lost",
+            "wrapper: warning: cannot write spool {} nor one in the temporary directory; \
+             EVENTS ARE BEING LOST from here on (the agent keeps running; wrapper says how many \
+             at the end)",
             old.display()
         );
     }
@@ -170,20 +205,49 @@ impl Spool {
     }
 }
 
-/// Creates `path` and writes `first` to it; `None` (and no file left behind) if either fails.
-fn start_file(path: &Path, first: &[u8]) -> Option<(File, u64)> {
-    let mut f = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .ok()?;
-    if f.write_all(first).is_err() {
-        drop(f);
-        let _ = fs::remove_file(path);
-        return None;
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
-    Some((f, first.len() as u64))
+}
+
+/// Creates a new spool file in `dir` under a name nobody could know in advance and writes
+/// `first` to it; `None` (and no file left behind) if that fails.
+fn start_file(dir: &Path, stem: &str, first: &[u8]) -> Option<(PathBuf, File, u64)> {
+    let names =
+        std::iter::repeat_with(|| format!("{stem}-{}.jsonl", uuid::Uuid::new_v4().simple()));
+    start_file_named(dir, names.take(NAME_ATTEMPTS), first)
+}
+
+/// [`start_file`] with the names to try given (tests plant files at them).
+fn start_file_named(
+    dir: &Path,
+    names: impl Iterator<Item = String>,
+    first: &[u8],
+) -> Option<(PathBuf, File, u64)> {
+    for name in names {
+        let path = dir.join(name);
+        let opened = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        let mut f = match opened {
+            Ok(f) => f,
+            // Something is already there (a file, a symlink): another name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return None,
+        };
+        if f.write_all(first).is_err() {
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        return Some((path, f, first.len() as u64));
+    }
+    None
 }
 
 /// What an import did.
@@ -420,4 +484,41 @@ fn parse_state(s: &str) -> Option<State> {
         "abandoned" => State::Abandoned,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file or a symlink already at a spool's name is never written through: the spool
+    /// takes the next name.
+    #[test]
+    fn a_planted_file_or_symlink_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("target");
+        fs::write(&target, "mine\n").expect("write");
+        std::os::unix::fs::symlink(&target, dir.path().join("a.jsonl")).expect("symlink");
+        std::os::unix::fs::symlink(dir.path().join("dangling"), dir.path().join("b.jsonl"))
+            .expect("symlink");
+        fs::write(dir.path().join("c.jsonl"), "theirs\n").expect("write");
+        let names = ["a", "b", "c", "d"].map(|n| format!("{n}.jsonl"));
+        let (path, _f, len) =
+            start_file_named(dir.path(), names.into_iter(), b"first\n").expect("a spool");
+        assert_eq!(path, dir.path().join("d.jsonl"));
+        assert_eq!(len, 6);
+        assert_eq!(fs::read_to_string(&target).expect("read"), "mine\n");
+        assert!(!dir.path().join("dangling").exists());
+        assert_eq!(
+            fs::read_to_string(dir.path().join("c.jsonl")).expect("read"),
+            "theirs\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).expect("stat").permissions().mode() & 0o777,
+            0o600
+        );
+        // Every name taken: no spool, and nothing written anywhere.
+        let names = ["a", "b", "c"].map(|n| format!("{n}.jsonl"));
+        assert!(start_file_named(dir.path(), names.into_iter(), b"x\n").is_none());
+    }
 }

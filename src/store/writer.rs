@@ -130,11 +130,29 @@ impl EventsOut {
     pub fn open(&self) -> Result<EventsWriter, String> {
         match self {
             EventsOut::Stderr => Ok(Box::new(io::stderr())),
-            EventsOut::File(p) => File::create(p)
+            EventsOut::File(p) => open_events_file(p)
                 .map(|f| Box::new(BufWriter::with_capacity(64 * 1024, f)) as EventsWriter)
                 .map_err(|e| format!("--events-out {}: cannot create it: {e}", p.display())),
         }
     }
+}
+
+/// Creates or truncates an `--events-out` file with mode 0600: it holds the agent's output, like
+/// the database. A regular file that was there with a wider mode is narrowed to 0600; a FIFO or
+/// a device (`/dev/stdout`) is written as it is.
+fn open_events_file(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(p)?;
+    let meta = f.metadata()?;
+    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 /// Everything the writer thread needs.
@@ -151,6 +169,8 @@ pub struct SinkConfig {
 pub struct SinkReport {
     pub events_committed: u64,
     pub events_spooled: u64,
+    /// Events that could be written neither to the database nor to a spool.
+    pub events_lost: u64,
     pub spool: Option<PathBuf>,
 }
 
@@ -396,6 +416,14 @@ impl Writer {
         }
         if let Some(s) = &mut self.spool {
             s.flush();
+            (self.report.events_spooled, self.report.events_lost) = s.counts();
+            self.report.spool = s.path().map(Path::to_path_buf);
+        }
+        if self.report.events_lost > 0 {
+            eprintln!(
+                "wrapper: warning: {} events of session {} were lost: the database failed and no spool could be written",
+                self.report.events_lost, self.session.session_id
+            );
         }
         self.report
     }
@@ -482,24 +510,31 @@ impl Writer {
                 spool.write_state(&self.session.session_id, st);
             }
             spool.flush();
-            self.report.events_spooled += batch
-                .iter()
-                .filter(|r| matches!(r, Record::Event(_)))
-                .count() as u64;
+            (self.report.events_spooled, self.report.events_lost) = spool.counts();
+            self.report.spool = spool.path().map(Path::to_path_buf);
             self.lines_committed = self.lines;
         }
     }
 
     fn start_spool(&mut self, db_path: &Path, error: &str) {
         let spool = Spool::create(db_path, &self.session);
-        eprintln!(
-            "wrapper: warning: database {} failed ({error}); the agent keeps running and events now go to {} \
-             (load them later with `wrapper import-spool {}`)",
-            db_path.display(),
-            spool.path().display(),
-            spool.path().display()
-        );
-        self.report.spool = Some(spool.path().to_path_buf());
+        // Only a file that is really being written is named.
+        match spool.path() {
+            Some(p) => eprintln!(
+                "wrapper: warning: database {} failed ({error}); the agent keeps running and events now go to {} \
+                 (load them later with `wrapper import-spool {}`)",
+                db_path.display(),
+                p.display(),
+                p.display()
+            ),
+            None => eprintln!(
+                "wrapper: warning: database {} failed ({error}) and no spool file can be created beside it \
+                 or in the temporary directory: EVENTS ARE BEING LOST (the agent keeps running; \
+                 wrapper says how many at the end)",
+                db_path.display()
+            ),
+        }
+        self.report.spool = spool.path().map(Path::to_path_buf);
         self.spool = Some(spool);
         // The connection may be in any state now; it is not used again.
         self.db = None;

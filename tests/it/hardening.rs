@@ -431,6 +431,65 @@ fn database_directory_removed_mid_run_spools_and_imports_back() {
     });
 }
 
+/// A file or symlink planted where the spool used to go (`<db>.spool-<session>.jsonl`, a
+/// name anyone could predict) is left alone: the spool gets a name nobody knows in advance.
+/// Before the fix, the warning named the planted path and every later event was lost.
+#[test]
+fn a_planted_spool_path_is_not_used_and_the_spool_still_imports() {
+    let env = Env::new();
+    let target = env.path("victim");
+    std::fs::write(&target, "do not touch\n").expect("write");
+    std::os::unix::fs::symlink(&target, env.path("w.db.spool-broken.jsonl")).expect("symlink");
+    std::fs::write(env.path("w.db.spool-broken-x.jsonl"), "theirs\n").expect("write");
+    database_breaks_between_phases(|env| std::fs::remove_file(env.db()).expect("remove db"));
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "do not touch\n"
+    );
+}
+
+/// Neither beside the database nor in the temporary directory can a spool be written: the
+/// warning says plainly that events are being lost and names no file, and the last message
+/// says how many. Before the fix the warning named a spool that did not exist.
+#[test]
+fn with_nowhere_to_spool_the_loss_is_said_and_counted() {
+    let env = Env::new();
+    let dir = env.path("dbdir");
+    std::fs::create_dir(&dir).expect("dbdir");
+    let db = dir.join("w.db");
+    let go = env.path("go");
+    let (n1, n2) = (300, 700);
+    let mut cmd = two_phase_cmd(&env, &db, "lost", n1, n2);
+    cmd.env("TMPDIR", env.path("no-such-dir"));
+    let w = Running::spawn(cmd);
+    wait_until("phase one committed", || {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT total_extraction_events FROM process_sessions",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .is_ok_and(|n| n == n1 as i64)
+    });
+    std::fs::remove_dir_all(&dir).expect("remove the database's directory");
+    touch(&go);
+    let (code, out, err) = w.wait();
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(code, 0, "the agent was disturbed: {err}");
+    let want = numbered("a", n1) + &numbered("b", n2);
+    assert!(out == want.as_bytes(), "passthrough changed");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].contains("EVENTS ARE BEING LOST"), "{err}");
+    assert!(!lines[0].contains("import-spool"), "names no file: {err}");
+    assert!(
+        lines[1].contains(&format!("{n2} events of session lost were lost")),
+        "{err}"
+    );
+}
+
 /// The database's directory made read-only mid-run (by its owner, so the test is run as an
 /// unprivileged user: root ignores the mode). SQLite needs no new file while the database and
 /// its `-wal` are open, so wrapper must keep recording with no warning at all — and not

@@ -9,4 +9,6 @@ mod jobs;
 mod passthrough;
 mod patterns;
 mod run;
+mod secrets;
 mod signals;
+mod store_open;
