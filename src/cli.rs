@@ -227,7 +227,7 @@ pub enum PatternsCommand {
         #[arg(long)]
         no_default_patterns: bool,
         /// The lines' stream
-        #[arg(long, default_value = "stdout", value_parser = ["stdout", "stderr"])]
+        #[arg(long, default_value = "stdout", value_parser = ["stdout", "stderr", "pty"])]
         stream: String,
         /// One JSON object per event
         #[arg(long)]

@@ -482,29 +482,29 @@ fn extract_loop(
     sink: SyncSender<Msg>,
     prompt_idle: Duration,
 ) -> (u64, u64) {
-    use crate::event::Stream;
-    let streams = [Stream::Stdout, Stream::Stderr];
-    let mut last_data: [Option<(Instant, Arc<str>)>; 2] = [None, None];
+    use crate::event::{PerStream, Stream};
+    let streams = Stream::ALL;
+    let mut last_data: PerStream<Option<(Instant, Arc<str>)>> = PerStream::default();
     let mut sent_lines = 0;
     let mut sink = Some(sink);
     loop {
         let idle_at = streams
             .iter()
             .filter(|s| x.wants_idle_check(**s))
-            .filter_map(|s| last_data[s.index()].as_ref().map(|(t, _)| *t + prompt_idle))
+            .filter_map(|s| last_data[*s].as_ref().map(|(t, _)| *t + prompt_idle))
             .min();
         let msg = rx.recv_timeout(idle_at.map(|at| at.saturating_duration_since(Instant::now())));
         let done = match msg {
             Ok(chunk) => {
                 let ts: Arc<str> = format_timestamp(chunk.at).into();
                 x.feed(chunk.stream, &chunk.data, &ts);
-                last_data[chunk.stream.index()] = Some((Instant::now(), ts));
+                last_data[chunk.stream] = Some((Instant::now(), ts));
                 false
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 for s in streams {
-                    if let Some((t, ts)) = &last_data[s.index()] {
+                    if let Some((t, ts)) = &last_data[s] {
                         if x.wants_idle_check(s) && *t + prompt_idle <= now {
                             let ts = ts.clone();
                             x.idle(s, &ts);

@@ -18,19 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::event::Stream;
+use super::queue::Chunk;
+use crate::event::{PerStream, Stream};
 
 /// Bytes per read: the default pipe capacity, and a good write size for a terminal.
 pub const CHUNK: usize = 64 * 1024;
 /// How long the pipes are still read after the child exits (SPEC §6.2).
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
-
-/// Bytes read from one stream at one moment.
-pub struct Chunk {
-    pub stream: Stream,
-    pub data: Vec<u8>,
-    pub at: SystemTime,
-}
 
 /// Commands from the run loop, delivered through the wake pipe.
 pub const WAKE_CHILD_EXITED: u8 = 1;
@@ -44,7 +38,7 @@ pub const WAKE_DRAIN: u8 = 3;
 /// What the pump saw.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PumpReport {
-    pub bytes: [u64; 2],
+    pub bytes: PerStream<u64>,
     /// Both pipes reached EOF (false: the drain limit cut reading short).
     pub complete: bool,
 }
@@ -101,7 +95,7 @@ pub fn run(
         for (i, pipe) in pipes.iter_mut().enumerate() {
             if ready[i] {
                 if let Some(n) = pump_once(pipe, &mut chunks) {
-                    report.bytes[i] += n as u64;
+                    report.bytes[pipe.stream] += n as u64;
                 }
             }
         }
@@ -173,7 +167,7 @@ fn drain_now(
         for (i, pipe) in pipes.iter_mut().enumerate() {
             if ready[i] {
                 if let Some(n) = pump_once(pipe, chunks) {
-                    report.bytes[i] += n as u64;
+                    report.bytes[pipe.stream] += n as u64;
                     got |= n > 0;
                 }
             }
