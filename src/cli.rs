@@ -37,7 +37,7 @@ does not know is an error there, so put `--` before commands that take options.
 Options for running an agent (all described in `wrapper run --help`): --enable-db, --db PATH,
 --patterns PATH (repeatable), --no-default-patterns, --session-id ID, --env NAME,
 --batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH, --no-redact,
---max-line SIZE, --prompt-idle DUR, --subreaper, --config PATH, -q/--quiet, -v/--verbose.
+--max-line SIZE, --prompt-idle DUR, --subreaper, --pty/--no-pty, --config PATH, -q/--quiet, -v/--verbose.
 Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
 $XDG_CONFIG_HOME/wrapper/config.toml.
 
@@ -149,6 +149,14 @@ pub struct RunArgs {
     /// Reap orphaned descendants, as an init would (automatic when wrapper is PID 1)
     #[arg(long)]
     pub subreaper: bool,
+
+    /// Run the agent on a pseudo-terminal (default when stdin and stdout are terminals)
+    #[arg(long, overrides_with = "no_pty")]
+    pub pty: bool,
+
+    /// Run the agent with pipes, even at a terminal
+    #[arg(long, overrides_with = "pty")]
+    pub no_pty: bool,
 
     /// Config file [default: $XDG_CONFIG_HOME/wrapper/config.toml]
     #[arg(long, value_name = "PATH")]

@@ -48,7 +48,13 @@ struct Pipe {
     fd: Option<OwnedFd>,
     /// Where its bytes go: 1 or 2. `None` once that write failed for good (EPIPE).
     out: Option<RawFd>,
+    /// Sees every chunk right after it is passed through (PTY mode: the terminal modes the
+    /// child turns on, see [`crate::screen::modes`]).
+    watch: Option<Watch>,
 }
+
+/// A look at each chunk on the pump thread; it must be cheap.
+pub type Watch = Box<dyn FnMut(&[u8]) + Send>;
 
 /// Runs until both pipes are at EOF, or the drain limit after the child's exit passes, or the
 /// run loop says stop. `wake` is the read end of a pipe the run loop writes commands to.
@@ -59,18 +65,47 @@ pub fn run(
     chunks: Option<super::queue::Sender>,
     drained: std::sync::mpsc::Sender<()>,
 ) -> PumpReport {
-    let mut pipes = [
+    let pipes = vec![
         Pipe {
             stream: Stream::Stdout,
             fd: Some(stdout),
             out: Some(libc::STDOUT_FILENO),
+            watch: None,
         },
         Pipe {
             stream: Stream::Stderr,
             fd: Some(stderr),
             out: Some(libc::STDERR_FILENO),
+            watch: None,
         },
     ];
+    run_pipes(pipes, wake, chunks, drained)
+}
+
+/// [`run`] for PTY mode: one stream, the pty's master, passed through to stdout. Reading it
+/// fails with EIO once the child's side is closed, which ends the stream like EOF.
+pub fn run_pty(
+    master: OwnedFd,
+    watch: Watch,
+    wake: OwnedFd,
+    chunks: Option<super::queue::Sender>,
+    drained: std::sync::mpsc::Sender<()>,
+) -> PumpReport {
+    let pipes = vec![Pipe {
+        stream: Stream::Pty,
+        fd: Some(master),
+        out: Some(libc::STDOUT_FILENO),
+        watch: Some(watch),
+    }];
+    run_pipes(pipes, wake, chunks, drained)
+}
+
+fn run_pipes(
+    mut pipes: Vec<Pipe>,
+    wake: OwnedFd,
+    chunks: Option<super::queue::Sender>,
+    drained: std::sync::mpsc::Sender<()>,
+) -> PumpReport {
     let mut wake = Some(wake);
     let mut chunks = chunks;
     let mut report = PumpReport::default();
@@ -126,10 +161,10 @@ pub fn run(
 
 /// Which pipes (and whether the wake pipe) are readable, waiting at most `timeout`.
 fn poll_ready(
-    pipes: &[Pipe; 2],
+    pipes: &[Pipe],
     wake: Option<&OwnedFd>,
     timeout: PollTimeout,
-) -> nix::Result<([bool; 2], bool)> {
+) -> nix::Result<(Vec<bool>, bool)> {
     let mut fds: Vec<PollFd> = Vec::with_capacity(3);
     let mut which: Vec<usize> = Vec::with_capacity(3);
     for (i, p) in pipes.iter().enumerate() {
@@ -143,7 +178,7 @@ fn poll_ready(
         which.push(usize::MAX);
     }
     poll(&mut fds, timeout)?;
-    let mut ready = [false; 2];
+    let mut ready = vec![false; pipes.len()];
     let mut wake_ready = false;
     for (fd, &i) in fds.iter().zip(&which) {
         let hit = fd.revents().is_some_and(|r| !r.is_empty());
@@ -158,7 +193,7 @@ fn poll_ready(
 
 /// Passes through whatever both pipes hold at this moment, without waiting for more.
 fn drain_now(
-    pipes: &mut [Pipe; 2],
+    pipes: &mut [Pipe],
     chunks: &mut Option<super::queue::Sender>,
     report: &mut PumpReport,
 ) {
@@ -212,6 +247,9 @@ fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Opti
             pipe.out = None;
             pipe.fd = None;
         }
+    }
+    if let Some(w) = &mut pipe.watch {
+        w(&buf);
     }
     if let Some(tx) = chunks {
         if tx
