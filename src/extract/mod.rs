@@ -8,6 +8,7 @@
 pub mod codeblock;
 pub mod redact;
 pub mod rules;
+mod screen;
 
 use std::sync::Arc;
 
@@ -214,6 +215,8 @@ impl PromptState {
 pub struct Extractor {
     splitters: PerStream<LineSplitter>,
     core: Core,
+    /// PTY mode's questions on the screen ([`screen`]).
+    screen: screen::ScreenPrompts,
 }
 
 struct Core {
@@ -233,6 +236,7 @@ impl Extractor {
     pub fn new(matcher: Arc<Matcher>, redactor: Arc<Redactor>, max_line: usize) -> Self {
         Extractor {
             splitters: PerStream::from_fn(|_| LineSplitter::new(max_line)),
+            screen: Default::default(),
             core: Core {
                 locations: matcher
                     .rules

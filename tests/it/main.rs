@@ -9,4 +9,5 @@ mod passthrough;
 mod patterns;
 mod pty;
 mod run;
+mod screen;
 mod signals;
