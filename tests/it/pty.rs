@@ -363,3 +363,79 @@ fn no_pty_at_a_terminal_keeps_pipes() {
     assert_eq!(t.wait(), 0);
     t.screen.wait_for("PIPED");
 }
+
+/// Rules in the style of Claude Code's screen, for the end-to-end replay below (the built-in
+/// TUI rules are another change's).
+const CLAUDE_RULES: &str = r#"
+[[pattern]]
+name = "t_bash"
+event_type = "command"
+regex = '''^● Bash\((?P<value>.+)\)$'''
+samples = ["● Bash(ls -la)"]
+
+[[pattern]]
+name = "t_exit"
+event_type = "error"
+regex = '''⎿\s*Error: Exit code (?P<value>\d+)'''
+samples = ["  ⎿  Error: Exit code 1"]
+
+[[pattern]]
+name = "t_proceed"
+event_type = "prompt"
+regex = '''Do you want to proceed\?'''
+prompt = true
+samples = [" Do you want to proceed?"]
+"#;
+
+/// The real Claude Code TUI's pty output (a recording), played back by a child on wrapper's
+/// pty with its pauses: through the real binary, PTY mode records the shell commands Claude
+/// ran, the failure, and each approval question while it was on the screen.
+#[test]
+fn a_recorded_claude_tui_session_through_pty_mode_yields_its_commands_and_questions() {
+    let mut t = Term::new(120, 40);
+    let rules = t.env.path("claude.toml");
+    std::fs::write(&rules, CLAUDE_RULES).expect("rules");
+    let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agents/claude/tui.cast");
+    // Pauses of 100 ms or more in the recording become 100 ms: above the 40 ms idle.
+    let player = r#"
+import json, sys, termios, time
+a = termios.tcgetattr(1); a[1] &= ~termios.OPOST; termios.tcsetattr(1, termios.TCSANOW, a)
+rows = open(sys.argv[1], encoding="utf-8").read().splitlines()[1:]
+last = 0.0
+for r in rows:
+    t, kind, data = json.loads(r)
+    if t - last >= 0.1:
+        time.sleep(0.1)
+    last = t
+    if kind == "o":
+        sys.stdout.write(data); sys.stdout.flush()
+"#;
+    let cmd = t.env.run_cmd_with_rules(
+        "claude",
+        &rules,
+        &["--prompt-idle", "40ms"],
+        &["python3", "-c", player, &cast.to_string_lossy()],
+    );
+    let before = t.stty();
+    t.start(cmd);
+    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    assert_eq!(t.stty(), before);
+    let events = |kind: &str| {
+        t.env.query_strings(&format!(
+            "SELECT matched_value FROM extraction_events WHERE event_type = '{kind}' \
+             AND stream = 'pty' ORDER BY id"
+        ))
+    };
+    assert_eq!(
+        events("command"),
+        [
+            "gcc broken.c -o broken",
+            "python3 -m pytest -q",
+            "rm -rf build && git clean -fdx"
+        ]
+    );
+    assert_eq!(events("error"), ["1"]);
+    let asked = events("prompt").len();
+    assert!(asked >= 3, "three approval questions, got {asked}");
+}
