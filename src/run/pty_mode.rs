@@ -69,6 +69,9 @@ pub fn spawn(spec: &ChildSpec) -> Result<Started, SpawnError> {
         .map(|ws| (ws.ws_col, ws.ws_row))
         .unwrap_or(pty::DEFAULT_SIZE);
     let termios = tty::user_termios();
+    // Also where stdin is not a terminal (no raw mode): the modes the child turns on on
+    // stdout's terminal are reset on a panic too.
+    tty::install_panic_hook();
     let child = pty::spawn(spec, size, termios.as_ref())?;
     let raw = match tty::RawGuard::new() {
         Ok(g) => g,
@@ -186,6 +189,7 @@ pub(super) fn supervise(
     // Everything the child printed is on the terminal: now give the terminal back (the
     // modes the child left on are reset, then termios), before waiting on extraction.
     drop(raw);
+    tty::restore();
     drop(child);
     drop::<OwnedFd>(wake_w);
     if reap_all {

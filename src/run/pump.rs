@@ -11,6 +11,11 @@
 //!
 //! After the child exits, the pipes are read to EOF; if a descendant keeps them open, reading
 //! stops 2 s after the exit (the drain limit).
+//!
+//! In PTY mode ([`run_pty`]) the same loop reads one stream, the pty's master, with a
+//! [`Watch`] that follows the terminal modes the child turns on (so they can be undone at
+//! the end, see `run/tty.rs`); the master reads EIO once the child's side is closed, which
+//! ends the stream like EOF.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

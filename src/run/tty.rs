@@ -197,7 +197,8 @@ pub fn resume() {
     }
 }
 
-fn install_panic_hook() {
+/// A panic anywhere in wrapper restores the terminal before its message is printed.
+pub fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();

@@ -439,3 +439,46 @@ for r in rows:
     let asked = events("prompt").len();
     assert!(asked >= 3, "three approval questions, got {asked}");
 }
+
+/// `pty` in the config file: a value other than auto/always/never is a usage error naming
+/// the file and the key; "always" gives the child a terminal even with pipes around wrapper.
+#[test]
+fn the_config_key_pty_is_checked_and_obeyed() {
+    let env = Env::new();
+    let cfg = env.path("config.toml");
+    std::fs::write(&cfg, "pty = \"sometimes\"\n").expect("config");
+    let out = env
+        .run_cmd("codex", &["--config", cfg.to_str().unwrap()], &["true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.toml") && err.contains("`pty`"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "pty = \"always\"\n").expect("config");
+    let out = env
+        .run_cmd(
+            "codex",
+            &["--config", cfg.to_str().unwrap()],
+            &["sh", "-c", "test -t 1 && echo ON-A-TTY"],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ON-A-TTY"));
+    // --no-pty wins over the file.
+    let out = env
+        .run_cmd(
+            "codex",
+            &["--config", cfg.to_str().unwrap(), "--no-pty"],
+            &["sh", "-c", "test -t 1 || echo PIPED"],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PIPED"));
+}
