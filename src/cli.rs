@@ -48,8 +48,8 @@ const EXAMPLES: &str = concat!(
 Options for running an agent (all described in `wrapper run --help`): --enable-db, --db PATH,
 --patterns PATH (repeatable), --no-default-patterns, --no-user-patterns, --session-id ID,
 --env NAME, --batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH,
---no-redact, --max-line SIZE, --prompt-idle DUR, --subreaper, --config PATH, -q/--quiet,
--v/--verbose. Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
+--no-redact, --max-line SIZE, --prompt-idle DUR, --subreaper, --pty/--no-pty, --config PATH,
+-q/--quiet, -v/--verbose. Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
 $XDG_CONFIG_HOME/wrapper/config.toml.
 
 Exit status: the agent's own; 128+N if it died of signal N; 127 command not found; 126 not
@@ -188,6 +188,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub subreaper: bool,
 
+    /// Run the agent on a pseudo-terminal (default when stdin and stdout are terminals)
+    #[arg(long, overrides_with = "no_pty")]
+    pub pty: bool,
+
+    /// Run the agent with pipes, even at a terminal
+    #[arg(long, overrides_with = "pty")]
+    pub no_pty: bool,
+
     /// Config file [default: $XDG_CONFIG_HOME/wrapper/config.toml]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -265,7 +273,7 @@ pub enum PatternsCommand {
         #[arg(long)]
         no_default_patterns: bool,
         /// The lines' stream
-        #[arg(long, default_value = "stdout", value_parser = ["stdout", "stderr"])]
+        #[arg(long, default_value = "stdout", value_parser = ["stdout", "stderr", "pty"])]
         stream: String,
         /// One JSON object per event
         #[arg(long)]

@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub events_out: Option<PathBuf>,
     pub redact: Option<bool>,
     pub subreaper: Option<bool>,
+    /// `"auto"`, `"always"` or `"never"` (SPEC §10).
+    pub pty: Option<String>,
 }
 
 /// A loaded config file with where it came from.
@@ -126,7 +128,17 @@ pub struct RunConfig {
     pub max_line: usize,
     pub prompt_idle: Duration,
     pub subreaper: bool,
+    pub pty: PtyChoice,
     pub config_version: Option<String>,
+}
+
+/// Whether the agent runs on a pseudo-terminal (`--pty`, `--no-pty`, config `pty`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PtyChoice {
+    /// A pty when wrapper's stdin and stdout are terminals and it runs in the foreground.
+    Auto,
+    Always,
+    Never,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -229,6 +241,22 @@ impl RunConfig {
                 "{cfg_name}: `batch_size` must be at least 1"
             )));
         }
+        let pty = if args.pty {
+            PtyChoice::Always
+        } else if args.no_pty {
+            PtyChoice::Never
+        } else {
+            match file.pty.as_deref() {
+                None | Some("auto") => PtyChoice::Auto,
+                Some("always") => PtyChoice::Always,
+                Some("never") => PtyChoice::Never,
+                Some(other) => {
+                    return Err(CliError::usage(anyhow!(
+                        "{cfg_name}: `pty`: {other:?} is not one of \"auto\", \"always\", \"never\""
+                    )))
+                }
+            }
+        };
         Ok(RunConfig {
             agent: args.agent,
             command: args.command,
@@ -256,6 +284,7 @@ impl RunConfig {
                 .or(file_dur("prompt_idle", &file.prompt_idle)?)
                 .unwrap_or(DEFAULT_PROMPT_IDLE),
             subreaper: args.subreaper || file.subreaper.unwrap_or(false),
+            pty,
             config_version: loaded.version,
         })
     }

@@ -10,30 +10,85 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-/// Which of the child's output streams a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Which of the child's output streams a line came from: its stdout or stderr pipe in pipe
+/// mode, or the pseudo-terminal in PTY mode (where the child's stdout and stderr are one
+/// stream, as on a terminal). Stored as `stdout`, `stderr`, `pty`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     Stdout,
     Stderr,
+    Pty,
 }
 
 impl Stream {
+    /// Every stream, in [`Stream::index`] order.
+    pub const ALL: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Pty];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+            Stream::Pty => "pty",
         }
+    }
+
+    /// The stream stored as `s`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// The stream with [`Stream::index`] `i`; `None` for anything else.
+    pub fn from_index(i: usize) -> Option<Stream> {
+        Stream::ALL.get(i).copied()
     }
 }
 
 impl fmt::Display for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// One `T` per [`Stream`], indexed by the stream: what used to be two-slot arrays indexed by
+/// a number, which a third stream would have silently missed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PerStream<T>(pub [T; 3]);
+
+impl<T> PerStream<T> {
+    /// The same value for every stream.
+    pub fn all(v: T) -> Self
+    where
+        T: Clone,
+    {
+        PerStream([v.clone(), v.clone(), v])
+    }
+
+    /// `f(stream)` for every stream.
+    pub fn from_fn(f: impl FnMut(Stream) -> T) -> Self {
+        PerStream(Stream::ALL.map(f))
+    }
+
+    /// `(stream, value)` for every stream, in [`Stream::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Stream, &T)> {
+        Stream::ALL.into_iter().zip(self.0.iter())
+    }
+}
+
+impl<T> std::ops::Index<Stream> for PerStream<T> {
+    type Output = T;
+    fn index(&self, s: Stream) -> &T {
+        &self.0[s.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<Stream> for PerStream<T> {
+    fn index_mut(&mut self, s: Stream) -> &mut T {
+        &mut self.0[s.index()]
     }
 }
 

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod lines;
 pub mod output;
 pub mod run;
+pub mod screen;
 pub mod store;
 pub mod suggest;
 pub mod time;

@@ -68,11 +68,11 @@ pub fn run(cmd: PatternsCommand) -> CliResult<i32> {
             let mut book = RuleBook::load(&pattern_sources(&db, &patterns, no_default_patterns)?)
                 .map_err(CliError::usage)?;
             book.verify().map_err(CliError::usage)?;
-            let stream = if stream == "stderr" {
-                Stream::Stderr
-            } else {
-                Stream::Stdout
-            };
+            let stream = Stream::parse(&stream).ok_or_else(|| {
+                CliError::usage(anyhow!(
+                    "unknown stream `{stream}` (expected stdout, stderr or pty)"
+                ))
+            })?;
             let input: Box<dyn Read> =
                 match file.as_deref() {
                     None => Box::new(io::stdin().lock()),
@@ -96,13 +96,12 @@ fn list(book: &RuleBook, agent: Option<&str>, as_json: bool) -> CliResult<i32> {
         let v: Vec<_> = rules
             .iter()
             .map(|r| {
-                let streams: Vec<&str> = [
-                    r.streams[0].then_some("stdout"),
-                    r.streams[1].then_some("stderr"),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
+                let streams: Vec<&str> = r
+                    .streams
+                    .iter()
+                    .filter(|(_, on)| **on)
+                    .map(|(s, _)| s.as_str())
+                    .collect();
                 json!({
                     "name": &*r.name,
                     "event_type": &*r.event_type,
@@ -133,8 +132,14 @@ fn list(book: &RuleBook, agent: Option<&str>, as_json: bool) -> CliResult<i32> {
         if r.auto_confirmable {
             flags.push("auto".into());
         }
-        if r.streams != [true, true] {
-            flags.push(if r.streams[0] { "stdout" } else { "stderr" }.into());
+        if r.streams != crate::event::PerStream::all(true) {
+            let on: Vec<&str> = r
+                .streams
+                .iter()
+                .filter(|(_, on)| **on)
+                .map(|(s, _)| s.as_str())
+                .collect();
+            flags.push(on.join(","));
         }
         if r.agents != ["*"] {
             flags.push(format!("agents={}", r.agents.join(",")));

@@ -8,12 +8,13 @@
 pub mod codeblock;
 pub mod redact;
 pub mod rules;
+mod screen;
 
 use std::sync::Arc;
 
 use regex::{RegexSet, RegexSetBuilder};
 
-use crate::event::{Event, Record, Stream};
+use crate::event::{Event, PerStream, Record, Stream};
 use crate::lines::{clean_line, LineSplitter};
 use codeblock::CodeBlockParser;
 pub use redact::Redactor;
@@ -118,7 +119,7 @@ impl Matcher {
         stream: Stream,
     ) -> Vec<usize> {
         let (mut prompts, mut order): (Vec<usize>, Vec<usize>) = hits
-            .filter(|&i| !skip.contains(&i) && self.rules[i].rule.streams[stream.index()])
+            .filter(|&i| !skip.contains(&i) && self.rules[i].rule.streams[stream])
             .partition(|&i| self.rules[i].is_prompt_event());
         prompts.retain(|&i| prompt_ok(i));
         prompts.sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
@@ -212,15 +213,17 @@ impl PromptState {
 
 /// Turns the child's bytes into records. One per session; not shared between threads.
 pub struct Extractor {
-    splitters: [LineSplitter; 2],
+    splitters: PerStream<LineSplitter>,
     core: Core,
+    /// PTY mode's questions on the screen ([`screen`]).
+    screen: screen::ScreenPrompts,
 }
 
 struct Core {
     matcher: Arc<Matcher>,
     redactor: Arc<Redactor>,
-    blocks: [CodeBlockParser; 2],
-    prompts: [PromptState; 2],
+    blocks: PerStream<CodeBlockParser>,
+    prompts: PerStream<PromptState>,
     line_number: u64,
     events: u64,
     out: Vec<Record>,
@@ -232,7 +235,8 @@ struct Core {
 impl Extractor {
     pub fn new(matcher: Arc<Matcher>, redactor: Arc<Redactor>, max_line: usize) -> Self {
         Extractor {
-            splitters: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
+            splitters: PerStream::from_fn(|_| LineSplitter::new(max_line)),
+            screen: Default::default(),
             core: Core {
                 locations: matcher
                     .rules
@@ -254,7 +258,7 @@ impl Extractor {
     /// Feeds bytes read from `stream` at time `ts`.
     pub fn feed(&mut self, stream: Stream, data: &[u8], ts: &Arc<str>) {
         let core = &mut self.core;
-        self.splitters[stream.index()].feed_counted(data, |line, truncated, redraws| {
+        self.splitters[stream].feed_counted(data, |line, truncated, redraws| {
             core.line(stream, line, truncated, redraws, ts)
         });
     }
@@ -262,10 +266,10 @@ impl Extractor {
     /// Whether `stream` has an unfinished line that prompt rules have not seen in its
     /// current form: the caller should call [`Extractor::idle`] once it has been idle.
     pub fn wants_idle_check(&self, stream: Stream) -> bool {
-        let splitter = &self.splitters[stream.index()];
+        let splitter = &self.splitters[stream];
         match splitter.partial() {
             Some((bytes, _)) => {
-                let state = &self.core.prompts[stream.index()];
+                let state = &self.core.prompts[stream];
                 !self.core.matcher.prompt_rules.is_empty()
                     && (bytes.len() != state.checked_len || splitter.redraws() != state.redraws)
             }
@@ -275,22 +279,22 @@ impl Extractor {
 
     /// Matches the idle partial line of `stream` against the prompt rules.
     pub fn idle(&mut self, stream: Stream, ts: &Arc<str>) {
-        let splitter = &self.splitters[stream.index()];
+        let splitter = &self.splitters[stream];
         if let Some((bytes, truncated)) = splitter.partial() {
             self.core
                 .idle_partial(stream, bytes, truncated, splitter.redraws(), ts);
         }
     }
 
-    /// Ends both streams: unfinished lines become last lines, open code blocks are closed.
+    /// Ends every stream: unfinished lines become last lines, open code blocks are closed.
     pub fn finish(&mut self, ts: &Arc<str>) {
-        for stream in [Stream::Stdout, Stream::Stderr] {
+        for stream in Stream::ALL {
             let core = &mut self.core;
-            let splitter = &mut self.splitters[stream.index()];
+            let splitter = &mut self.splitters[stream];
             let redraws = splitter.redraws();
             splitter.finish(|line, truncated| core.line(stream, line, truncated, redraws, ts));
             let last = self.core.line_number;
-            if let Some(b) = self.core.blocks[stream.index()].finish(last) {
+            if let Some(b) = self.core.blocks[stream].finish(last) {
                 self.core.push_block(stream, b, ts);
             }
         }
@@ -306,7 +310,7 @@ impl Extractor {
         !self.core.out.is_empty()
     }
 
-    /// Lines processed so far, both streams.
+    /// Lines processed so far, all streams.
     pub fn lines(&self) -> u64 {
         self.core.line_number
     }
@@ -319,7 +323,7 @@ impl Extractor {
 
 impl Core {
     fn line(&mut self, stream: Stream, raw: &[u8], truncated: bool, redraws: u64, ts: &Arc<str>) {
-        let prompt = &mut self.prompts[stream.index()];
+        let prompt = &mut self.prompts[stream];
         prompt.sync(redraws);
         let line_number = match prompt.line_number.take() {
             Some(n) => n,
@@ -338,7 +342,7 @@ impl Core {
         );
         let text = clean_line(raw);
 
-        if let Some(block) = self.blocks[stream.index()].line(&text, line_number) {
+        if let Some(block) = self.blocks[stream].line(&text, line_number) {
             self.push_block(stream, block, ts);
         }
 
@@ -395,7 +399,7 @@ impl Core {
         ts: &Arc<str>,
     ) {
         let matcher = Arc::clone(&self.matcher);
-        let state = &mut self.prompts[stream.index()];
+        let state = &mut self.prompts[stream];
         state.sync(redraws);
         if raw.len() == state.checked_len {
             return;
@@ -429,7 +433,7 @@ impl Core {
             if prompt_done && r.is_prompt_event() {
                 continue;
             }
-            let reserved = self.prompts[stream.index()].line_number;
+            let reserved = self.prompts[stream].line_number;
             let line_number = reserved.unwrap_or(self.line_number + 1);
             let emitted = self.emit(
                 idx,
@@ -449,7 +453,7 @@ impl Core {
                 // The partial line's number, kept for when it is completed.
                 self.line_number = line_number;
             }
-            let state = &mut self.prompts[stream.index()];
+            let state = &mut self.prompts[stream];
             state.line_number = Some(line_number);
             state.fired.push(idx);
             let mut recorded = std::mem::take(&mut state.recorded);
@@ -458,7 +462,7 @@ impl Core {
                     recorded.push(key);
                 }
             }
-            self.prompts[stream.index()].recorded = recorded;
+            self.prompts[stream].recorded = recorded;
             prompt_done |= r.is_prompt_event();
         }
     }
@@ -845,6 +849,44 @@ samples = ["sk-abcdef"]
         x.feed(Stream::Stdout, b"\n", &ts);
         assert_eq!(patterns(&mut x), owned(&[("oops", 1)]));
         assert_eq!(x.lines(), 2);
+    }
+
+    /// PTY mode's lines have their own stream: rules with the default streams see them, a
+    /// rule limited to stdout does not, one that lists "pty" does.
+    #[test]
+    fn pty_lines_match_default_rules_and_those_that_list_pty() {
+        let mut x = extractor(
+            r#"
+[[pattern]]
+name = "any"
+event_type = "error"
+regex = '^error: '
+samples = ["error: x"]
+[[pattern]]
+name = "out"
+event_type = "error"
+regex = '^error: '
+streams = ["stdout"]
+samples = ["error: x"]
+[[pattern]]
+name = "tty"
+event_type = "error"
+regex = '^error: '
+streams = ["pty"]
+samples = ["error: x"]
+"#,
+        );
+        let ts: Arc<str> = "t".into();
+        x.feed(Stream::Pty, b"error: one\n", &ts);
+        let ev = events(&mut x);
+        let got: Vec<(&str, Stream)> = ev.iter().map(|e| (&*e.pattern, e.stream)).collect();
+        assert_eq!(got, [("any", Stream::Pty), ("tty", Stream::Pty)]);
+        x.feed(Stream::Stdout, b"error: two\n", &ts);
+        let got: Vec<String> = events(&mut x)
+            .iter()
+            .map(|e| e.pattern.to_string())
+            .collect();
+        assert_eq!(got, ["any", "out"]);
     }
 
     #[test]

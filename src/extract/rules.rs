@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::event::RiskLevel;
+use crate::event::{PerStream, RiskLevel, Stream};
 
 /// Highest pattern-file format version this wrapper understands.
 pub const FORMAT_VERSION: i64 = 1;
@@ -71,8 +71,8 @@ pub struct Rule {
     /// Compiled when the file was verified at load; built-ins are compiled where they are
     /// used (in the extraction thread, while the agent starts) — see [`RuleBook::load`].
     pub regex: Option<Regex>,
-    /// Index by `Stream::index()`.
-    pub streams: [bool; 2],
+    /// Which streams the rule looks at (all three by default).
+    pub streams: PerStream<bool>,
     pub agents: Vec<String>,
     pub risk_level: Option<RiskLevel>,
     pub auto_confirmable: bool,
@@ -259,7 +259,7 @@ impl RuleBook {
             name: &'a str,
             event_type: &'a str,
             regex: &'a str,
-            streams: [bool; 2],
+            streams: PerStream<bool>,
             agents: &'a [String],
             risk_level: Option<RiskLevel>,
             auto_confirmable: bool,
@@ -549,18 +549,20 @@ fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, Patte
         } else {
             None
         };
-        let mut streams = [true, true];
+        let mut streams = PerStream::all(true);
         if let Some(list) = &raw.streams {
-            streams = [false, false];
+            streams = PerStream::all(false);
             for s in list {
-                match s.get_ref().as_str() {
-                    "stdout" => streams[0] = true,
-                    "stderr" => streams[1] = true,
-                    other => {
+                match Stream::parse(s.get_ref()) {
+                    Some(stream) => streams[stream] = true,
+                    None => {
                         return Err(at(
                             s.span().start,
                             rname,
-                            format!("unknown stream `{other}` (expected \"stdout\" or \"stderr\")"),
+                            format!(
+                                "unknown stream `{}` (expected \"stdout\", \"stderr\" or \"pty\")",
+                                s.get_ref()
+                            ),
                         ))
                     }
                 }

@@ -361,7 +361,7 @@ fn is_stopped(pid: Pid) -> bool {
 }
 
 /// Whether SIGTSTP is ignored (a parent's `trap '' TSTP`, inherited through exec).
-fn sigtstp_ignored() -> bool {
+pub(crate) fn sigtstp_ignored() -> bool {
     // SAFETY: sigaction with a null new action only reads the current disposition.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
@@ -382,7 +382,7 @@ fn sigtstp_ignored() -> bool {
 /// reports "Stopped", and where no one could continue the group (an orphaned group — wrapper
 /// started as the session leader, `ssh -t host wrapper …`) or SIGTSTP is ignored, nothing
 /// stops and the agent is simply continued.
-fn stop_own_group(ours: Pid) {
+pub(crate) fn stop_own_group(ours: Pid) {
     let me = nix::unistd::getpid();
     for pid in group_members(ours) {
         if pid != me {

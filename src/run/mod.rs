@@ -12,10 +12,13 @@
 //!   the final state — so that nothing read is lost on any path.
 
 pub mod child;
+pub mod pty;
+mod pty_mode;
 pub mod pump;
 pub mod queue;
 pub mod signals;
 pub mod summary;
+pub mod tty;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -81,7 +84,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         cfg.db.as_deref(),
         book.rules.len() + book.redact.len(),
         &session.extraction_config_version,
-        "reading the agent's output through pipes",
+        if pty_mode::wanted(cfg.pty) {
+            "the agent runs on a pseudo-terminal (PTY mode)"
+        } else {
+            "reading the agent's output through pipes"
+        },
     );
     let events_out = match &cfg.events_out {
         Some(out) => Some(out.open().map_err(|e| CliError::usage(anyhow!(e)))?),
@@ -141,7 +148,12 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     }
 
     let take_terminal = child::should_take_terminal();
-    let spawned = match child::spawn(&spec, take_terminal) {
+    let started = if pty_mode::wanted(cfg.pty) {
+        pty_mode::spawn(&spec).map(Started::Pty)
+    } else {
+        child::spawn(&spec, take_terminal).map(Started::Pipes)
+    };
+    let spawned = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wrapper: {e}");
@@ -167,24 +179,15 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         timestamp: now_timestamp(),
         exit_code: None,
         signal: None,
-        pid: Some(spawned.pid.as_raw() as u32),
-        metadata: Some(json!({
-            "pgid": spawned.pgid.as_raw(),
-            "via_shell": spec.via_shell,
-            "foreground": spawned.took_terminal,
-        })),
+        pid: Some(spawned.pid().as_raw() as u32),
+        metadata: Some(spawned.metadata(spec.via_shell)),
     });
 
-    let outcome = supervise(
-        spawned,
-        &cfg,
-        book,
-        records_tx.clone(),
-        ctl_tx,
-        ctl_rx,
-        reap_all,
-        &state,
-    );
+    let tx = records_tx.clone();
+    let outcome = match spawned {
+        Started::Pipes(s) => supervise(s, &cfg, book, tx, ctl_tx, ctl_rx, reap_all, &state),
+        Started::Pty(p) => pty_mode::supervise(p, &cfg, book, tx, ctl_tx, ctl_rx, reap_all, &state),
+    };
     sig_handle.close();
     let outcome = match outcome {
         Ok(o) => o,
@@ -263,6 +266,37 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     Ok(outcome.exit.code())
 }
 
+/// The child as spawned: with pipes, or on a pty (PTY mode).
+enum Started {
+    Pipes(Spawned),
+    Pty(pty_mode::Started),
+}
+
+impl Started {
+    fn pid(&self) -> Pid {
+        match self {
+            Started::Pipes(s) => s.pid,
+            Started::Pty(p) => p.child.pid,
+        }
+    }
+
+    /// The `running` state's metadata.
+    fn metadata(&self, via_shell: bool) -> serde_json::Value {
+        match self {
+            Started::Pipes(s) => json!({
+                "pgid": s.pgid.as_raw(),
+                "via_shell": via_shell,
+                "foreground": s.took_terminal,
+            }),
+            Started::Pty(p) => json!({
+                "pgid": p.child.pid.as_raw(),
+                "via_shell": via_shell,
+                "pty": { "cols": p.size.0, "rows": p.size.1 },
+            }),
+        }
+    }
+}
+
 struct Outcome {
     exit: Exit,
     pid: Pid,
@@ -299,26 +333,7 @@ fn supervise(
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
-    // With nowhere to record to (no database, no --events-out), extraction would be work that
-    // nobody sees: the pump then only passes bytes through.
-    let (chunk_tx, extract, backlog) = match records_tx {
-        None => (None, None, None),
-        Some(records_tx) => {
-            let (chunk_tx, chunk_rx) = queue::queue();
-            let backlog = chunk_rx.backlog();
-            let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
-            let prompt_idle = cfg.prompt_idle;
-            let handle = thread::Builder::new()
-                .name("wrapper-extract".into())
-                .spawn(move || {
-                    let extractor = build_extractor(&book, &agent, redact, max_line);
-                    drop(book);
-                    extract_loop(chunk_rx, extractor, records_tx, prompt_idle)
-                })
-                .context("cannot start the extraction thread")?;
-            (Some(chunk_tx), Some(handle), Some(backlog))
-        }
-    };
+    let (chunk_tx, extract, backlog) = start_extraction(cfg, book, records_tx, None)?;
 
     let (drained_tx, drained_rx) = mpsc::channel::<()>();
     let pump_ctl = ctl_tx.clone();
@@ -476,6 +491,43 @@ fn supervise(
     })
 }
 
+/// The queue's ends and the extraction thread, if there is anything to record to.
+type Extraction = (
+    Option<queue::Sender>,
+    Option<thread::JoinHandle<(u64, u64)>>,
+    Option<queue::Backlog>,
+);
+
+/// Starts the extraction thread. With nowhere to record to (no database, no --events-out),
+/// extraction would be work that nobody sees: the pump then only passes bytes through. With
+/// `screen` (PTY mode) the bytes go through the virtual terminal first.
+fn start_extraction(
+    cfg: &RunConfig,
+    book: RuleBook,
+    records_tx: Option<SyncSender<Msg>>,
+    screen: Option<pty_mode::ScreenSetup>,
+) -> anyhow::Result<Extraction> {
+    let Some(records_tx) = records_tx else {
+        return Ok((None, None, None));
+    };
+    let (chunk_tx, chunk_rx) = queue::queue();
+    let backlog = chunk_rx.backlog();
+    let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
+    let prompt_idle = cfg.prompt_idle;
+    let handle = thread::Builder::new()
+        .name("wrapper-extract".into())
+        .spawn(move || {
+            let extractor = build_extractor(&book, &agent, redact, max_line);
+            drop(book);
+            match screen {
+                None => extract_loop(chunk_rx, extractor, records_tx, prompt_idle),
+                Some(s) => pty_mode::screen_loop(chunk_rx, extractor, records_tx, prompt_idle, s),
+            }
+        })
+        .context("cannot start the extraction thread")?;
+    Ok((Some(chunk_tx), Some(handle), Some(backlog)))
+}
+
 /// Backlog at the agent's exit above which wrapper says it is still recording (~1 s of work).
 const BACKLOG_NOTICE: u64 = 16 << 20;
 
@@ -504,29 +556,29 @@ fn extract_loop(
     sink: SyncSender<Msg>,
     prompt_idle: Duration,
 ) -> (u64, u64) {
-    use crate::event::Stream;
-    let streams = [Stream::Stdout, Stream::Stderr];
-    let mut last_data: [Option<(Instant, Arc<str>)>; 2] = [None, None];
+    use crate::event::{PerStream, Stream};
+    let streams = Stream::ALL;
+    let mut last_data: PerStream<Option<(Instant, Arc<str>)>> = PerStream::default();
     let mut sent_lines = 0;
     let mut sink = Some(sink);
     loop {
         let idle_at = streams
             .iter()
             .filter(|s| x.wants_idle_check(**s))
-            .filter_map(|s| last_data[s.index()].as_ref().map(|(t, _)| *t + prompt_idle))
+            .filter_map(|s| last_data[*s].as_ref().map(|(t, _)| *t + prompt_idle))
             .min();
         let msg = rx.recv_timeout(idle_at.map(|at| at.saturating_duration_since(Instant::now())));
         let done = match msg {
             Ok(chunk) => {
                 let ts: Arc<str> = format_timestamp(chunk.at).into();
                 x.feed(chunk.stream, &chunk.data, &ts);
-                last_data[chunk.stream.index()] = Some((Instant::now(), ts));
+                last_data[chunk.stream] = Some((Instant::now(), ts));
                 false
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 for s in streams {
-                    if let Some((t, ts)) = &last_data[s.index()] {
+                    if let Some((t, ts)) = &last_data[s] {
                         if x.wants_idle_check(s) && *t + prompt_idle <= now {
                             let ts = ts.clone();
                             x.idle(s, &ts);

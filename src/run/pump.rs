@@ -11,6 +11,11 @@
 //!
 //! After the child exits, the pipes are read to EOF; if a descendant keeps them open, reading
 //! stops 2 s after the exit (the drain limit).
+//!
+//! In PTY mode ([`run_pty`]) the same loop reads one stream, the pty's master, with a
+//! [`Watch`] that follows the terminal modes the child turns on (so they can be undone at
+//! the end, see `run/tty.rs`); the master reads EIO once the child's side is closed, which
+//! ends the stream like EOF.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -18,19 +23,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::event::Stream;
+use super::queue::Chunk;
+use crate::event::{PerStream, Stream};
 
 /// Bytes per read: the default pipe capacity, and a good write size for a terminal.
 pub const CHUNK: usize = 64 * 1024;
 /// How long the pipes are still read after the child exits (SPEC §6.2).
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
-
-/// Bytes read from one stream at one moment.
-pub struct Chunk {
-    pub stream: Stream,
-    pub data: Vec<u8>,
-    pub at: SystemTime,
-}
 
 /// Commands from the run loop, delivered through the wake pipe.
 pub const WAKE_CHILD_EXITED: u8 = 1;
@@ -44,7 +43,7 @@ pub const WAKE_DRAIN: u8 = 3;
 /// What the pump saw.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PumpReport {
-    pub bytes: [u64; 2],
+    pub bytes: PerStream<u64>,
     /// Both pipes reached EOF (false: the drain limit cut reading short).
     pub complete: bool,
 }
@@ -54,7 +53,13 @@ struct Pipe {
     fd: Option<OwnedFd>,
     /// Where its bytes go: 1 or 2. `None` once that write failed for good (EPIPE).
     out: Option<RawFd>,
+    /// Sees every chunk right after it is passed through (PTY mode: the terminal modes the
+    /// child turns on, see [`crate::screen::modes`]).
+    watch: Option<Watch>,
 }
+
+/// A look at each chunk on the pump thread; it must be cheap.
+pub type Watch = Box<dyn FnMut(&[u8]) + Send>;
 
 /// Runs until both pipes are at EOF, or the drain limit after the child's exit passes, or the
 /// run loop says stop. `wake` is the read end of a pipe the run loop writes commands to.
@@ -65,18 +70,47 @@ pub fn run(
     chunks: Option<super::queue::Sender>,
     drained: std::sync::mpsc::Sender<()>,
 ) -> PumpReport {
-    let mut pipes = [
+    let pipes = vec![
         Pipe {
             stream: Stream::Stdout,
             fd: Some(stdout),
             out: Some(libc::STDOUT_FILENO),
+            watch: None,
         },
         Pipe {
             stream: Stream::Stderr,
             fd: Some(stderr),
             out: Some(libc::STDERR_FILENO),
+            watch: None,
         },
     ];
+    run_pipes(pipes, wake, chunks, drained)
+}
+
+/// [`run`] for PTY mode: one stream, the pty's master, passed through to stdout. Reading it
+/// fails with EIO once the child's side is closed, which ends the stream like EOF.
+pub fn run_pty(
+    master: OwnedFd,
+    watch: Watch,
+    wake: OwnedFd,
+    chunks: Option<super::queue::Sender>,
+    drained: std::sync::mpsc::Sender<()>,
+) -> PumpReport {
+    let pipes = vec![Pipe {
+        stream: Stream::Pty,
+        fd: Some(master),
+        out: Some(libc::STDOUT_FILENO),
+        watch: Some(watch),
+    }];
+    run_pipes(pipes, wake, chunks, drained)
+}
+
+fn run_pipes(
+    mut pipes: Vec<Pipe>,
+    wake: OwnedFd,
+    chunks: Option<super::queue::Sender>,
+    drained: std::sync::mpsc::Sender<()>,
+) -> PumpReport {
     let mut wake = Some(wake);
     let mut chunks = chunks;
     let mut report = PumpReport::default();
@@ -101,7 +135,7 @@ pub fn run(
         for (i, pipe) in pipes.iter_mut().enumerate() {
             if ready[i] {
                 if let Some(n) = pump_once(pipe, &mut chunks) {
-                    report.bytes[i] += n as u64;
+                    report.bytes[pipe.stream] += n as u64;
                 }
             }
         }
@@ -132,10 +166,10 @@ pub fn run(
 
 /// Which pipes (and whether the wake pipe) are readable, waiting at most `timeout`.
 fn poll_ready(
-    pipes: &[Pipe; 2],
+    pipes: &[Pipe],
     wake: Option<&OwnedFd>,
     timeout: PollTimeout,
-) -> nix::Result<([bool; 2], bool)> {
+) -> nix::Result<(Vec<bool>, bool)> {
     let mut fds: Vec<PollFd> = Vec::with_capacity(3);
     let mut which: Vec<usize> = Vec::with_capacity(3);
     for (i, p) in pipes.iter().enumerate() {
@@ -149,7 +183,7 @@ fn poll_ready(
         which.push(usize::MAX);
     }
     poll(&mut fds, timeout)?;
-    let mut ready = [false; 2];
+    let mut ready = vec![false; pipes.len()];
     let mut wake_ready = false;
     for (fd, &i) in fds.iter().zip(&which) {
         let hit = fd.revents().is_some_and(|r| !r.is_empty());
@@ -164,7 +198,7 @@ fn poll_ready(
 
 /// Passes through whatever both pipes hold at this moment, without waiting for more.
 fn drain_now(
-    pipes: &mut [Pipe; 2],
+    pipes: &mut [Pipe],
     chunks: &mut Option<super::queue::Sender>,
     report: &mut PumpReport,
 ) {
@@ -173,7 +207,7 @@ fn drain_now(
         for (i, pipe) in pipes.iter_mut().enumerate() {
             if ready[i] {
                 if let Some(n) = pump_once(pipe, chunks) {
-                    report.bytes[i] += n as u64;
+                    report.bytes[pipe.stream] += n as u64;
                     got |= n > 0;
                 }
             }
@@ -218,6 +252,9 @@ fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Opti
             pipe.out = None;
             pipe.fd = None;
         }
+    }
+    if let Some(w) = &mut pipe.watch {
+        w(&buf);
     }
     if let Some(tx) = chunks {
         if tx

@@ -25,8 +25,17 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use super::pump::Chunk;
+use std::time::SystemTime;
+
 use crate::event::Stream;
+
+/// Bytes read from one stream at one moment: what the pump (or the PTY loop) hands to
+/// extraction.
+pub struct Chunk {
+    pub stream: Stream,
+    pub data: Vec<u8>,
+    pub at: SystemTime,
+}
 
 /// Chunks held in memory: 32 × 64 KiB reads = 2 MiB.
 pub const MEM_CHUNKS: usize = 32;
@@ -350,12 +359,14 @@ fn spill_read(g: &mut Inner) -> io::Result<Chunk> {
             tracing::debug!("cannot truncate the spill file: {e}");
         }
     }
+    let stream = Stream::from_index(head[0] as usize).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("spill file: unknown stream {}", head[0]),
+        )
+    })?;
     Ok(Chunk {
-        stream: if head[0] == 0 {
-            Stream::Stdout
-        } else {
-            Stream::Stderr
-        },
+        stream,
         data,
         at: UNIX_EPOCH + Duration::new(secs, nanos.min(999_999_999)),
     })
@@ -367,11 +378,7 @@ mod tests {
 
     fn chunk(i: usize) -> Chunk {
         Chunk {
-            stream: if i % 3 == 0 {
-                Stream::Stderr
-            } else {
-                Stream::Stdout
-            },
+            stream: Stream::ALL[i % Stream::ALL.len()],
             data: format!("chunk {i}\n").repeat(i % 7 + 1).into_bytes(),
             at: UNIX_EPOCH + Duration::new(1_700_000_000 + i as u64, (i * 1000) as u32),
         }

@@ -58,3 +58,25 @@ pub fn send_group(pgid: Pid, sig: i32) -> io::Result<()> {
         Err(e) => Err(io::Error::from(e)),
     }
 }
+
+/// Ctrl-Z typed in PTY mode. The pty's line discipline sends SIGTSTP to the pty's foreground
+/// group, but when that group is the agent's own — a session leader whose parent (wrapper)
+/// is in another session — the group is orphaned, and the kernel discards a terminal stop
+/// signal sent to an orphaned group: the agent would never stop. So when the pty would have
+/// signalled (ISIG on, `byte` is its VSUSP character) and its foreground group is the
+/// agent's, wrapper stops the group with SIGSTOP, which cannot be discarded; the waiter then
+/// stops wrapper's job as the shell expects. A job of a shell inside the pty is not
+/// orphaned, and that shell's own job control applies as usual.
+pub fn ctrl_z_through_pty(master: &std::os::fd::OwnedFd, pgid: Pid, bytes: &[u8]) {
+    use nix::sys::termios::{self, LocalFlags, SpecialCharacterIndices};
+    let Ok(t) = termios::tcgetattr(master) else {
+        return;
+    };
+    let vsusp = t.control_chars[SpecialCharacterIndices::VSUSP as usize];
+    if vsusp == 0 || !t.local_flags.contains(LocalFlags::ISIG) || !bytes.contains(&vsusp) {
+        return;
+    }
+    if nix::unistd::tcgetpgrp(master).is_ok_and(|fg| fg == pgid) {
+        let _ = send_group(pgid, SIGSTOP);
+    }
+}

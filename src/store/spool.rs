@@ -370,11 +370,8 @@ pub fn import(conn: &Connection, path: &Path) -> Result<ImportReport, ImportErro
                 let e: SpoolEvent = serde_json::from_value(v).map_err(|e| bad(n, e.to_string()))?;
                 let ev = Event {
                     timestamp: e.timestamp.into(),
-                    stream: if e.stream == "stderr" {
-                        Stream::Stderr
-                    } else {
-                        Stream::Stdout
-                    },
+                    stream: Stream::parse(&e.stream)
+                        .ok_or_else(|| bad(n, format!("unknown stream {:?}", e.stream)))?,
                     event_type: e.event_type.into(),
                     pattern: e.pattern.into(),
                     matched_value: e.matched_value,

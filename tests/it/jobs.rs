@@ -113,9 +113,10 @@ impl Drop for Shell {
     }
 }
 
+/// Pipe mode's job control (PTY mode's is at the end of this file).
 fn wrapper_cmd(child: &str) -> String {
     format!(
-        "{} codex --no-default-patterns -- sh -c '{child}'\n",
+        "{} codex --no-pty --no-default-patterns -- sh -c '{child}'\n",
         bin().display()
     )
 }
@@ -124,7 +125,7 @@ fn wrapper_cmd(child: &str) -> String {
 /// options, and waits until it has printed READY.
 fn start_reader_in_background(sh: &mut Shell, extra: &str) {
     sh.type_in(&format!(
-        "{} codex {extra} --no-default-patterns -- sh -c '{READER}' &\n",
+        "{} codex {extra} --no-pty --no-default-patterns -- sh -c '{READER}' &\n",
         bin().display()
     ));
     sh.wait_for("READY");
@@ -239,7 +240,7 @@ fn ctrl_z_stops_a_script_that_runs_wrapper_and_fg_resumes_it() {
     std::fs::write(
         &script,
         format!(
-            "{} codex --no-default-patterns -- sh -c 'echo READY; read x; echo GOT:$x'\n\
+            "{} codex --no-pty --no-default-patterns -- sh -c 'echo READY; read x; echo GOT:$x'\n\
              echo SCRIPT:$?\n",
             bin().display()
         ),
@@ -480,4 +481,43 @@ fn ctrl_c_after_fg_of_a_background_job_records_interrupted() {
 fn e_cmdline(stat: &str) -> String {
     let pid = stat.split_whitespace().next().unwrap_or("0");
     format!("/proc/{pid}/cmdline")
+}
+
+/// PTY mode, as under `script`: Ctrl-Z reaches the agent through its pty and stops the job;
+/// the shell gets its terminal back exactly as it was (`stty -g`, and the modes the agent
+/// turned on are off); `fg` makes it raw again, gives the agent its modes back, and the
+/// agent reads what is typed next. After the job ends the terminal is as it was.
+#[test]
+fn pty_mode_ctrl_z_restores_the_terminal_and_fg_resumes_the_agent() {
+    let Some(mut sh) = Shell::start() else {
+        return;
+    };
+    sh.type_in("stty -g > before; echo SA\"\"VED\n");
+    sh.wait_for("SAVED");
+    sh.type_in(&format!(
+        "{} codex --pty --no-default-patterns -- sh -c '{}'\n",
+        bin().display(),
+        r#"printf "\033[?2004h"; echo RE""ADY; read x; echo GO""T:$x"#
+    ));
+    sh.wait_for("READY");
+    sh.type_in("\x1a");
+    sh.wait_for("Stopped");
+    let at_stop = sh.screen.text();
+    let tail = &at_stop[at_stop.find("READY").expect("READY")..];
+    assert!(
+        tail.contains("\x1b[?2004l"),
+        "paste mode off while stopped: {tail:?}"
+    );
+    sh.type_in("stty -g > stopped; echo ST\"\"ORED\n");
+    sh.wait_for("STORED");
+    sh.type_in("fg\n");
+    sh.wait_for_n("\x1b[?2004h", 2);
+    sh.type_in("hello\r");
+    sh.wait_for("GOT:hello");
+    sh.type_in("stty -g > after; echo EXIT\"\"=$?\n");
+    sh.wait_for("EXIT=0");
+    let read = |f: &str| std::fs::read_to_string(sh.env.path(f)).expect(f);
+    assert_eq!(read("stopped"), read("before"));
+    assert_eq!(read("after"), read("before"));
+    sh.exit();
 }

@@ -1,0 +1,404 @@
+//! The screen: what a person reads on a terminal, from the bytes a program wrote to it.
+//!
+//! A TUI does not print lines. Codex draws on the alternate screen, row by row, with cursor
+//! moves and no newlines (through a line splitter a whole screen is one 3,000-character
+//! "line"); Claude Code redraws an inline region at the bottom, ending rows with `\r` and a
+//! cursor move, so "text after the last `\r`" throws away the rows it printed. The only
+//! faithful reading is the one a terminal does: a virtual terminal ([`avt`], asciinema's)
+//! is fed the bytes, and text is taken from the screen it maintains:
+//!
+//! * **committed lines** — rows that scroll off the top of the primary screen, or that are
+//!   cleared into history, in order (avt's `Transcript` joins soft-wrapped rows); at the end,
+//!   the rows still on the primary screen;
+//! * **alternate screen** — it has no history, so its rows are read when the screen settles
+//!   (nothing drawn for `prompt_idle`) and once more just before the program leaves it: the
+//!   rows not already read at the previous settle (matched in order, so rows that merely
+//!   moved are not read twice) become lines;
+//! * **live rows** — the visible rows of the primary screen at a settle: the bottom of an
+//!   inline TUI (approval dialogs, the input box), offered to prompt rules while the agent
+//!   waits; the caller records each distinct question once.
+//!
+//! Pure: no I/O, no threads, no clock — the caller says when the screen has settled.
+//! Bytes may be split anywhere, also inside a UTF-8 sequence.
+
+pub mod modes;
+
+use avt::observer::Transcript;
+use avt::parser::Function;
+use avt::{Observation, Observer, Operation, ScreenKind, Terminal};
+
+/// The virtual terminal and what has been read from it.
+pub struct Screen {
+    term: Terminal,
+    watch: Watch,
+    /// The tail of a UTF-8 sequence split across reads.
+    pending: Vec<u8>,
+    /// The alternate screen's non-blank rows as read at the last settle.
+    alt_read: Vec<String>,
+    /// A hash of the visible text now, and at the last settle: redraws that change nothing
+    /// (a TUI repainting every frame) do not keep the screen from settling.
+    shown: u64,
+    settled: u64,
+}
+
+/// What a settle yields.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// New rows of the alternate screen, in order: lines for extraction.
+    pub lines: Vec<String>,
+    /// The primary screen's visible non-blank rows: prompt candidates.
+    pub live: Vec<String>,
+}
+
+/// Follows the terminal as it runs: the transcript of the primary screen, and the
+/// alternate screen's rows just before it is left.
+#[derive(Default)]
+struct Watch {
+    transcript: Transcript,
+    alt_before: Option<Vec<String>>,
+    left_alt: Vec<Vec<String>>,
+    dirty: bool,
+}
+
+impl Observer for Watch {
+    type Output = Vec<String>;
+
+    fn before(&mut self, cx: &mut Observation<'_>, op: &Operation) {
+        self.transcript.before(cx, op);
+        let leaving = matches!(
+            op,
+            Operation::Function(Function::Decrst(_) | Function::Ris | Function::Decstr)
+        );
+        if leaving && cx.terminal().active_screen_kind() == ScreenKind::Alternate {
+            self.alt_before = Some(visible_rows(cx.terminal()));
+        }
+    }
+
+    fn after(&mut self, cx: &mut Observation<'_>, _op: &Operation) {
+        if let Some(rows) = self.alt_before.take() {
+            if cx.terminal().active_screen_kind() == ScreenKind::Primary {
+                self.left_alt.push(rows);
+            }
+        }
+    }
+
+    fn dirty(&mut self, _rows: std::ops::Range<usize>) {
+        self.dirty = true;
+    }
+
+    fn evicted(&mut self, cx: &mut Observation<'_>, line: &avt::Line) {
+        self.transcript.evicted(cx, line);
+    }
+
+    fn end(&mut self, cx: &mut Observation<'_>) -> Vec<String> {
+        self.transcript.end(cx)
+    }
+}
+
+/// A hash of the visible text and which screen is active.
+fn fingerprint(t: &Terminal) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (t.active_screen_kind() == ScreenKind::Alternate).hash(&mut h);
+    for line in t.screen().visible_lines() {
+        for c in line.chars() {
+            c.hash(&mut h);
+        }
+        '\n'.hash(&mut h);
+    }
+    // Never 0, the hash of "nothing shown yet".
+    h.finish() | 1
+}
+
+/// The visible rows' text, trailing blanks trimmed; blank rows dropped.
+fn visible_rows(t: &Terminal) -> Vec<String> {
+    t.screen()
+        .visible_lines()
+        .map(|l| l.text().trim_end().to_string())
+        .filter(|r| !r.trim().is_empty())
+        .collect()
+}
+
+impl Screen {
+    /// A screen of `cols` × `rows` (zero counts as one).
+    pub fn new(cols: u16, rows: u16) -> Screen {
+        let term = Terminal::new(usize::from(cols.max(1)), usize::from(rows.max(1)))
+            .unwrap_or_else(|_| unreachable_size());
+        Screen {
+            term,
+            watch: Watch::default(),
+            pending: Vec::new(),
+            alt_read: Vec::new(),
+            shown: 0,
+            settled: 0,
+        }
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        let (c, r) = self.term.size();
+        (c as u16, r as u16)
+    }
+
+    /// Feeds the program's next bytes; returns the lines committed by them, in order.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let text = self.decode(bytes);
+        let mut lines = self.term.feed_with(text.as_str(), &mut self.watch);
+        self.after_feed(&mut lines);
+        lines
+    }
+
+    /// The user's terminal changed size.
+    pub fn resize(&mut self, cols: u16, rows: u16) -> Vec<String> {
+        let mut lines = self.term.resize_with(
+            usize::from(cols.max(1)),
+            usize::from(rows.max(1)),
+            &mut self.watch,
+        );
+        self.after_feed(&mut lines);
+        lines
+    }
+
+    fn after_feed(&mut self, lines: &mut Vec<String>) {
+        if std::mem::take(&mut self.watch.dirty) {
+            self.shown = fingerprint(&self.term);
+        }
+        for rows in std::mem::take(&mut self.watch.left_alt) {
+            lines.extend(new_rows(&self.alt_read, &rows));
+            self.alt_read.clear();
+        }
+    }
+
+    /// Whether what the screen shows differs from what it showed at the last
+    /// [`Screen::settle`].
+    pub fn changed(&self) -> bool {
+        self.shown != self.settled
+    }
+
+    /// A hash of what the screen shows: equal before and after a feed that changed nothing
+    /// visible.
+    pub fn fingerprint(&self) -> u64 {
+        self.shown
+    }
+
+    /// Nothing has been drawn for a while: reads the alternate screen's new rows, and the
+    /// primary screen's live rows.
+    pub fn settle(&mut self) -> Settled {
+        self.settled = self.shown;
+        let rows = visible_rows(&self.term);
+        match self.term.active_screen_kind() {
+            ScreenKind::Alternate => {
+                let lines = new_rows(&self.alt_read, &rows);
+                self.alt_read = rows;
+                Settled {
+                    lines,
+                    live: Vec::new(),
+                }
+            }
+            ScreenKind::Primary => Settled {
+                lines: Vec::new(),
+                live: rows,
+            },
+        }
+    }
+
+    /// The program has ended: the rows still on the primary screen become lines (and the
+    /// alternate screen's unread rows, if it never left it).
+    pub fn finish(mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.term.active_screen_kind() == ScreenKind::Alternate {
+            let rows = visible_rows(&self.term);
+            lines.extend(new_rows(&self.alt_read, &rows));
+        }
+        let rest = self.decode(&[]);
+        if !rest.is_empty() {
+            lines.extend(self.term.feed_with(rest.as_str(), &mut self.watch));
+        }
+        lines.extend(self.watch.transcript.finish(&self.term));
+        lines
+    }
+
+    /// UTF-8 text of `bytes` after what was held back; an incomplete sequence at the end is
+    /// held back for the next read, invalid bytes become U+FFFD.
+    fn decode(&mut self, bytes: &[u8]) -> String {
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(bytes);
+        let mut out = String::with_capacity(buf.len());
+        let mut rest = &buf[..];
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    out.push_str(s);
+                    break;
+                }
+                Err(e) => {
+                    let (ok, bad) = rest.split_at(e.valid_up_to());
+                    // SAFETY-free: `valid_up_to` bytes are valid UTF-8.
+                    out.push_str(std::str::from_utf8(ok).unwrap_or_default());
+                    match e.error_len() {
+                        Some(n) => {
+                            out.push('\u{fffd}');
+                            rest = &bad[n..];
+                        }
+                        None => {
+                            // Incomplete at the end: keep it for the next read.
+                            if bytes.is_empty() {
+                                out.push('\u{fffd}');
+                            } else {
+                                self.pending = bad.to_vec();
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cold]
+fn unreachable_size() -> Terminal {
+    // Sizes are clamped to at least 1 × 1, which avt accepts.
+    match Terminal::new(1, 1) {
+        Ok(t) => t,
+        Err(e) => panic!("avt refused a 1x1 terminal: {e}"),
+    }
+}
+
+/// The rows of `now` that are not in `before`, in order: rows matched by the longest common
+/// subsequence (rows that stayed or moved up together) are not new.
+fn new_rows(before: &[String], now: &[String]) -> Vec<String> {
+    let (n, m) = (before.len(), now.len());
+    if n == 0 {
+        return now.to_vec();
+    }
+    // lcs[i][j]: LCS length of before[i..] and now[j..]. Screens are small (rows ≤ a few
+    // hundred), so the table is too.
+    let mut lcs = vec![vec![0u16; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if before[i] == now[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while j < m {
+        if i < n && before[i] == now[j] {
+            i += 1;
+            j += 1;
+        } else if i < n && lcs[i + 1][j] >= lcs[i][j + 1] {
+            i += 1;
+        } else {
+            out.push(now[j].clone());
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn lines_that_scroll_off_are_committed_in_order_and_the_rest_at_the_end() {
+        let mut sc = Screen::new(20, 3);
+        let mut lines = sc.feed(b"one\r\ntwo\r\nthree\r\nfour\r\n");
+        assert_eq!(lines, s(&["one", "two"]));
+        lines.extend(sc.finish());
+        assert_eq!(lines, s(&["one", "two", "three", "four"]));
+    }
+
+    /// Claude Code's way: a row ended by `\r` and a cursor move, then redrawn in place. What
+    /// stays is what a person read; nothing before a `\r` is thrown away.
+    #[test]
+    fn cursor_moves_and_redraws_give_what_the_screen_shows() {
+        let mut sc = Screen::new(40, 5);
+        sc.feed("● Bash(gcc broken.c)\r\x1b[1B  ⎿  Error: Exit code 1\r\x1b[1B".as_bytes());
+        sc.feed(b"spinner |\r\x1b[2Kspinner /\r\x1b[2K> input");
+        assert_eq!(
+            sc.finish(),
+            s(&["● Bash(gcc broken.c)", "  ⎿  Error: Exit code 1", "> input"])
+        );
+    }
+
+    /// Codex's history insert: a scroll region above the live area, lines inserted at its
+    /// bottom scroll its top off the screen.
+    #[test]
+    fn a_history_insert_through_a_scroll_region_commits_every_line() {
+        let mut sc = Screen::new(30, 6);
+        sc.feed(b"\x1b[5;6H> input box\r\n  status");
+        let mut lines = Vec::new();
+        for i in 1..=30 {
+            lines.extend(
+                sc.feed(format!("\x1b[1;4r\x1b[4;1H\r\n• line {i}\x1b[r\x1b[5;3H").as_bytes()),
+            );
+        }
+        lines.extend(sc.finish());
+        let got: Vec<&String> = lines.iter().filter(|l| l.starts_with("• line")).collect();
+        assert_eq!(got.len(), 30, "{lines:?}");
+        for (i, l) in got.iter().enumerate() {
+            assert_eq!(**l, format!("• line {}", i + 1));
+        }
+    }
+
+    #[test]
+    fn utf8_split_across_reads_is_joined() {
+        let text = "é✓ → ok\r\n".as_bytes();
+        for cut in 1..text.len() {
+            let mut sc = Screen::new(20, 4);
+            sc.feed(&text[..cut]);
+            sc.feed(&text[cut..]);
+            assert_eq!(sc.finish(), s(&["é✓ → ok"]), "cut at {cut}");
+        }
+        let mut sc = Screen::new(20, 4);
+        sc.feed(b"bad \xff byte\r\n");
+        assert_eq!(sc.finish(), s(&["bad \u{fffd} byte"]));
+    }
+
+    #[test]
+    fn the_alternate_screen_is_read_when_it_settles_and_when_it_is_left() {
+        let mut sc = Screen::new(30, 5);
+        sc.feed(b"before\r\n\x1b[?1049h\x1b[H\x1b[2Jtitle\x1b[3;1Hfirst row");
+        let st = sc.settle();
+        assert_eq!(st.lines, s(&["title", "first row"]));
+        assert!(!sc.changed());
+        // Repainted as it was: still settled.
+        sc.feed(b"\x1b[H\x1b[2Jtitle\x1b[3;1Hfirst row");
+        assert!(!sc.changed());
+        // Redrawn with the same rows moved up and one new: only the new one.
+        sc.feed(b"\x1b[H\x1b[2Jtitle\x1b[2;1Hfirst row\x1b[3;1Hsecond row");
+        assert!(sc.changed());
+        assert_eq!(sc.settle().lines, s(&["second row"]));
+        // Drawn and left before any settle: read on the way out.
+        sc.feed(b"\x1b[4;1Hthird row");
+        let lines = sc.feed(b"\x1b[?1049lafter\r\n");
+        assert_eq!(lines, s(&["third row"]));
+        assert_eq!(sc.finish(), s(&["before", "after"]));
+    }
+
+    #[test]
+    fn live_rows_of_the_primary_screen_are_offered_at_a_settle() {
+        let mut sc = Screen::new(40, 6);
+        sc.feed(b"output\r\n\r\n Do you want to proceed?\r\n > 1. Yes\r\n   2. No");
+        let st = sc.settle();
+        assert!(st.lines.is_empty());
+        assert_eq!(
+            st.live,
+            s(&[
+                "output",
+                " Do you want to proceed?",
+                " > 1. Yes",
+                "   2. No"
+            ])
+        );
+    }
+}

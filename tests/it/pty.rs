@@ -1,0 +1,484 @@
+//! PTY mode (SPEC §10) in a real pseudo-terminal that plays the user's terminal: the test
+//! opens a pty pair, runs wrapper on the slave (as its controlling terminal, as a terminal
+//! emulator would), types into the master and reads what appears there. After every way a
+//! session can end, the terminal's `stty -g` must be what it was before, and reset sequences
+//! must appear exactly for the modes the child left on.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::time::Instant;
+
+use crate::harness::*;
+
+/// The user's terminal: a pty pair, wrapper on its slave.
+struct Term {
+    env: Env,
+    slave: OwnedFd,
+    keys: std::fs::File,
+    screen: Captured,
+    wrapper: Option<Child>,
+}
+
+impl Term {
+    fn new(cols: u16, rows: u16) -> Term {
+        let env = Env::new();
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+        let master = std::fs::File::from(pty.master);
+        let keys = master.try_clone().expect("dup master");
+        Term {
+            env,
+            slave: pty.slave,
+            keys,
+            screen: Captured::start(master),
+            wrapper: None,
+        }
+    }
+
+    /// `stty -g` of the terminal, as the user's shell would see it.
+    fn stty(&self) -> String {
+        let out = Command::new("stty")
+            .arg("-g")
+            .stdin(self.slave.try_clone().expect("dup"))
+            .output()
+            .expect("stty");
+        assert!(out.status.success(), "stty -g failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Starts `cmd` (a wrapper command) on the terminal, as its session leader.
+    fn start(&mut self, mut cmd: Command) {
+        let s = &self.slave;
+        cmd.stdin(s.try_clone().expect("dup"))
+            .stdout(s.try_clone().expect("dup"))
+            .stderr(s.try_clone().expect("dup"));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.wrapper = Some(cmd.spawn().expect("spawn wrapper"));
+    }
+
+    /// Starts `wrapper codex [extra] -- sh -c script` with the test rules and database.
+    fn sh(&mut self, extra: &[&str], script: &str) {
+        let cmd = self.env.run_cmd("codex", extra, &["sh", "-c", script]);
+        self.start(cmd);
+    }
+
+    fn type_in(&mut self, s: &[u8]) {
+        self.keys.write_all(s).expect("type");
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.wrapper.as_ref().expect("started").id() as i32)
+    }
+
+    /// Waits for wrapper to exit; its exit code.
+    fn wait(&mut self) -> i32 {
+        let w = self.wrapper.as_mut().expect("started");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = w.try_wait().expect("wait") {
+                use std::os::unix::process::ExitStatusExt;
+                return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wrapper did not exit; the screen:\n{:?}",
+                self.screen.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// What appeared on the screen after the first `marker`.
+    fn after(&self, marker: &str) -> String {
+        let text = self.screen.text();
+        match text.find(marker) {
+            Some(i) => text[i + marker.len()..].to_string(),
+            None => panic!("{marker:?} not on the screen: {text:?}"),
+        }
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        if let Some(w) = &mut self.wrapper {
+            if w.try_wait().ok().flatten().is_none() {
+                let _ = w.kill();
+                let _ = w.wait();
+            }
+        }
+    }
+}
+
+fn outcome(env: &Env) -> String {
+    env.query_strings(
+        "SELECT state || ':' || exit_code || ':' || coalesce(signal, '') FROM process_sessions",
+    )
+    .join(",")
+}
+
+/// The child gets a terminal for stdin, stdout and stderr, sized like the user's, in a
+/// session of its own; the user's terminal is raw meanwhile and as it was afterwards.
+#[test]
+fn the_child_runs_on_a_terminal_of_the_users_size_and_the_terminal_is_restored() {
+    let mut t = Term::new(100, 30);
+    let before = t.stty();
+    t.sh(
+        &[],
+        "test -t 0 && test -t 1 && test -t 2 && echo ALL-TTY; stty size; \
+         ps -o sid= -p $$ | tr -d ' ' > sid; echo error: from the pty; echo DO\"\"NE",
+    );
+    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    let text = t.screen.text();
+    assert!(text.contains("ALL-TTY"), "{text:?}");
+    assert!(text.contains("30 100"), "{text:?}");
+    let sid: i32 = std::fs::read_to_string(t.env.path("sid"))
+        .expect("sid")
+        .trim()
+        .parse()
+        .expect("sid number");
+    assert_ne!(sid, t.pid().as_raw(), "the child has a session of its own");
+    assert_eq!(t.stty(), before);
+    // Nothing was left on, so nothing is reset.
+    assert!(!t.after("DONE").contains('\x1b'), "{text:?}");
+    assert_eq!(outcome(&t.env), "completed:0:");
+    assert_eq!(
+        t.env
+            .query_strings("SELECT stream || ':' || matched_value FROM extraction_events"),
+        ["pty:from the pty"]
+    );
+}
+
+/// What the child switched on and left on is switched off at the end, and only that.
+#[test]
+fn modes_the_child_left_on_are_reset_and_only_those() {
+    let mut t = Term::new(80, 24);
+    let before = t.stty();
+    t.sh(
+        &[],
+        r"printf '\033[?1049h\033[?2004h\033[?25l\033[?1000h\033[?1006h\033[?1004h\033[>1u'; \
+          printf '\033[?1004l'; echo DO''NE",
+    );
+    assert_eq!(t.wait(), 0);
+    assert_eq!(
+        t.after("DONE\r\n"),
+        "\x1b[<1u\x1b[?1006l\x1b[?1000l\x1b[?2004l\x1b[?1049l\x1b[?25h"
+    );
+    assert_eq!(t.stty(), before);
+}
+
+/// The child killed by SIGKILL in the middle of a TUI: the terminal is restored all the same.
+#[test]
+fn after_the_child_is_killed_by_sigkill_the_terminal_is_restored() {
+    let mut t = Term::new(80, 24);
+    let before = t.stty();
+    t.sh(
+        &[],
+        r"printf '\033[?1049h\033[?2004h'; echo DO''NE; kill -KILL $$",
+    );
+    assert_eq!(t.wait(), 137);
+    assert_eq!(t.after("DONE\r\n"), "\x1b[?2004l\x1b[?1049l");
+    assert_eq!(t.stty(), before);
+    assert_eq!(outcome(&t.env), "killed:137:SIGKILL");
+}
+
+/// Ctrl-C is the byte 0x03 through the pty: the child's line discipline makes it one SIGINT
+/// for the child's foreground group — not a second one from wrapper.
+#[test]
+fn ctrl_c_reaches_the_child_once_through_the_pty() {
+    let mut t = Term::new(80, 24);
+    let before = t.stty();
+    t.sh(
+        &[],
+        "n=0; trap 'n=$((n+1))' INT; echo RE''ADY; read x; echo COUNT=$n; read y; echo GOT=$y",
+    );
+    t.screen.wait_for("READY");
+    t.type_in(b"\x03");
+    t.screen.wait_for("COUNT=");
+    t.type_in(b"done\r");
+    assert_eq!(t.wait(), 0);
+    let text = t.screen.text();
+    assert!(text.contains("COUNT=1"), "{text:?}");
+    assert!(text.contains("GOT=done"), "{text:?}");
+    assert_eq!(t.stty(), before);
+}
+
+/// Ctrl-C that ends the agent: recorded as interrupted by the user, exit 130.
+#[test]
+fn ctrl_c_that_ends_the_child_records_interrupted() {
+    let mut t = Term::new(80, 24);
+    let before = t.stty();
+    t.sh(&[], r"printf '\033[?25l'; echo RE''ADY; read x");
+    t.screen.wait_for("READY");
+    t.type_in(b"\x03");
+    assert_eq!(t.wait(), 130);
+    assert!(
+        t.after("READY").ends_with("\x1b[?25h"),
+        "{:?}",
+        t.screen.text()
+    );
+    assert_eq!(outcome(&t.env), "interrupted:130:SIGINT");
+    assert_eq!(t.stty(), before);
+}
+
+/// Terminating signals sent to wrapper from elsewhere go to the child's group; the terminal
+/// is restored on each of these paths.
+#[test]
+fn signals_to_wrapper_reach_the_child_and_the_terminal_is_restored() {
+    use nix::sys::signal::Signal;
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        let mut t = Term::new(80, 24);
+        let before = t.stty();
+        t.sh(&[], r"printf '\033[?2004h'; echo RE''ADY; read x");
+        t.screen.wait_for("READY");
+        nix::sys::signal::kill(t.pid(), sig).expect("signal");
+        assert_eq!(t.wait(), 128 + sig as i32, "{sig}");
+        assert!(t.after("READY").ends_with("\x1b[?2004l"), "{sig}");
+        assert_eq!(t.stty(), before, "{sig}");
+        assert_eq!(
+            outcome(&t.env),
+            format!("interrupted:{}:{}", 128 + sig as i32, sig.as_str())
+        );
+    }
+}
+
+/// A panic in wrapper: the hook restores the terminal first (wrapper exits 101).
+#[test]
+fn a_panic_in_wrapper_restores_the_terminal_first() {
+    let mut t = Term::new(80, 24);
+    let before = t.stty();
+    let mut cmd = t.env.run_cmd(
+        "codex",
+        &[],
+        &["sh", "-c", r"printf '\033[?1049h\033[?1002h'; echo DO''NE"],
+    );
+    cmd.env("WRAPPER_TEST_PANIC", "after-exit");
+    t.start(cmd);
+    assert_eq!(t.wait(), 101);
+    let after = t.after("DONE\r\n");
+    assert!(after.starts_with("\x1b[?1002l\x1b[?1049l"), "{after:?}");
+    assert!(after.contains("panicked"), "{after:?}");
+    assert_eq!(t.stty(), before);
+}
+
+/// The terminal resized: the pty follows (the child gets SIGWINCH from the kernel and reads
+/// the new size), and the session records it.
+#[test]
+fn a_resize_of_the_users_terminal_resizes_the_pty_and_is_recorded() {
+    let mut t = Term::new(80, 24);
+    t.sh(
+        &[],
+        "trap 'stty size' WINCH; echo RE''ADY; read x; stty size; echo DO''NE",
+    );
+    t.screen.wait_for("READY");
+    let ws = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 132,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we pass; the slave is open.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&t.slave),
+            libc::TIOCSWINSZ,
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0);
+    wait_until("the resize recorded", || {
+        !t.env
+            .query_strings(
+                "SELECT metadata_json FROM process_state_changes WHERE json_extract(metadata_json, '$.signal') = 'SIGWINCH'",
+            )
+            .is_empty()
+    });
+    t.type_in(b"\r");
+    assert_eq!(t.wait(), 0);
+    assert!(t.after("READY").contains("40 132"), "{:?}", t.screen.text());
+    let meta = t.env.query_strings(
+        "SELECT metadata_json FROM process_state_changes WHERE json_extract(metadata_json, '$.signal') = 'SIGWINCH'",
+    );
+    assert!(
+        meta[0].contains("\"cols\":132") && meta[0].contains("\"rows\":40"),
+        "{meta:?}"
+    );
+}
+
+/// `--pty` with piped input: the child reads it from its terminal and gets the terminal's
+/// EOF at its end, so `cat` ends.
+#[test]
+fn with_pty_and_piped_stdin_the_child_gets_eof() {
+    let env = Env::new();
+    let mut cmd = env.run_cmd("codex", &["--pty"], &["cat"]);
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"error: one\nerror: two without newline")
+        .expect("write");
+    let out = Captured::start(child.stdout.take().expect("stdout"));
+    let r = Running {
+        child,
+        out,
+        err: Captured::start(std::io::empty()),
+    };
+    let (code, out, _) = r.wait();
+    assert_eq!(code, 0);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("error: two without newline"), "{out:?}");
+    assert_eq!(outcome(&env), "completed:0:");
+}
+
+/// `--no-pty` at a terminal: pipes, as before (the child's stdout is not a terminal).
+#[test]
+fn no_pty_at_a_terminal_keeps_pipes() {
+    let mut t = Term::new(80, 24);
+    t.sh(&["--no-pty"], "test -t 1 || echo PI''PED");
+    assert_eq!(t.wait(), 0);
+    t.screen.wait_for("PIPED");
+}
+
+/// Rules in the style of Claude Code's screen, for the end-to-end replay below (the built-in
+/// TUI rules are another change's).
+const CLAUDE_RULES: &str = r#"
+[[pattern]]
+name = "t_bash"
+event_type = "command"
+regex = '''^● Bash\((?P<value>.+)\)$'''
+samples = ["● Bash(ls -la)"]
+
+[[pattern]]
+name = "t_exit"
+event_type = "error"
+regex = '''⎿\s*Error: Exit code (?P<value>\d+)'''
+samples = ["  ⎿  Error: Exit code 1"]
+
+[[pattern]]
+name = "t_proceed"
+event_type = "prompt"
+regex = '''Do you want to proceed\?'''
+prompt = true
+samples = [" Do you want to proceed?"]
+"#;
+
+/// The real Claude Code TUI's pty output (a recording), played back by a child on wrapper's
+/// pty with its pauses: through the real binary, PTY mode records the shell commands Claude
+/// ran, the failure, and each approval question while it was on the screen.
+#[test]
+fn a_recorded_claude_tui_session_through_pty_mode_yields_its_commands_and_questions() {
+    let mut t = Term::new(120, 40);
+    let rules = t.env.path("claude.toml");
+    std::fs::write(&rules, CLAUDE_RULES).expect("rules");
+    let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agents/claude/tui.cast");
+    // Pauses of 100 ms or more in the recording become 100 ms: above the 40 ms idle.
+    let player = r#"
+import json, sys, termios, time
+a = termios.tcgetattr(1); a[1] &= ~termios.OPOST; termios.tcsetattr(1, termios.TCSANOW, a)
+rows = open(sys.argv[1], encoding="utf-8").read().splitlines()[1:]
+last = 0.0
+for r in rows:
+    t, kind, data = json.loads(r)
+    if t - last >= 0.1:
+        time.sleep(0.1)
+    last = t
+    if kind == "o":
+        sys.stdout.write(data); sys.stdout.flush()
+"#;
+    let cmd = t.env.run_cmd_with_rules(
+        "claude",
+        &rules,
+        &["--prompt-idle", "40ms"],
+        &["python3", "-c", player, &cast.to_string_lossy()],
+    );
+    let before = t.stty();
+    t.start(cmd);
+    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    assert_eq!(t.stty(), before);
+    let events = |kind: &str| {
+        t.env.query_strings(&format!(
+            "SELECT matched_value FROM extraction_events WHERE event_type = '{kind}' \
+             AND stream = 'pty' ORDER BY id"
+        ))
+    };
+    assert_eq!(
+        events("command"),
+        [
+            "gcc broken.c -o broken",
+            "python3 -m pytest -q",
+            "rm -rf build && git clean -fdx"
+        ]
+    );
+    assert_eq!(events("error"), ["1"]);
+    let asked = events("prompt").len();
+    assert!(asked >= 3, "three approval questions, got {asked}");
+}
+
+/// `pty` in the config file: a value other than auto/always/never is a usage error naming
+/// the file and the key; "always" gives the child a terminal even with pipes around wrapper.
+#[test]
+fn the_config_key_pty_is_checked_and_obeyed() {
+    let env = Env::new();
+    let cfg = env.path("config.toml");
+    std::fs::write(&cfg, "pty = \"sometimes\"\n").expect("config");
+    let out = env
+        .run_cmd("codex", &["--config", cfg.to_str().unwrap()], &["true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.toml") && err.contains("`pty`"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "pty = \"always\"\n").expect("config");
+    let out = env
+        .run_cmd(
+            "codex",
+            &["--config", cfg.to_str().unwrap()],
+            &["sh", "-c", "test -t 1 && echo ON-A-TTY"],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ON-A-TTY"));
+    // --no-pty wins over the file.
+    let out = env
+        .run_cmd(
+            "codex",
+            &["--config", cfg.to_str().unwrap(), "--no-pty"],
+            &["sh", "-c", "test -t 1 || echo PIPED"],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PIPED"));
+}
