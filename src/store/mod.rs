@@ -8,6 +8,7 @@ pub mod fts;
 pub mod query;
 pub mod schema;
 pub mod spool;
+pub mod usage;
 pub mod writer;
 
 use std::fs;
