@@ -131,7 +131,11 @@ pub struct SessionFacts {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Merge {
     pub event_type: String,
-    pub matched_value: String,
+    /// The output line of the event it confirms.
+    pub line_number: u64,
+    /// The event's value; `None` when the log's value differs from what the screen showed
+    /// (a command's failure, which Codex's text mode shows as ` exited 1 in 9ms:`).
+    pub matched_value: Option<String>,
     /// A JSON object whose keys are added to the event's metadata.
     pub metadata_json: String,
 }

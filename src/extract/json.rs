@@ -51,6 +51,17 @@ pub fn parse_object(text: &str) -> Option<Value> {
     }
 }
 
+/// [`for_each_string_line`] over an object but its top-level fields named in `skip`.
+pub fn for_each_string_line_but(v: &Value, skip: &[String], f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::Object(m) if !skip.is_empty() => m
+            .iter()
+            .filter(|(k, _)| !skip.iter().any(|s| s == *k))
+            .for_each(|(_, x)| for_each_string_line(x, f)),
+        other => for_each_string_line(other, f),
+    }
+}
+
 /// Calls `f` with every line of every string value in `v` (object keys are not text).
 pub fn for_each_string_line(v: &Value, f: &mut dyn FnMut(&str)) {
     match v {
@@ -193,6 +204,8 @@ pub struct Outcome {
     pub hits: Vec<Hit>,
     pub markdown: Vec<String>,
     pub text: bool,
+    /// Top-level fields text rules skip.
+    pub text_skip: Vec<String>,
 }
 
 /// One event a `[[json]]` rule found.
@@ -262,9 +275,7 @@ impl JsonState {
                 .or_else(|| acc.sum.get(&k).copied())
         };
         let text = |f: Fact| -> Option<String> {
-            acc.set
-                .get(&fact_key(f))
-                .and_then(|v| value_text(v, false))
+            acc.set.get(&fact_key(f)).and_then(|v| value_text(v, false))
         };
         let int = |f: Fact| num(f).map(|x| x.round() as i64);
         SessionFacts {
@@ -339,8 +350,9 @@ impl JsonEngine {
                 continue;
             }
             let elements = rule.select.select(obj);
-            if !elements.is_empty() && !rule.text {
-                out.text = false;
+            if !elements.is_empty() {
+                out.text &= rule.text;
+                out.text_skip.extend(rule.text_skip.iter().cloned());
             }
             for el in elements {
                 self.apply_one(st, idx, rule, el, obj, at_ms, &mut out);
@@ -399,7 +411,7 @@ impl JsonEngine {
                 st.facts.changed = true;
             }
         }
-        if let Some(md) = rule.code_blocks.as_ref().and_then(|p| look(p)) {
+        if let Some(md) = rule.code_blocks.as_ref().and_then(&look) {
             if let Some(s) = md.as_str() {
                 out.markdown.push(s.to_string());
             }
@@ -410,7 +422,7 @@ impl JsonEngine {
         let value = rule
             .value
             .iter()
-            .find_map(|p| look(p))
+            .find_map(&look)
             .and_then(|v| value_text(v, rule.unwrap_shell));
         let mut metadata = Map::new();
         for (name, spec) in &rule.fields {
@@ -450,9 +462,12 @@ fn drop_oldest(open: &mut HashMap<(usize, String), Pending>) {
     }
 }
 
-fn field_value<'v>(spec: &FieldSpec, look: &dyn Fn(&FieldPath) -> Option<&'v Value>) -> Option<Value> {
+fn field_value<'v>(
+    spec: &FieldSpec,
+    look: &dyn Fn(&FieldPath) -> Option<&'v Value>,
+) -> Option<Value> {
     match spec {
-        FieldSpec::Path(paths) => paths.iter().find_map(|p| look(p)).map(capped_value),
+        FieldSpec::Path(paths) => paths.iter().find_map(look).map(capped_value),
         FieldSpec::Regex { path, regex } => {
             let text = value_text(look(path)?, false)?;
             let caps = regex.captures(&text)?;

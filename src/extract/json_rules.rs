@@ -222,6 +222,8 @@ pub struct JsonRule {
     pub code_blocks: Option<FieldPath>,
     /// Whether text rules also read this object's strings.
     pub text: bool,
+    /// Top-level fields of the object text rules do not read (a copy of another field).
+    pub text_skip: Vec<String>,
     pub session: Vec<(Fact, FieldPath)>,
     pub add: Vec<(Fact, FieldPath)>,
     pub once_per: Option<FieldPath>,
@@ -245,7 +247,10 @@ impl JsonRule {
     /// Whether `obj` is something this rule acts on: its end, or its start.
     pub fn touches(&self, obj: &Value) -> bool {
         !self.select.select(obj).is_empty()
-            || self.start.as_ref().is_some_and(|s| !s.select(obj).is_empty())
+            || self
+                .start
+                .as_ref()
+                .is_some_and(|s| !s.select(obj).is_empty())
     }
 }
 
@@ -272,6 +277,7 @@ pub(crate) struct RawJsonRule {
     fields: Option<Spanned<toml::Table>>,
     code_blocks: Option<Spanned<String>>,
     text: Option<bool>,
+    text_skip: Option<Vec<String>>,
     session: Option<Spanned<toml::Table>>,
     add: Option<Spanned<toml::Table>>,
     once_per: Option<Spanned<String>>,
@@ -380,9 +386,9 @@ fn field_spec(v: &toml::Value) -> Result<FieldSpec, String> {
         };
         if let Some(toml::Value::Array(d)) = t.get("diff") {
             return match d.as_slice() {
-                [toml::Value::String(a), toml::Value::String(b)] if t.len() == 1 => Ok(
-                    FieldSpec::Diff(FieldPath::parse(a)?, FieldPath::parse(b)?),
-                ),
+                [toml::Value::String(a), toml::Value::String(b)] if t.len() == 1 => {
+                    Ok(FieldSpec::Diff(FieldPath::parse(a)?, FieldPath::parse(b)?))
+                }
                 _ => Err("`diff` takes two field paths: [\"end\", \"start\"]".into()),
             };
         }
@@ -407,12 +413,17 @@ fn field_spec(v: &toml::Value) -> Result<FieldSpec, String> {
             }
             return Ok(FieldSpec::Map {
                 path: path("path")?,
-                map: m.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect(),
+                map: m
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                    .collect(),
             });
         }
-        return Err("a field is a path, a list of paths, or a table with `path` and `regex`, \
+        return Err(
+            "a field is a path, a list of paths, or a table with `path` and `regex`, \
                     `path` and `map`, or `diff`"
-            .into());
+                .into(),
+        );
     }
     paths_of(v).map(FieldSpec::Path)
 }
@@ -424,7 +435,10 @@ fn facts(t: &Option<Spanned<toml::Table>>, at: At) -> Result<Vec<(Fact, FieldPat
         let fact = Fact::parse(k).ok_or_else(|| {
             at(
                 t.span().start,
-                format!("unknown session fact `{k}` (expected one of {})", Fact::NAMES),
+                format!(
+                    "unknown session fact `{k}` (expected one of {})",
+                    Fact::NAMES
+                ),
             )
         })?;
         let toml::Value::String(p) = v else {
@@ -458,7 +472,10 @@ fn regexes(
     let mut out = Vec::new();
     flatten(t.get_ref(), "", &mut |path, v| {
         let toml::Value::String(src) = v else {
-            return Err(at(t.span().start, format!("`{path}`: a regex must be a string")));
+            return Err(at(
+                t.span().start,
+                format!("`{path}`: a regex must be a string"),
+            ));
         };
         let path = FieldPath::parse(path).map_err(|m| at(t.span().start, m))?;
         let re = compile(src, false).map_err(|m| at(t.span().start, m))?;
@@ -554,7 +571,8 @@ pub(crate) fn parse_rule(
             if sel.id.is_none() || select.id.is_none() {
                 return Err(at(
                     s.span().start,
-                    "pairing needs `id` both on the rule (the end's id field) and in `start`".into(),
+                    "pairing needs `id` both on the rule (the end's id field) and in `start`"
+                        .into(),
                 ));
             }
             if sel.when.is_empty() && sel.matches.is_empty() {
@@ -590,12 +608,18 @@ pub(crate) fn parse_rule(
         .map(|c| path_at(c, at))
         .transpose()?;
     let text = raw.text.unwrap_or(true);
-    if event_type.is_none() && session.is_empty() && add.is_empty() && code_blocks.is_none() && text
+    let text_skip = raw.text_skip.unwrap_or_default();
+    if event_type.is_none()
+        && session.is_empty()
+        && add.is_empty()
+        && code_blocks.is_none()
+        && text
+        && text_skip.is_empty()
     {
         return Err(at(
             rule_start,
             "this rule does nothing: give it an `event_type`, `session`/`add` facts, \
-             `code_blocks`, or `text = false`"
+             `code_blocks`, `text = false` or `text_skip`"
                 .into(),
         ));
     }
@@ -637,6 +661,7 @@ pub(crate) fn parse_rule(
         fields,
         code_blocks,
         text,
+        text_skip,
         session,
         add,
         once_per: raw.once_per.as_ref().map(|p| path_at(p, at)).transpose()?,
@@ -675,7 +700,10 @@ fn check_samples(
     let parse = |s: &Spanned<String>| -> Result<Value, PatternError> {
         match serde_json::from_str::<Value>(s.get_ref()) {
             Ok(v @ Value::Object(_)) => Ok(v),
-            Ok(_) => Err(at(s.span().start, "a sample must be one JSON object".into())),
+            Ok(_) => Err(at(
+                s.span().start,
+                "a sample must be one JSON object".into(),
+            )),
             Err(e) => Err(at(
                 s.span().start,
                 format!("sample is not a JSON line: {e}"),
@@ -686,7 +714,10 @@ fn check_samples(
         if !rule.touches(&parse(s)?) {
             return Err(at(
                 s.span().start,
-                format!("sample {:?} is not selected by the rule", short(s.get_ref())),
+                format!(
+                    "sample {:?} is not selected by the rule",
+                    short(s.get_ref())
+                ),
             ));
         }
     }

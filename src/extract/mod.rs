@@ -11,7 +11,7 @@ pub mod json_rules;
 pub mod redact;
 pub mod rules;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use regex::{RegexSet, RegexSetBuilder};
@@ -253,7 +253,9 @@ struct Core {
     json: json::JsonState,
     /// Events already recorded from the output, by type and value, of the types a session
     /// log can confirm: a log event found here is merged into that one, not stored again.
-    seen: HashMap<(Arc<str>, String), u32>,
+    seen: HashMap<(Arc<str>, String), VecDeque<u64>>,
+    /// Output lines with an `error` event, for a log's account of a command's failure.
+    screen_errors: BTreeSet<u64>,
     /// Digests of the code blocks recorded from the output.
     seen_blocks: HashSet<String>,
     log_path: Option<String>,
@@ -267,6 +269,12 @@ enum JsonSource {
     /// Line `n` of the agent's own session log.
     Log(u64),
 }
+
+/// The event type of failures.
+const ERROR: &str = "error";
+
+/// How many lines after a command its failure is looked for on the screen.
+const FAILURE_LINES: u64 = 3;
 
 /// Keys kept in [`Core::seen`] at most, so a session of millions of events stays bounded.
 const MAX_SEEN: usize = 100_000;
@@ -294,6 +302,7 @@ impl Extractor {
                 code_block: Arc::from(CODE_BLOCK),
                 json: json::JsonState::default(),
                 seen: HashMap::new(),
+                screen_errors: BTreeSet::new(),
                 seen_blocks: HashSet::new(),
                 log_path: None,
             },
@@ -317,8 +326,16 @@ impl Extractor {
             .map(Arc::from)
             .unwrap_or_else(|| fallback_ts.clone());
         let matcher = Arc::clone(&self.core.matcher);
-        self.core
-            .json_object(&matcher, Stream::Stdout, &obj, line, 0, false, &ts, JsonSource::Log(n));
+        self.core.json_object(
+            &matcher,
+            Stream::Stdout,
+            &obj,
+            line,
+            0,
+            false,
+            &ts,
+            JsonSource::Log(n),
+        );
     }
 
     /// Records the path of the session log that was read, with the session's facts.
@@ -649,7 +666,7 @@ impl Core {
         if let Some(v) = &value {
             if self.matcher.json_types.contains(&r.rule.event_type) {
                 let t = r.rule.event_type.clone();
-                self.remember(t, v);
+                self.remember(t, v, line_number);
             }
         }
         self.events += 1;
@@ -718,21 +735,39 @@ impl Core {
     }
 
     /// Notes an event recorded from the output that a session log may confirm later.
-    fn remember(&mut self, event_type: Arc<str>, value: &str) {
+    fn remember(&mut self, event_type: Arc<str>, value: &str, line_number: u64) {
+        if &*event_type == ERROR && self.screen_errors.len() < MAX_SEEN {
+            self.screen_errors.insert(line_number);
+        }
         if self.seen.len() < MAX_SEEN {
-            *self.seen.entry((event_type, value.to_string())).or_default() += 1;
+            self.seen
+                .entry((event_type, value.to_string()))
+                .or_default()
+                .push_back(line_number);
         }
     }
 
-    /// Takes back one output event of this type and value, if there is one left.
-    fn confirm(&mut self, event_type: &Arc<str>, value: &str) -> bool {
-        match self.seen.get_mut(&(event_type.clone(), value.to_string())) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
+    /// Takes the first output event of this type and value not yet confirmed: its line.
+    fn confirm(&mut self, event_type: &Arc<str>, value: &str) -> Option<u64> {
+        let line = self
+            .seen
+            .get_mut(&(event_type.clone(), value.to_string()))?
+            .pop_front()?;
+        if &**event_type == ERROR {
+            self.screen_errors.remove(&line);
         }
+        Some(line)
+    }
+
+    /// An output error shown just after the command on `line` (Codex's ` exited 1 in 9ms:`),
+    /// not yet confirmed: the screen's account of the failure a log reports.
+    fn confirm_failure_after(&mut self, line: u64) -> Option<u64> {
+        let l = *self
+            .screen_errors
+            .range(line + 1..=line + FAILURE_LINES)
+            .next()?;
+        self.screen_errors.remove(&l);
+        Some(l)
     }
 
     fn facts(&self) -> SessionFacts {
@@ -760,6 +795,8 @@ impl Core {
             .json
             .apply(&mut self.json, obj, json::epoch_ms(ts), from_log);
         let mut original: Option<Arc<str>> = None;
+        // The output line of a command this log record confirms.
+        let mut confirmed_command: Option<u64> = None;
         for hit in outcome.hits {
             let rule = &matcher.json.rules[hit.rule];
             let Some(event_type) = rule.event_type.clone() else {
@@ -779,18 +816,27 @@ impl Core {
             );
             if let JsonSource::Log(n) = source {
                 meta.insert("log_line".into(), n.into());
-                if let Some(v) = &value {
-                    if self.confirm(&event_type, v) {
-                        self.out.push(Record::Merge(Merge {
-                            event_type: event_type.to_string(),
-                            matched_value: v.clone(),
-                            metadata_json: serde_json::Value::Object(meta).to_string(),
-                        }));
-                        continue;
+                let by_value = value
+                    .as_ref()
+                    .and_then(|v| self.confirm(&event_type, v).map(|l| (l, Some(v.clone()))));
+                let confirmed = by_value.or_else(|| {
+                    let after = confirmed_command.filter(|_| &*event_type == ERROR)?;
+                    self.confirm_failure_after(after).map(|l| (l, None))
+                });
+                if let Some((line, matched_value)) = confirmed {
+                    if &*event_type == "command" {
+                        confirmed_command = Some(line);
                     }
+                    self.out.push(Record::Merge(Merge {
+                        event_type: event_type.to_string(),
+                        line_number: line,
+                        matched_value,
+                        metadata_json: serde_json::Value::Object(meta).to_string(),
+                    }));
+                    continue;
                 }
             } else if let Some(v) = &value {
-                self.remember(event_type.clone(), v);
+                self.remember(event_type.clone(), v, line_number);
             }
             if truncated {
                 meta.insert("truncated".into(), true.into());
@@ -836,7 +882,7 @@ impl Core {
             // `tool_use_result`): an event from it is recorded once.
             let first = self.out.len();
             let fresh = PromptState::default();
-            json::for_each_string_line(obj, &mut |piece| {
+            json::for_each_string_line_but(obj, &outcome.text_skip, &mut |piece| {
                 self.text_rules(matcher, stream, piece, line_number, truncated, ts, &fresh);
             });
             self.dedupe_since(first);

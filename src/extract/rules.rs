@@ -724,9 +724,7 @@ fn parse_json_rules(
             out.push((name.clone(), Err(Disabled { name, origin })));
             continue;
         }
-        let rule = super::json_rules::parse_rule(raw, rule_start, origin, &|o, m| {
-            at(o, rname, m)
-        })?;
+        let rule = super::json_rules::parse_rule(raw, rule_start, origin, &|o, m| at(o, rname, m))?;
         out.push((name, Ok(rule)));
     }
     Ok(out)

@@ -41,21 +41,24 @@ pub fn write_facts(conn: &Connection, session_id: &str, f: &SessionFacts) -> rus
     Ok(())
 }
 
-/// Merges the session log's account of an event into the first event of the session with
-/// that type and value that no log has confirmed yet. Returns whether one was found.
+/// Merges the session log's account of an event into the event it confirms: the one on that
+/// output line with that type (and value), not yet confirmed. Returns whether one was found.
+/// The `(session_id, line_number)` index finds it at once.
 pub fn merge_event(conn: &Connection, session_id: &str, m: &Merge) -> rusqlite::Result<bool> {
     let n = conn
         .prepare_cached(
             "UPDATE extraction_events SET metadata_json = \
              json_patch(coalesce(metadata_json, '{}'), ?1) \
              WHERE id = (SELECT id FROM extraction_events WHERE session_id = ?2 \
-               AND event_type = ?3 AND matched_value = ?4 \
+               AND line_number = ?3 AND event_type = ?4 \
+               AND (?5 IS NULL OR matched_value = ?5) \
                AND json_extract(coalesce(metadata_json, '{}'), '$.log_line') IS NULL \
                ORDER BY id LIMIT 1)",
         )?
         .execute(params![
             m.metadata_json_for_merge(),
             session_id,
+            m.line_number as i64,
             m.event_type,
             m.matched_value
         ])?;
