@@ -530,6 +530,158 @@ pub type Engine = Arc<JsonEngine>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Event, Record, Stream};
+    use crate::extract::rules::RuleBook;
+    use crate::extract::{Extractor, Matcher, Redactor};
+
+    fn builtin(agent: &str) -> Extractor {
+        let book = RuleBook::builtin().expect("built-ins");
+        let m = Arc::new(Matcher::new(&book, Some(agent)).expect("matcher"));
+        let r = Arc::new(Redactor::new(&book, true).expect("redactor"));
+        Extractor::new(m, r, 64 * 1024)
+    }
+
+    fn events(x: &mut Extractor) -> Vec<Event> {
+        x.take()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ts() -> Arc<str> {
+        "2026-12-01T16:21:11.000Z".into()
+    }
+
+    /// The issue's own example: `\n` before a path is an escape, not part of the path.
+    #[test]
+    fn no_event_from_inside_a_json_escape() {
+        let mut x = builtin("codex");
+        let line = br#"{"type":"item.completed","item":{"id":"item_9","type":"command_execution","command":"/bin/bash -lc 'gcc broken.c'","aggregated_output":"x\nbroken.c:2:12: error: expected ';'\n","exit_code":1,"status":"failed"}}"#;
+        x.feed(Stream::Stdout, line, &ts());
+        x.feed(
+            Stream::Stdout,
+            b"
+",
+            &ts(),
+        );
+        let ev = events(&mut x);
+        let paths: Vec<&str> = ev
+            .iter()
+            .filter(|e| &*e.event_type == "file_path")
+            .filter_map(|e| e.matched_value.as_deref())
+            .collect();
+        assert_eq!(paths, ["broken.c:2:12"], "{ev:#?}");
+        assert!(ev
+            .iter()
+            .all(|e| !e.matched_value.as_deref().unwrap_or("").contains("nbroken")));
+        // The compiler error is found as a line, and the command has its exit status.
+        assert!(ev.iter().any(|e| &*e.pattern == "compiler_error"));
+        let cmd = ev
+            .iter()
+            .find(|e| &*e.event_type == "command")
+            .expect("command");
+        assert_eq!(cmd.matched_value.as_deref(), Some("gcc broken.c"));
+        assert!(cmd
+            .metadata_json
+            .as_deref()
+            .unwrap_or("")
+            .contains("\"exit_code\":1"));
+    }
+
+    #[test]
+    fn a_start_and_its_end_make_one_event_with_a_duration() {
+        let mut x = builtin("codex");
+        x.feed(Stream::Stdout, br#"{"type":"item.started","item":{"id":"item_2","type":"command_execution","command":"/bin/bash -lc ls","aggregated_output":"","exit_code":null,"status":"in_progress"}}
+"#, &"2026-12-01T16:21:11.000Z".into());
+        x.feed(Stream::Stdout, br#"{"type":"item.completed","item":{"id":"item_2","type":"command_execution","command":"/bin/bash -lc ls","aggregated_output":"a\n","exit_code":0,"status":"completed"}}
+"#, &"2026-12-01T16:21:12.250Z".into());
+        let cmds: Vec<Event> = events(&mut x)
+            .into_iter()
+            .filter(|e| &*e.event_type == "command")
+            .collect();
+        assert_eq!(cmds.len(), 1);
+        let meta: Value = serde_json::from_str(cmds[0].metadata_json.as_deref().unwrap()).unwrap();
+        assert_eq!(meta["duration_ms"], 1250);
+        assert_eq!(meta["exit_code"], 0);
+        assert_eq!(meta["source"], "json");
+        assert_eq!(cmds[0].line_number, 2);
+    }
+
+    #[test]
+    fn unknown_types_truncated_lines_and_plain_text_between_json_lines() {
+        let mut x = builtin("codex");
+        let mut input = Vec::new();
+        // A type no rule knows, and a known type with unknown and missing fields.
+        input.extend_from_slice(br#"{"type":"thread.resumed","whatever":{"deep":[1,2,3]}}"#);
+        input.push(b'\n');
+        input.extend_from_slice(
+            br#"{"type":"item.completed","item":{"type":"command_execution","new_field":true}}"#,
+        );
+        input.push(b'\n');
+        // Plain text between JSON lines keeps today's path.
+        input.extend_from_slice(b"error: plain text error\n");
+        // A JSON line cut short (the agent was killed mid-line).
+        input.extend_from_slice(
+            br#"{"type":"item.completed","item":{"aggregated_output":"ok\nsrc/main.rs:4:2: error: bad\nmo"#,
+        );
+        input.push(b'\n');
+        // Not an object: an array, and JSON-looking text that is not JSON.
+        input.extend_from_slice(b"[1,2]\n{not json at all}\n");
+        x.feed(Stream::Stdout, &input, &ts());
+        x.finish(&ts());
+        let ev = events(&mut x);
+        let got: Vec<(&str, &str)> = ev
+            .iter()
+            .map(|e| (&*e.pattern, e.matched_value.as_deref().unwrap_or("")))
+            .collect();
+        assert!(
+            got.contains(&("error_prefix", "error: plain text error"))
+                || got.iter().any(|(_, v)| v.contains("plain text error")),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("path_line_col", "src/main.rs:4:2")),
+            "{got:?}"
+        );
+        // The command without a command field: an event without a value, not a failure.
+        assert!(ev
+            .iter()
+            .all(|e| !e.matched_value.as_deref().unwrap_or("").contains("nsrc")));
+        assert_eq!(x.lines(), 6);
+    }
+
+    #[test]
+    fn code_blocks_in_a_message_are_found_once_and_tokens_become_facts() {
+        let mut x = builtin("claude");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/streams/claude_stream_json.out"
+        ))
+        .expect("fixture");
+        x.feed(Stream::Stdout, text.as_bytes(), &ts());
+        x.finish(&ts());
+        let recs = x.take();
+        let blocks = recs
+            .iter()
+            .filter(|r| matches!(r, Record::CodeBlock(_)))
+            .count();
+        assert_eq!(blocks, 1);
+        let facts = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Facts(f) => Some(f.clone()),
+                _ => None,
+            })
+            .last()
+            .expect("facts");
+        assert_eq!(facts.input_tokens, Some(7200));
+        assert_eq!(facts.output_tokens, Some(126));
+        assert_eq!(facts.cost_usd, Some(0.0492));
+        assert!(facts.cost_note.unwrap_or_default().contains("estimate"));
+    }
 
     #[test]
     fn only_object_shaped_lines_take_the_json_path() {
