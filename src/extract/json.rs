@@ -671,11 +671,11 @@ mod tests {
         assert_eq!(blocks, 1);
         let facts = recs
             .iter()
-            .filter_map(|r| match r {
+            .rev()
+            .find_map(|r| match r {
                 Record::Facts(f) => Some(f.clone()),
                 _ => None,
             })
-            .last()
             .expect("facts");
         assert_eq!(facts.input_tokens, Some(7200));
         assert_eq!(facts.output_tokens, Some(126));
