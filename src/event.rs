@@ -159,6 +159,40 @@ pub struct CodeBlock {
 pub enum Record {
     Event(Event),
     CodeBlock(CodeBlock),
+    /// The session's facts as the agent reports them (its id, model, tokens, cost).
+    Facts(SessionFacts),
+    /// An event the agent's own session log confirms, already recorded from its output.
+    Merge(Merge),
+}
+
+/// What the agent itself says about the session: from its JSON stream or its session log
+/// (`extract/json.rs`, `agents/`). Each is the latest known value; `None` is unknown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct SessionFacts {
+    pub agent_session_id: Option<String>,
+    pub model: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub cached_input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    /// Where `cost_usd` comes from (Claude's `total_cost_usd` is the client's own estimate).
+    pub cost_note: Option<String>,
+    /// The agent's session log that was read.
+    pub log_path: Option<String>,
+}
+
+/// The session log's account of an event the screen showed too: its fields are merged into
+/// the event already recorded (`metadata_json`), so the event is stored once.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Merge {
+    pub event_type: String,
+    /// The output line of the event it confirms.
+    pub line_number: u64,
+    /// The event's value; `None` when the log's value differs from what the screen showed
+    /// (a command's failure, which Codex's text mode shows as ` exited 1 in 9ms:`).
+    pub matched_value: Option<String>,
+    /// A JSON object whose keys are added to the event's metadata.
+    pub metadata_json: String,
 }
 
 /// Formats a moment as SPEC §2 wants it: UTC, RFC 3339, milliseconds, `Z`.

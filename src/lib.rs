@@ -6,6 +6,7 @@
 //! [`extract`] match → [`store::writer`] batch → SQLite ([`store`]).
 //! Beside it, the query side: [`cmd`] (one file per subcommand) and [`output`].
 
+pub mod agents;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -14,4 +14,5 @@ pub mod sessions;
 pub mod show;
 pub mod stats;
 pub mod timeline;
+pub mod usage;
 pub mod view;

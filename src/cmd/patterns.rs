@@ -48,8 +48,9 @@ pub fn run(cmd: PatternsCommand) -> CliResult<i32> {
             book.verify().map_err(CliError::usage)?;
             Matcher::new(&book, None).map_err(|e| CliError::usage(anyhow!(e)))?;
             crate::outln!(
-                "ok: {} rules, {} redact rules, {} disabled, from {files} file(s); rule set version {}",
+                "ok: {} rules, {} json rules, {} redact rules, {} disabled, from {files} file(s); rule set version {}",
                 book.rules.len(),
+                book.json.len(),
                 book.redact.len(),
                 book.disabled.len(),
                 book.version()
@@ -92,6 +93,11 @@ fn list(book: &RuleBook, agent: Option<&str>, as_json: bool) -> CliResult<i32> {
         .iter()
         .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
         .collect();
+    let json_rules: Vec<_> = book
+        .json
+        .iter()
+        .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
+        .collect();
     if as_json {
         let v: Vec<_> = rules
             .iter()
@@ -115,6 +121,11 @@ fn list(book: &RuleBook, agent: Option<&str>, as_json: bool) -> CliResult<i32> {
                     "origin": r.origin.to_string(),
                 })
             })
+            .chain(json_rules.iter().map(|r| {
+                json!({ "name": &*r.name, "event_type": r.event_type.as_deref(), "kind": "json",
+                        "agents": r.agents, "description": r.description,
+                        "origin": r.origin.to_string() })
+            }))
             .chain(book.redact.iter().map(|r| {
                 json!({ "name": &*r.name, "event_type": "redact", "regex": r.regex_src,
                         "description": r.description, "origin": r.origin.to_string() })
@@ -152,6 +163,19 @@ fn list(book: &RuleBook, agent: Option<&str>, as_json: bool) -> CliResult<i32> {
             r.origin.to_string(),
         ]);
     }
+    for r in &json_rules {
+        let mut flags = vec!["json".to_string()];
+        if r.agents != ["*"] {
+            flags.push(format!("agents={}", r.agents.join(",")));
+        }
+        table.add_row(vec![
+            r.name.to_string(),
+            r.event_type.as_deref().unwrap_or("(facts)").to_string(),
+            r.risk_level.map(|x| x.as_str()).unwrap_or("").to_string(),
+            flags.join(" "),
+            r.origin.to_string(),
+        ]);
+    }
     for r in &book.redact {
         table.add_row(vec![
             r.name.to_string(),
@@ -172,8 +196,9 @@ fn list(book: &RuleBook, agent: Option<&str>, as_json: bool) -> CliResult<i32> {
     }
     output::print_table(table)?;
     crate::outln!(
-        "{} rules, {} redact rules; rule set version {}",
+        "{} rules, {} json rules, {} redact rules; rule set version {}",
         rules.len(),
+        json_rules.len(),
         book.redact.len(),
         book.version()
     )?;

@@ -14,6 +14,7 @@ use crate::output;
 use crate::store::query::{
     self, CodeBlockFilter, CodeBlockRecord, EventCount, Session, StateChange,
 };
+use crate::store::usage::{self, SessionUsage};
 use crate::time;
 
 /// Show one session: its details, state history, event counts and code blocks
@@ -25,7 +26,7 @@ pub struct ShowArgs {
     /// Most code blocks to list (newest first); 0 for all
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub blocks: u64,
-    /// One JSON object: {session, state_changes, event_counts, code_blocks, code_blocks_total}
+    /// One JSON object: {session, state_changes, event_counts, code_blocks, code_blocks_total, usage}
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -41,6 +42,8 @@ struct ShowJson {
     code_blocks: Vec<CodeBlockRecord>,
     /// All code blocks first seen in the session; `code_blocks` holds the newest `--blocks`.
     code_blocks_total: i64,
+    /// What the agent reported: its session id, model, tokens, cost, and its log's path.
+    usage: Option<SessionUsage>,
 }
 
 pub fn run(args: ShowArgs) -> CliResult<i32> {
@@ -59,12 +62,14 @@ pub fn run(args: ShowArgs) -> CliResult<i32> {
     )
     .map_err(view::query_error)?;
     let code_blocks_total = query::code_block_count(&conn, &id).map_err(view::query_error)?;
+    let usage = usage::session_usage(&conn, &id).map_err(view::query_error)?;
     let data = ShowJson {
         session,
         state_changes,
         event_counts,
         code_blocks,
         code_blocks_total,
+        usage,
     };
     if args.json {
         output::print_json(&data)?;
@@ -128,6 +133,9 @@ fn print_human(d: &ShowJson) -> CliResult<i32> {
         kv("wrapper", Cell::new(v));
     }
     output::print_table(t)?;
+    if let Some(u) = &d.usage {
+        crate::cmd::usage::print_session(u)?;
+    }
 
     view::line("\nState history")?;
     let mut t = output::table(&["TIME", "STATE", "EXIT", "DETAIL"]);

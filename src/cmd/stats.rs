@@ -10,6 +10,7 @@ use crate::cmd::view;
 use crate::error::CliResult;
 use crate::output;
 use crate::store::query::{self, Stats, StatsFilter};
+use crate::store::usage::{self, Usage, UsageFilter};
 use crate::time::Edge;
 
 /// Totals: sessions, success rate, events by type, pattern and risk
@@ -39,11 +40,33 @@ pub fn run(args: StatsArgs) -> CliResult<i32> {
     };
     let (conn, _) = view::open_db(&args.db)?;
     let stats = query::stats(&conn, &filter).map_err(view::query_error)?;
+    let usage = usage::usage(
+        &conn,
+        &UsageFilter {
+            agent: filter.agent.clone(),
+            since: filter.since.clone(),
+            sessions: 10,
+        },
+    )
+    .map_err(view::query_error)?;
     if args.json {
-        output::print_json(&stats)?;
+        output::print_json(&StatsJson {
+            stats: &stats,
+            usage: &usage,
+        })?;
         return Ok(0);
     }
-    print_human(&stats)
+    print_human(&stats)?;
+    crate::cmd::usage::print_usage(&usage)?;
+    Ok(0)
+}
+
+/// `--json`: the totals, and `usage` (tokens and cost per agent, per day, per session).
+#[derive(serde::Serialize)]
+struct StatsJson<'a> {
+    #[serde(flatten)]
+    stats: &'a Stats,
+    usage: &'a Usage,
 }
 
 fn percent(rate: Option<f64>) -> String {

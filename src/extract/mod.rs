@@ -6,15 +6,18 @@
 //! produced something to store.
 
 pub mod codeblock;
+pub mod json;
+pub mod json_rules;
 pub mod redact;
 pub mod rules;
 mod screen;
 
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use regex::{RegexSet, RegexSetBuilder};
 
-use crate::event::{Event, PerStream, Record, Stream};
+use crate::event::{Event, Merge, PerStream, Record, SessionFacts, Stream};
 use crate::lines::{clean_line, LineSplitter};
 use codeblock::CodeBlockParser;
 pub use redact::Redactor;
@@ -31,6 +34,10 @@ pub struct Matcher {
     /// Rules with `prompt = true`, matched against idle partial lines.
     prompt_set: RegexSet,
     prompt_rules: Vec<usize>,
+    /// `[[json]]` rules for this agent (`json.rs`).
+    json: json::JsonEngine,
+    /// The event types `[[json]]` rules record: the ones a session log may confirm.
+    json_types: Vec<Arc<str>>,
 }
 
 /// The event type of which a line yields at most one event (SPEC §3, prompts with a risk).
@@ -83,11 +90,25 @@ impl Matcher {
             .map(|(i, _)| i)
             .collect();
         let prompt_set = build_set(prompt_rules.iter().map(|&i| rules[i].rule.set_source()))?;
+        let json_rules: Vec<json_rules::JsonRule> = book
+            .json
+            .iter()
+            .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
+            .cloned()
+            .collect();
+        let mut json_types: Vec<Arc<str>> = Vec::new();
+        for t in json_rules.iter().filter_map(|r| r.event_type.clone()) {
+            if !json_types.contains(&t) {
+                json_types.push(t);
+            }
+        }
         Ok(Matcher {
             set,
             rules,
             prompt_set,
             prompt_rules,
+            json: json::JsonEngine::new(json_rules),
+            json_types,
         })
     }
 
@@ -98,6 +119,8 @@ impl Matcher {
             rules: Vec::new(),
             prompt_set: RegexSet::empty(),
             prompt_rules: Vec::new(),
+            json: json::JsonEngine::default(),
+            json_types: Vec::new(),
         }
     }
 
@@ -128,7 +151,7 @@ impl Matcher {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.json.is_empty()
     }
 }
 
@@ -230,7 +253,37 @@ struct Core {
     code_block: Arc<str>,
     /// Reusable capture slots, one per rule, so matching allocates nothing per line.
     locations: Vec<regex::CaptureLocations>,
+    json: json::JsonState,
+    /// Events already recorded from the output, by type and value, of the types a session
+    /// log can confirm: a log event found here is merged into that one, not stored again.
+    seen: HashMap<(Arc<str>, String), VecDeque<u64>>,
+    /// Output lines with an `error` event, for a log's account of a command's failure.
+    screen_errors: BTreeSet<u64>,
+    /// Digests of the code blocks recorded from the output.
+    seen_blocks: HashSet<String>,
+    log_path: Option<String>,
 }
+
+/// Where a decoded JSON object came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JsonSource {
+    /// A line of the agent's output.
+    Output,
+    /// Line `n` of the agent's own session log.
+    Log(u64),
+}
+
+/// The event type of failures.
+const ERROR: &str = "error";
+
+/// How many lines after a command its failure is looked for on the screen.
+const FAILURE_LINES: u64 = 3;
+
+/// Keys kept in [`Core::seen`] at most, so a session of millions of events stays bounded.
+const MAX_SEEN: usize = 100_000;
+
+/// Longest raw JSON line kept as an event's `original_line`.
+const MAX_ORIGINAL: usize = 8 * 1024;
 
 impl Extractor {
     pub fn new(matcher: Arc<Matcher>, redactor: Arc<Redactor>, max_line: usize) -> Self {
@@ -251,8 +304,54 @@ impl Extractor {
                 events: 0,
                 out: Vec::new(),
                 code_block: Arc::from(CODE_BLOCK),
+                json: json::JsonState::default(),
+                seen: HashMap::new(),
+                screen_errors: BTreeSet::new(),
+                seen_blocks: HashSet::new(),
+                log_path: None,
             },
         }
+    }
+
+    /// Feeds line `n` (from 1) of the agent's own session log (`agents/`). Only `[[json]]`
+    /// rules read it (its prompts and instructions are not the agent's output); an event the
+    /// output already showed is merged into that event instead of being stored again.
+    pub fn feed_log_line(&mut self, line: &str, n: u64, fallback_ts: &Arc<str>) {
+        if self.core.matcher.json.is_empty() || !json::looks_like_object(line) {
+            return;
+        }
+        let Some(obj) = json::parse_object(line) else {
+            return;
+        };
+        let ts: Arc<str> = obj
+            .get("timestamp")
+            .and_then(serde_json::Value::as_str)
+            .filter(|t| json::epoch_ms(t).is_some())
+            .map(Arc::from)
+            .unwrap_or_else(|| fallback_ts.clone());
+        let matcher = Arc::clone(&self.core.matcher);
+        self.core.json_object(
+            &matcher,
+            Stream::Stdout,
+            &obj,
+            line,
+            0,
+            false,
+            &ts,
+            JsonSource::Log(n),
+        );
+    }
+
+    /// Records the path of the session log that was read, with the session's facts.
+    pub fn set_log_path(&mut self, path: String) {
+        self.core.log_path = Some(path);
+        let facts = self.core.facts();
+        self.core.out.push(Record::Facts(facts));
+    }
+
+    /// What the agent has said about the session so far.
+    pub fn facts(&self) -> SessionFacts {
+        self.core.facts()
     }
 
     /// Feeds bytes read from `stream` at time `ts`.
@@ -295,7 +394,7 @@ impl Extractor {
             splitter.finish(|line, truncated| core.line(stream, line, truncated, redraws, ts));
             let last = self.core.line_number;
             if let Some(b) = self.core.blocks[stream].finish(last) {
-                self.core.push_block(stream, b, ts);
+                self.core.push_block(stream, b, ts, JsonSource::Output);
             }
         }
     }
@@ -343,20 +442,60 @@ impl Core {
         let text = clean_line(raw);
 
         if let Some(block) = self.blocks[stream].line(&text, line_number) {
-            self.push_block(stream, block, ts);
+            self.push_block(stream, block, ts, JsonSource::Output);
         }
 
         let matcher = Arc::clone(&self.matcher);
+        // JSON Lines are decoded, not grepped (`json.rs`); other lines pay two byte checks.
+        if json::looks_like_object(&text) {
+            if let Some(obj) = json::parse_object(&text) {
+                self.json_object(
+                    &matcher,
+                    stream,
+                    &obj,
+                    &text,
+                    line_number,
+                    truncated,
+                    ts,
+                    JsonSource::Output,
+                );
+                return;
+            }
+        }
+        if json::starts_like_object(&text) {
+            // Cut at max_line, or broken: read with its escapes decoded, never as raw text.
+            let fresh = PromptState::default();
+            for piece in json::lossy_lines(&text) {
+                self.text_rules(&matcher, stream, &piece, line_number, truncated, ts, &fresh);
+            }
+            return;
+        }
+        self.text_rules(&matcher, stream, &text, line_number, truncated, ts, &state);
+    }
+
+    /// Runs the text rules over one line of text (a line of output, or one line of a
+    /// decoded JSON string), given what prompt rules already did on it while it was partial.
+    #[allow(clippy::too_many_arguments)]
+    fn text_rules(
+        &mut self,
+        matcher: &Matcher,
+        stream: Stream,
+        text: &str,
+        line_number: u64,
+        truncated: bool,
+        ts: &Arc<str>,
+        state: &PromptState,
+    ) {
         if matcher.rules.is_empty() {
             return;
         }
-        let hits = matcher.set.matches(&text);
+        let hits = matcher.set.matches(text);
         if !hits.matched_any() {
             return;
         }
-        let stored = self.redactor.redact(&text);
+        let stored = self.redactor.redact(text);
         let mut line_arc: Option<Arc<str>> = None;
-        let prompted = state.prompted(&matcher);
+        let prompted = state.prompted(matcher);
         // Rules that are not prompt rules never looked at the partial line, so only prompt
         // rules can add a prompt to a line that already is one.
         let order = matcher.emission_order(
@@ -528,6 +667,12 @@ impl Core {
             meta.push(b'}');
             String::from_utf8(meta).unwrap_or_default()
         });
+        if let Some(v) = &value {
+            if self.matcher.json_types.contains(&r.rule.event_type) {
+                let t = r.rule.event_type.clone();
+                self.remember(t, v, line_number);
+            }
+        }
         self.events += 1;
         self.out.push(Record::Event(Event {
             timestamp: ts.clone(),
@@ -545,7 +690,13 @@ impl Core {
         true
     }
 
-    fn push_block(&mut self, stream: Stream, mut b: codeblock::FinishedBlock, ts: &Arc<str>) {
+    fn push_block(
+        &mut self,
+        stream: Stream,
+        mut b: codeblock::FinishedBlock,
+        ts: &Arc<str>,
+        source: JsonSource,
+    ) {
         if let std::borrow::Cow::Owned(s) = self.redactor.redact(&b.content) {
             b.content = s;
         }
@@ -553,11 +704,23 @@ impl Core {
             b.context = s;
         }
         let block = codeblock::to_record(b, stream, ts.clone());
-        let meta = serde_json::json!({
+        match source {
+            // The log repeats what the output showed: a block seen there is not new.
+            JsonSource::Log(_) if self.seen_blocks.contains(&block.digest) => return,
+            _ if self.seen_blocks.len() < MAX_SEEN => {
+                self.seen_blocks.insert(block.digest.clone());
+            }
+            _ => {}
+        }
+        let mut meta = serde_json::json!({
             "digest": block.digest,
             "line_end": block.line_end,
             "parseable": block.parseable,
         });
+        if let JsonSource::Log(n) = source {
+            meta["source"] = "log".into();
+            meta["log_line"] = n.into();
+        }
         self.events += 1;
         self.out.push(Record::Event(Event {
             timestamp: ts.clone(),
@@ -573,6 +736,194 @@ impl Core {
             auto_confirmable: false,
         }));
         self.out.push(Record::CodeBlock(block));
+    }
+
+    /// Notes an event recorded from the output that a session log may confirm later.
+    fn remember(&mut self, event_type: Arc<str>, value: &str, line_number: u64) {
+        if &*event_type == ERROR && self.screen_errors.len() < MAX_SEEN {
+            self.screen_errors.insert(line_number);
+        }
+        if self.seen.len() < MAX_SEEN {
+            self.seen
+                .entry((event_type, value.to_string()))
+                .or_default()
+                .push_back(line_number);
+        }
+    }
+
+    /// Takes the first output event of this type and value not yet confirmed: its line.
+    fn confirm(&mut self, event_type: &Arc<str>, value: &str) -> Option<u64> {
+        let line = self
+            .seen
+            .get_mut(&(event_type.clone(), value.to_string()))?
+            .pop_front()?;
+        if &**event_type == ERROR {
+            self.screen_errors.remove(&line);
+        }
+        Some(line)
+    }
+
+    /// An output error shown just after the command on `line` (Codex's ` exited 1 in 9ms:`),
+    /// not yet confirmed: the screen's account of the failure a log reports.
+    fn confirm_failure_after(&mut self, line: u64) -> Option<u64> {
+        let l = *self
+            .screen_errors
+            .range(line + 1..=line + FAILURE_LINES)
+            .next()?;
+        self.screen_errors.remove(&l);
+        Some(l)
+    }
+
+    fn facts(&self) -> SessionFacts {
+        let mut f = self.json.facts();
+        f.log_path = self.log_path.clone();
+        f
+    }
+
+    /// One decoded JSON object: `[[json]]` rules, code blocks in the markdown they point at,
+    /// session facts, and (unless a rule says `text = false`) text rules over its strings.
+    #[allow(clippy::too_many_arguments)]
+    fn json_object(
+        &mut self,
+        matcher: &Matcher,
+        stream: Stream,
+        obj: &serde_json::Value,
+        raw: &str,
+        line_number: u64,
+        truncated: bool,
+        ts: &Arc<str>,
+        source: JsonSource,
+    ) {
+        let from_log = matches!(source, JsonSource::Log(_));
+        let outcome = matcher
+            .json
+            .apply(&mut self.json, obj, json::epoch_ms(ts), from_log);
+        let mut original: Option<Arc<str>> = None;
+        // The output line of a command this log record confirms.
+        let mut confirmed_command: Option<u64> = None;
+        for hit in outcome.hits {
+            let rule = &matcher.json.rules[hit.rule];
+            let Some(event_type) = rule.event_type.clone() else {
+                continue;
+            };
+            let value = hit.value.map(|v| self.redactor.redact(&v).into_owned());
+            let mut meta = hit.metadata;
+            for v in meta.values_mut() {
+                redact_value(&self.redactor, v);
+            }
+            meta.insert(
+                "source".into(),
+                match source {
+                    JsonSource::Output => "json".into(),
+                    JsonSource::Log(_) => "log".into(),
+                },
+            );
+            if let JsonSource::Log(n) = source {
+                meta.insert("log_line".into(), n.into());
+                let by_value = value
+                    .as_ref()
+                    .and_then(|v| self.confirm(&event_type, v).map(|l| (l, Some(v.clone()))));
+                let confirmed = by_value.or_else(|| {
+                    let after = confirmed_command.filter(|_| &*event_type == ERROR)?;
+                    self.confirm_failure_after(after).map(|l| (l, None))
+                });
+                if let Some((line, matched_value)) = confirmed {
+                    if &*event_type == "command" {
+                        confirmed_command = Some(line);
+                    }
+                    self.out.push(Record::Merge(Merge {
+                        event_type: event_type.to_string(),
+                        line_number: line,
+                        matched_value,
+                        metadata_json: serde_json::Value::Object(meta).to_string(),
+                    }));
+                    continue;
+                }
+            } else if let Some(v) = &value {
+                self.remember(event_type.clone(), v, line_number);
+            }
+            if truncated {
+                meta.insert("truncated".into(), true.into());
+            }
+            let line = original
+                .get_or_insert_with(|| {
+                    let text = json::cap_to(self.redactor.redact(raw).into_owned(), MAX_ORIGINAL);
+                    Arc::from(text)
+                })
+                .clone();
+            self.events += 1;
+            self.out.push(Record::Event(Event {
+                timestamp: ts.clone(),
+                stream,
+                event_type,
+                pattern: rule.name.clone(),
+                matched_value: value,
+                original_line: Some(line),
+                line_number,
+                metadata_json: Some(serde_json::Value::Object(meta).to_string()),
+                code_block_language: None,
+                risk_level: rule.risk_level,
+                auto_confirmable: rule.auto_confirmable,
+            }));
+        }
+        for md in outcome.markdown {
+            let mut parser = CodeBlockParser::default();
+            for l in md.split('\n') {
+                if let Some(b) = parser.line(l.strip_suffix('\r').unwrap_or(l), line_number) {
+                    self.push_block(stream, b, ts, source);
+                }
+            }
+            if let Some(b) = parser.finish(line_number) {
+                self.push_block(stream, b, ts, source);
+            }
+        }
+        if let Some(mut facts) = self.json.take_facts() {
+            facts.log_path = self.log_path.clone();
+            self.out.push(Record::Facts(facts));
+        }
+        if outcome.text && source == JsonSource::Output && !matcher.rules.is_empty() {
+            // One object often says the same thing twice (Claude's `content` and
+            // `tool_use_result`): an event from it is recorded once.
+            let first = self.out.len();
+            let fresh = PromptState::default();
+            json::for_each_string_line_but(obj, &outcome.text_skip, &mut |piece| {
+                self.text_rules(matcher, stream, piece, line_number, truncated, ts, &fresh);
+            });
+            self.dedupe_since(first);
+        }
+    }
+
+    /// Drops events after `first` that repeat an earlier one's rule and value.
+    fn dedupe_since(&mut self, first: usize) {
+        if self.out.len() - first < 2 {
+            return;
+        }
+        let mut keys: HashSet<(Arc<str>, Option<String>)> = HashSet::new();
+        let mut kept = Vec::with_capacity(self.out.len() - first);
+        for r in self.out.drain(first..) {
+            if let Record::Event(e) = &r {
+                if !keys.insert((e.pattern.clone(), e.matched_value.clone())) {
+                    self.events -= 1;
+                    continue;
+                }
+            }
+            kept.push(r);
+        }
+        self.out.extend(kept);
+    }
+}
+
+/// Masks secrets in every string inside a metadata value.
+fn redact_value(r: &Redactor, v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(m) = r.redact(s) {
+                *s = m;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| redact_value(r, x)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|x| redact_value(r, x)),
+        _ => {}
     }
 }
 

@@ -126,6 +126,8 @@ pub struct RuleBook {
     pub rules: Vec<Rule>,
     pub redact: Vec<RedactRule>,
     pub disabled: Vec<Disabled>,
+    /// `[[json]]` rules (`extract/json_rules.rs`).
+    pub json: Vec<super::json_rules::JsonRule>,
 }
 
 /// A file to load: built-in text or a path on disk.
@@ -249,6 +251,14 @@ impl RuleBook {
         for d in file.redact_disabled {
             self.redact.retain(|x| *x.name != *d);
         }
+        for (name, rule) in file.json {
+            self.json.retain(|r| *r.name != *name);
+            self.disabled.retain(|d| d.name != name);
+            match rule {
+                Ok(r) => self.json.push(r),
+                Err(d) => self.disabled.push(d),
+            }
+        }
     }
 
     /// A short, stable hash of the effective rules (SPEC §3), stored on each session so that
@@ -288,7 +298,12 @@ impl RuleBook {
             .map(|r| (&*r.name, r.regex_src.as_str()))
             .collect();
         redact.sort();
-        let canon = serde_json::json!({ "rules": rules, "redact": redact });
+        let mut canon = serde_json::json!({ "rules": rules, "redact": redact });
+        if !self.json.is_empty() {
+            let mut json: Vec<String> = self.json.iter().map(super::json_rules::canon).collect();
+            json.sort();
+            canon["json"] = json.into();
+        }
         let digest = Sha256::digest(canon.to_string().as_bytes());
         format!("{digest:x}")[..12].to_string()
     }
@@ -390,6 +405,8 @@ struct RawFile {
     pattern: Vec<Spanned<RawRule>>,
     #[serde(default)]
     redact: Vec<Spanned<RawRedact>>,
+    #[serde(default)]
+    json: Vec<Spanned<super::json_rules::RawJsonRule>>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +456,8 @@ struct ParsedFile {
     rules: Vec<Entry>,
     redact: Vec<RedactRule>,
     redact_disabled: Vec<String>,
+    /// `[[json]]` rules by name: the rule, or `Err` when it is switched off.
+    json: Vec<(String, Result<super::json_rules::JsonRule, Disabled>)>,
 }
 
 /// Parses and validates one file's text. `label` is what errors call the file. With `verify`,
@@ -666,11 +685,51 @@ fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, Patte
             },
         });
     }
+    let json = parse_json_rules(raw.json, label, text, &at)?;
     Ok(ParsedFile {
         rules,
         redact,
         redact_disabled,
+        json,
     })
+}
+
+type JsonEntries = Vec<(String, Result<super::json_rules::JsonRule, Disabled>)>;
+
+/// The `[[json]]` tables of one file (their own room: `extract/json_rules.rs`).
+fn parse_json_rules(
+    raw: Vec<Spanned<super::json_rules::RawJsonRule>>,
+    label: &str,
+    text: &str,
+    at: &dyn Fn(usize, Option<&str>, String) -> PatternError,
+) -> Result<JsonEntries, PatternError> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for spanned in raw {
+        let rule_start = spanned.span().start;
+        let raw = spanned.into_inner();
+        let name = raw.name.get_ref().clone();
+        let rname = Some(name.as_str());
+        check_name(&name).map_err(|m| at(raw.name.span().start, rname, m))?;
+        if seen.insert(name.clone(), rule_start).is_some() {
+            return Err(at(
+                raw.name.span().start,
+                rname,
+                "duplicate json rule name in this file".into(),
+            ));
+        }
+        let origin = Origin {
+            file: label.to_string(),
+            line: line_col(text, rule_start).0,
+        };
+        if !raw.enabled.unwrap_or(true) {
+            out.push((name.clone(), Err(Disabled { name, origin })));
+            continue;
+        }
+        let rule = super::json_rules::parse_rule(raw, rule_start, origin, &|o, m| at(o, rname, m))?;
+        out.push((name, Ok(rule)));
+    }
+    Ok(out)
 }
 
 type Samples = (Vec<String>, Vec<String>);

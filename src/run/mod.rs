@@ -25,7 +25,7 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context};
 use nix::unistd::Pid;
@@ -514,14 +514,25 @@ fn start_extraction(
     let backlog = chunk_rx.backlog();
     let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
     let prompt_idle = cfg.prompt_idle;
+    // The agent's own session log, read once it has exited (`agents/`).
+    let agent_log = std::env::current_dir().ok().and_then(|cwd| {
+        crate::agents::LogQuery::new(&cfg.agent, &cfg.command, SystemTime::now(), cwd)
+    });
     let handle = thread::Builder::new()
         .name("wrapper-extract".into())
         .spawn(move || {
             let extractor = build_extractor(&book, &agent, redact, max_line);
             drop(book);
             match screen {
-                None => extract_loop(chunk_rx, extractor, records_tx, prompt_idle),
-                Some(s) => pty_mode::screen_loop(chunk_rx, extractor, records_tx, prompt_idle, s),
+                None => extract_loop(chunk_rx, extractor, records_tx, prompt_idle, agent_log),
+                Some(s) => pty_mode::screen_loop(
+                    chunk_rx,
+                    extractor,
+                    records_tx,
+                    prompt_idle,
+                    s,
+                    agent_log,
+                ),
             }
         })
         .context("cannot start the extraction thread")?;
@@ -548,6 +559,22 @@ fn build_extractor(book: &RuleBook, agent: &str, redact: bool, max_line: usize) 
     Extractor::new(Arc::new(matcher), Arc::new(redactor), max_line)
 }
 
+/// Finds and reads the session log the agent wrote; a log that cannot be found or read
+/// costs the session nothing but a debug line.
+pub(crate) fn read_agent_log(q: &crate::agents::LogQuery, x: &mut Extractor) {
+    match q.find(SystemTime::now()) {
+        None => tracing::debug!(
+            "no {:?} session log found under {}",
+            q.kind,
+            q.home.display()
+        ),
+        Some(path) => match crate::agents::read_into(&path, q.started, x) {
+            Ok(n) => tracing::debug!("read {n} records of {}", path.display()),
+            Err(e) => tracing::warn!("cannot read the agent's log {}: {e}", path.display()),
+        },
+    }
+}
+
 /// The extraction thread: chunks in, records out, plus idle-prompt detection (SPEC §2).
 /// Returns the session's line and event counts.
 fn extract_loop(
@@ -555,6 +582,7 @@ fn extract_loop(
     mut x: Extractor,
     sink: SyncSender<Msg>,
     prompt_idle: Duration,
+    agent_log: Option<crate::agents::LogQuery>,
 ) -> (u64, u64) {
     use crate::event::{PerStream, Stream};
     let streams = Stream::ALL;
@@ -589,6 +617,9 @@ fn extract_loop(
             }
             Err(RecvTimeoutError::Disconnected) => {
                 x.finish(&now_timestamp().into());
+                if let Some(q) = &agent_log {
+                    read_agent_log(q, &mut x);
+                }
                 true
             }
         };

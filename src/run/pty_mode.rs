@@ -372,6 +372,7 @@ pub(super) fn screen_loop(
     sink: SyncSender<Msg>,
     prompt_idle: Duration,
     setup: ScreenSetup,
+    agent_log: Option<crate::agents::LogQuery>,
 ) -> (u64, u64) {
     let unpack = |v: u32| ((v >> 16) as u16, (v & 0xffff) as u16);
     let (cols, rows) = unpack(setup.size.load(Ordering::Relaxed));
@@ -430,6 +431,9 @@ pub(super) fn screen_loop(
                     x.screen_line(&l, &ts);
                 }
                 x.finish(&ts);
+                if let Some(q) = &agent_log {
+                    super::read_agent_log(q, &mut x);
+                }
                 true
             }
         };

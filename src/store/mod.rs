@@ -9,6 +9,7 @@ mod probe;
 pub mod query;
 pub mod schema;
 pub mod spool;
+pub mod usage;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

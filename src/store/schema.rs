@@ -5,7 +5,7 @@
 //! so migrations add, never rename.
 
 /// `(version, sql)`: migration `version` brings `user_version` from `version - 1` to `version`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3_AGENT_USAGE)];
 
 /// The schema version this wrapper writes.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -135,4 +135,19 @@ CREATE TABLE IF NOT EXISTS fts_state (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO fts_state (fts_table, indexed_through) VALUES
     ('extraction_events_fts', 0), ('code_blocks_fts', 0);
+"#;
+
+/// What the agent itself reports about a session (SPEC §10, `store/usage.rs`): its own
+/// session id and model, token usage and cost, and the session log wrapper read. NULL is
+/// "not reported". `cost_note` says what the cost is (Claude's `total_cost_usd` is the
+/// client's own estimate, not a bill).
+const V3_AGENT_USAGE: &str = r#"
+ALTER TABLE process_sessions ADD COLUMN agent_session_id TEXT;
+ALTER TABLE process_sessions ADD COLUMN agent_model TEXT;
+ALTER TABLE process_sessions ADD COLUMN input_tokens INTEGER;
+ALTER TABLE process_sessions ADD COLUMN cached_input_tokens INTEGER;
+ALTER TABLE process_sessions ADD COLUMN output_tokens INTEGER;
+ALTER TABLE process_sessions ADD COLUMN cost_usd REAL;
+ALTER TABLE process_sessions ADD COLUMN cost_note TEXT;
+ALTER TABLE process_sessions ADD COLUMN agent_log_path TEXT;
 "#;

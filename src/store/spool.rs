@@ -137,6 +137,16 @@ impl Spool {
                     "parseable": b.parseable,
                     "digest": b.digest,
                 }),
+                Record::Facts(f) => json!({
+                    "kind": "facts",
+                    "session_id": session.session_id,
+                    "facts": f,
+                }),
+                Record::Merge(m) => json!({
+                    "kind": "merge",
+                    "session_id": session.session_id,
+                    "merge": m,
+                }),
             };
             self.line(&v);
         }
@@ -449,6 +459,16 @@ pub fn import(conn: &Connection, path: &Path) -> Result<ImportReport, ImportErro
                 )
                 .map_err(db)?;
                 report.states += 1;
+            }
+            "facts" => {
+                let f: crate::event::SessionFacts = serde_json::from_value(v["facts"].clone())
+                    .map_err(|e| bad(n, e.to_string()))?;
+                crate::store::usage::write_facts(&tx, &line_session(&v), &f).map_err(db)?;
+            }
+            "merge" => {
+                let m: crate::event::Merge = serde_json::from_value(v["merge"].clone())
+                    .map_err(|e| bad(n, e.to_string()))?;
+                crate::store::usage::merge_event(&tx, &line_session(&v), &m).map_err(db)?;
             }
             other => return Err(bad(n, format!("unknown kind {other:?}"))),
         }

@@ -621,6 +621,9 @@ pub fn write_batch(
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let mut events: Vec<&Event> = Vec::with_capacity(batch.len());
     let mut counts: HashMap<(&str, &str, &str), i64> = HashMap::new();
+    // Only the latest facts matter: each is the agent's whole account so far.
+    let mut facts = None;
+    let mut merges = Vec::new();
     for r in batch {
         match r {
             Record::Event(e) => {
@@ -634,9 +637,18 @@ pub fn write_batch(
                     .or_default() += 1;
             }
             Record::CodeBlock(b) => upsert_code_block(&tx, session_id, agent, b)?,
+            Record::Facts(f) => facts = Some(f),
+            Record::Merge(m) => merges.push(m),
         }
     }
     insert_events(&tx, session_id, agent, &events)?;
+    // After the inserts: the event a merge confirms may be in this very batch.
+    for m in merges {
+        super::usage::merge_event(&tx, session_id, m)?;
+    }
+    if let Some(f) = facts {
+        super::usage::write_facts(&tx, session_id, f)?;
+    }
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO event_counts (session_id, event_type, pattern, risk_level, n) \

@@ -89,7 +89,10 @@ impl Env {
             .env_remove("WRAPPER_ENV")
             .env_remove("WRAPPER_ENABLE_DB")
             .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            // The agents' session logs (`agents/`) are looked for here, never in the user's.
+            .env("CODEX_HOME", self.path("codex-home"))
+            .env("CLAUDE_CONFIG_DIR", self.path("claude-home"));
         c
     }
 

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary, real child processes, real signals, real SQLite files.
 
+mod agent_json;
 mod corpus;
 mod first_contact;
 mod hardening;

@@ -1,0 +1,316 @@
+//! The agents' own session logs: finding the one this session wrote, and reading it.
+//!
+//! Claude Code and Codex keep transcripts as they run (Claude:
+//! `$CLAUDE_CONFIG_DIR/projects/<project>/<session>.jsonl`, default `~/.claude`; Codex:
+//! `$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl`, default `~/.codex`). They hold what the
+//! screen does not: every tool call with its input, its result and whether it failed, and the
+//! tokens each response used. `claude -p` in text mode prints none of that, and a TUI's screen
+//! is redrawn over. So when the agent is one of these, wrapper finds the file this session
+//! wrote once the agent has exited, and feeds its lines to the same `[[json]]` rules as a JSON
+//! stream (`extract/json.rs`), marked `source = "log"`; events the output showed already are
+//! merged into those, not stored twice.
+//!
+//! Finding the file: the agent's home comes from the environment the agent inherited;
+//! candidates are the log files modified while the session ran, whose recorded working
+//! directory is the session's; of those, the one whose first record is nearest the session's
+//! start. Only records written since the session started are read (a resumed conversation's
+//! file holds older ones too). The files are opened read-only and never written.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::event::format_timestamp;
+use crate::extract::json::epoch_ms;
+use crate::extract::Extractor;
+
+/// Agents whose session logs wrapper can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Claude,
+    Codex,
+}
+
+impl Kind {
+    /// From the agent name given to wrapper (`claude`, `codex-ci`), else from the program
+    /// that runs (`wrapper ci -- claude -p …`).
+    pub fn detect(agent: &str, program: Option<&str>) -> Option<Kind> {
+        let by_name = |s: &str| {
+            let s = s.rsplit('/').next().unwrap_or(s).to_ascii_lowercase();
+            if s.starts_with("claude") {
+                Some(Kind::Claude)
+            } else if s.starts_with("codex") {
+                Some(Kind::Codex)
+            } else {
+                None
+            }
+        };
+        by_name(agent).or_else(|| program.and_then(by_name))
+    }
+}
+
+/// Slack on the session's time window: clocks and file times are not exact.
+const SLACK: Duration = Duration::from_secs(2);
+
+/// Largest log wrapper reads; a transcript beyond this is read up to it.
+const MAX_LOG_BYTES: u64 = 512 << 20;
+
+/// Longest log line read; a longer one (a huge tool output) is skipped.
+const MAX_LOG_LINE: usize = 16 << 20;
+
+/// What identifies this session's log.
+#[derive(Debug, Clone)]
+pub struct LogQuery {
+    pub kind: Kind,
+    pub started: SystemTime,
+    pub cwd: PathBuf,
+    /// The agent's home (`CLAUDE_CONFIG_DIR` or `~/.claude`, `CODEX_HOME` or `~/.codex`).
+    pub home: PathBuf,
+}
+
+impl LogQuery {
+    /// For an agent run now from `cwd`, with wrapper's (and so the agent's) environment.
+    pub fn new(
+        agent: &str,
+        argv: &[std::ffi::OsString],
+        started: SystemTime,
+        cwd: PathBuf,
+    ) -> Option<Self> {
+        let program = argv.first().map(|p| p.to_string_lossy());
+        let kind = Kind::detect(agent, program.as_deref())?;
+        let env_home = |var: &str, dir: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| dirs::home_dir().map(|h| h.join(dir)))
+        };
+        let home = match kind {
+            Kind::Claude => env_home("CLAUDE_CONFIG_DIR", ".claude")?,
+            Kind::Codex => env_home("CODEX_HOME", ".codex")?,
+        };
+        Some(LogQuery {
+            kind,
+            started,
+            cwd,
+            home,
+        })
+    }
+
+    /// The log this session wrote, if one is found.
+    pub fn find(&self, ended: SystemTime) -> Option<PathBuf> {
+        let from = self.started.checked_sub(SLACK).unwrap_or(self.started);
+        let until = ended + SLACK;
+        let files = match self.kind {
+            Kind::Claude => claude_candidates(&self.home, &self.cwd),
+            Kind::Codex => codex_candidates(&self.home, from, until),
+        };
+        let start_ms = epoch_ms(&format_timestamp(self.started)).unwrap_or(0);
+        files
+            .into_iter()
+            .filter(|p| modified_between(p, from, until))
+            .filter_map(|p| {
+                let head = first_record(&p)?;
+                if !same_dir(&head.cwd?, &self.cwd) {
+                    return None;
+                }
+                // Nearest first record to the start; a resumed file (older start) is fine.
+                let at = head.at_ms.unwrap_or(0);
+                Some(((at - start_ms).abs(), p))
+            })
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, p)| p)
+    }
+}
+
+fn modified_between(p: &Path, from: SystemTime, until: SystemTime) -> bool {
+    fs::metadata(p)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= from && t <= until)
+}
+
+fn same_dir(a: &str, b: &Path) -> bool {
+    let a = a.strip_prefix("file://").unwrap_or(a);
+    let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    Path::new(a) == b || canon(Path::new(a)) == canon(b)
+}
+
+/// Claude keeps a project's sessions in a directory named after its path with every
+/// character that is not a letter or digit replaced by `-`. Every project directory is
+/// looked at should that naming change; the cwd check decides.
+fn claude_candidates(home: &Path, cwd: &Path) -> Vec<PathBuf> {
+    let projects = home.join("projects");
+    let named: String = cwd
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut dirs = vec![projects.join(&named)];
+    if let Ok(rd) = fs::read_dir(&projects) {
+        dirs.extend(
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir()),
+        );
+    }
+    dirs.dedup();
+    dirs.iter().flat_map(|d| jsonl_files(d)).collect()
+}
+
+/// Codex files its rollouts by local date: the days the session touched, in local time and in
+/// UTC, are enough.
+fn codex_candidates(home: &Path, from: SystemTime, until: SystemTime) -> Vec<PathBuf> {
+    let sessions = home.join("sessions");
+    let mut days: Vec<String> = Vec::new();
+    for t in [from, until] {
+        let utc: chrono::DateTime<chrono::Utc> = t.into();
+        let local: chrono::DateTime<chrono::Local> = t.into();
+        for d in [
+            utc.format("%Y/%m/%d").to_string(),
+            local.format("%Y/%m/%d").to_string(),
+        ] {
+            if !days.contains(&d) {
+                days.push(d);
+            }
+        }
+    }
+    days.iter()
+        .flat_map(|d| jsonl_files(&sessions.join(d)))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("rollout-"))
+        })
+        .collect()
+}
+
+fn jsonl_files(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Head {
+    cwd: Option<String>,
+    at_ms: Option<i64>,
+}
+
+/// The working directory and time of a log's first record that has them (Claude's first
+/// lines are queue bookkeeping without a cwd).
+fn first_record(p: &Path) -> Option<Head> {
+    let f = File::open(p).ok()?;
+    let mut head = Head {
+        cwd: None,
+        at_ms: None,
+    };
+    for line in BufReader::new(f.take(4 << 20)).lines().take(50) {
+        let Ok(line) = line else { break };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if head.at_ms.is_none() {
+            head.at_ms = v
+                .get("timestamp")
+                .and_then(|t| t.as_str())
+                .and_then(epoch_ms);
+        }
+        let cwd = v
+            .get("cwd")
+            .or_else(|| v.pointer("/payload/cwd"))
+            .and_then(|c| c.as_str());
+        if let Some(c) = cwd {
+            head.cwd = Some(c.to_string());
+            return Some(head);
+        }
+    }
+    Some(head)
+}
+
+/// Reads `path` into `x`: records written since `started` (others belong to an earlier run
+/// of a resumed conversation), then the path and the session's facts. Returns the number of
+/// lines fed.
+pub fn read_into(path: &Path, started: SystemTime, x: &mut Extractor) -> std::io::Result<u64> {
+    let mut since = epoch_ms(&format_timestamp(
+        started.checked_sub(SLACK).unwrap_or(started),
+    ));
+    // A file written during the session whose records all predate it was written by a
+    // clock that disagrees with ours (or copied whole): then every record is this session's.
+    if !any_record_since(path, since)? {
+        since = None;
+    }
+    let f = File::open(path)?;
+    let mut reader = BufReader::new(f.take(MAX_LOG_BYTES));
+    let fallback: Arc<str> = format_timestamp(SystemTime::now()).into();
+    let mut buf = Vec::new();
+    let (mut n, mut fed) = (0u64, 0u64);
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        n += 1;
+        if buf.len() > MAX_LOG_LINE {
+            continue;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end();
+        if let (Some(since), Some(at)) = (since, line_timestamp(line)) {
+            if at < since {
+                continue;
+            }
+        }
+        x.feed_log_line(line, n, &fallback);
+        fed += 1;
+    }
+    x.set_log_path(path.to_string_lossy().into_owned());
+    Ok(fed)
+}
+
+fn any_record_since(path: &Path, since: Option<i64>) -> std::io::Result<bool> {
+    let Some(since) = since else { return Ok(true) };
+    let reader = BufReader::new(File::open(path)?.take(MAX_LOG_BYTES));
+    for line in reader.split(b'\n') {
+        let line = line?;
+        if line.len() > MAX_LOG_LINE {
+            continue;
+        }
+        if line_timestamp(&String::from_utf8_lossy(&line)).is_some_and(|t| t >= since) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The `timestamp` of a log line, found without parsing the whole line: both agents write it
+/// near the start or the end as `"timestamp":"…"`.
+fn line_timestamp(line: &str) -> Option<i64> {
+    let key = "\"timestamp\":\"";
+    let at = line.find(key)? + key.len();
+    let end = line[at..].find('"')? + at;
+    epoch_ms(&line[at..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_are_told_by_name_or_program() {
+        assert_eq!(Kind::detect("claude", None), Some(Kind::Claude));
+        assert_eq!(
+            Kind::detect("ci", Some("/usr/bin/codex")),
+            Some(Kind::Codex)
+        );
+        assert_eq!(Kind::detect("aider", Some("aider")), None);
+    }
+
+    #[test]
+    fn a_line_timestamp_is_found_without_a_parse() {
+        let l = r#"{"type":"x","timestamp":"2026-12-01T16:23:26.365Z","n":1}"#;
+        assert_eq!(line_timestamp(l), epoch_ms("2026-12-01T16:23:26.365Z"));
+        assert_eq!(line_timestamp(r#"{"type":"x"}"#), None);
+    }
+}

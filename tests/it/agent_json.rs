@@ -1,0 +1,386 @@
+//! The agents' own records (SPEC §10): JSON streams decoded by `[[json]]` rules, session logs
+//! found and read, tokens and cost on the session. Each test replays what the real clients
+//! printed and logged (tests/fixtures/streams/, recorded by scripts/record_agent_json.sh from
+//! codex-cli 0.171.0 and Claude Code 2.1.197 against the scripted mock model) through the
+//! real binary: a child prints the recorded output and writes the recorded log where the
+//! agent would, under this test's `CODEX_HOME` / `CLAUDE_CONFIG_DIR`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use crate::harness::Env;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/streams")
+        .join(name)
+}
+
+/// The directory the recordings ran in; the fake agent puts this test's own in its place.
+const RECORDED_CWD: &str = "/tmp/wrapper-rec/proj";
+
+/// Which recorded run to replay.
+struct Recording {
+    agent: &'static str,
+    name: &'static str,
+}
+
+impl Recording {
+    /// A shell script that writes the session log where the agent would and prints the
+    /// recorded stdout and stderr.
+    fn script(&self, env: &Env) -> String {
+        let out = fixture(&format!("{}.out", self.name));
+        let err = fixture(&format!("{}.err", self.name));
+        let (log, dest) = match self.agent {
+            "codex" => (
+                fixture(&format!("{}.rollout.jsonl", self.name)),
+                format!(
+                    "{}/sessions/$(date -u +%Y/%m/%d)",
+                    env.path("codex-home").display()
+                ),
+            ),
+            _ => (
+                fixture(&format!("{}.log.jsonl", self.name)),
+                format!("{}/projects/-proj", env.path("claude-home").display()),
+            ),
+        };
+        format!(
+            "set -e; d=\"{dest}\"; mkdir -p \"$d\"; \
+             sed \"s#{RECORDED_CWD}#$PWD#g\" '{log}' > \"$d/rollout-test.jsonl\"; \
+             cat '{out}'; cat '{err}' >&2",
+            log = log.display(),
+            out = out.display(),
+            err = err.display(),
+        )
+    }
+
+    /// Runs it through wrapper with the built-in rules and a database.
+    fn run(&self, env: &Env) {
+        let out = env
+            .cmd()
+            .arg(self.agent)
+            .arg("--db")
+            .arg(env.db())
+            .arg("--")
+            .args(["sh", "-c", &self.script(env)])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wrapper");
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The agent's output reaches the terminal byte for byte.
+        let recorded = std::fs::read(fixture(&format!("{}.out", self.name))).expect("fixture");
+        assert_eq!(out.stdout, recorded);
+    }
+}
+
+/// `value|exit_code|has duration` of each command event, in order.
+fn commands(env: &Env) -> Vec<String> {
+    env.query_strings(
+        "SELECT matched_value || '|' || coalesce(json_extract(metadata_json, '$.exit_code'), '-') \
+         || '|' || (json_extract(metadata_json, '$.duration_ms') IS NOT NULL) \
+         FROM extraction_events WHERE event_type = 'command' ORDER BY id",
+    )
+}
+
+fn count(env: &Env, sql_where: &str) -> i64 {
+    env.query_i64(&format!(
+        "SELECT count(*) FROM extraction_events WHERE {sql_where}"
+    ))
+}
+
+/// What every mode must give: no event read out of a JSON escape, one code block stored once,
+/// the agent's log and usage on the session.
+fn common_checks(env: &Env, block_events: i64) {
+    assert_eq!(
+        count(
+            env,
+            "matched_value LIKE '%nbroken%' OR (original_line LIKE '{\"%' \
+             AND json_extract(coalesce(metadata_json, '{}'), '$.source') IS NULL)"
+        ),
+        0,
+        "an event from inside a JSON escape"
+    );
+    assert_eq!(env.query_i64("SELECT count(*) FROM code_blocks"), 1);
+    assert_eq!(count(env, "event_type = 'code_block'"), block_events);
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM code_blocks WHERE language = 'c'"),
+        1
+    );
+    let log = env.query_strings("SELECT agent_log_path FROM process_sessions");
+    assert!(log[0].ends_with("rollout-test.jsonl"), "{log:?}");
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM process_sessions WHERE agent_session_id IS NOT NULL \
+             AND input_tokens > 0 AND output_tokens > 0 AND cached_input_tokens IS NOT NULL"
+        ),
+        1
+    );
+}
+
+#[test]
+fn codex_exec_json_commands_errors_code_blocks_and_tokens() {
+    let env = Env::new();
+    Recording {
+        agent: "codex",
+        name: "codex_exec_json",
+    }
+    .run(&env);
+    assert_eq!(
+        commands(&env),
+        ["gcc broken.c -o broken|1|1", "python3 -m pytest -q|5|1"]
+    );
+    assert_eq!(
+        env.query_strings(
+            "SELECT matched_value FROM extraction_events WHERE pattern = 'codex_json_command_failed' ORDER BY id"
+        ),
+        ["gcc broken.c -o broken", "python3 -m pytest -q"]
+    );
+    // The compiler error inside `aggregated_output` is found as a line of its own.
+    assert_eq!(
+        env.query_strings(
+            "SELECT matched_value FROM extraction_events WHERE event_type = 'file_path' AND pattern = 'path_line_col'"
+        ),
+        ["broken.c:3:17"]
+    );
+    // Every command the log also has is confirmed, not stored again.
+    assert_eq!(
+        count(
+            &env,
+            "json_extract(metadata_json, '$.source') = 'log' AND event_type = 'command'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &env,
+            "event_type = 'command' AND json_extract(metadata_json, '$.confirmed_by') = 'log'"
+        ),
+        2
+    );
+    // The approval policy's refusal is only in the rollout.
+    assert_eq!(
+        count(
+            &env,
+            "event_type = 'denied' AND pattern = 'codex_log_rejected'"
+        ),
+        1
+    );
+    common_checks(&env, 1);
+    assert_eq!(
+        env.query_strings(
+            "SELECT input_tokens || '/' || cached_input_tokens || '/' || output_tokens || '/' || agent_model FROM process_sessions"
+        ),
+        ["6600/3000/166/mock-model"]
+    );
+}
+
+#[test]
+fn codex_exec_text_commands_get_exit_status_and_duration_from_the_rollout() {
+    let env = Env::new();
+    Recording {
+        agent: "codex",
+        name: "codex_exec_text",
+    }
+    .run(&env);
+    assert_eq!(
+        commands(&env),
+        ["gcc broken.c -o broken|1|1", "python3 -m pytest -q|5|1"]
+    );
+    // The failure is the screen's ` exited N` error, confirmed by the log: one per command.
+    assert_eq!(
+        env.query_strings(
+            "SELECT pattern || ':' || json_extract(metadata_json, '$.exit_code') || ':' || \
+             json_extract(metadata_json, '$.confirmed_by') FROM extraction_events \
+             WHERE pattern LIKE 'codex%failed' ORDER BY id"
+        ),
+        ["codex_exec_failed:1:log", "codex_exec_failed:5:log"]
+    );
+    assert_eq!(count(&env, "event_type = 'denied'"), 1);
+    // Codex prints its final message twice, on stdout and in the stderr transcript: two
+    // sightings of one block, stored once.
+    common_checks(&env, 2);
+}
+
+#[test]
+fn claude_stream_json_pairs_tool_calls_and_records_denials_and_cost() {
+    let env = Env::new();
+    Recording {
+        agent: "claude",
+        name: "claude_stream_json",
+    }
+    .run(&env);
+    assert_eq!(
+        commands(&env),
+        [
+            "gcc broken.c -o broken|1|1",
+            "python3 -m pytest -q|5|1",
+            "rm -rf build && git clean -fdx|-|1"
+        ]
+    );
+    assert_eq!(
+        env.query_strings(
+            "SELECT json_extract(metadata_json, '$.status') FROM extraction_events \
+             WHERE event_type = 'command' ORDER BY id"
+        ),
+        ["failed", "failed", "failed"]
+    );
+    // Every failed tool call is an error, once (content and tool_use_result say it twice).
+    assert_eq!(count(&env, "pattern = 'claude_tool_failed'"), 3);
+    assert_eq!(count(&env, "pattern = 'error_prefix'"), 0);
+    assert_eq!(
+        env.query_strings(
+            "SELECT matched_value || '|' || json_extract(metadata_json, '$.tool') FROM extraction_events \
+             WHERE event_type = 'denied'"
+        ),
+        ["rm -rf build && git clean -fdx|Bash"]
+    );
+    common_checks(&env, 1);
+    assert_eq!(
+        env.query_strings(
+            "SELECT input_tokens || '/' || cached_input_tokens || '/' || output_tokens || '/' || \
+             cost_usd || '/' || cost_note FROM process_sessions"
+        ),
+        ["7200/3600/126/0.0492/Claude Code's own estimate (total_cost_usd), not a bill"]
+    );
+}
+
+#[test]
+fn claude_text_mode_is_covered_by_the_session_log() {
+    let env = Env::new();
+    Recording {
+        agent: "claude",
+        name: "claude_text",
+    }
+    .run(&env);
+    // The screen shows only the final answer: the commands come from the log.
+    assert_eq!(
+        commands(&env),
+        [
+            "gcc broken.c -o broken|1|1",
+            "python3 -m pytest -q|5|1",
+            "rm -rf build && git clean -fdx|-|1"
+        ]
+    );
+    assert_eq!(
+        count(
+            &env,
+            "event_type = 'command' AND json_extract(metadata_json, '$.source') = 'log'"
+        ),
+        3
+    );
+    assert_eq!(count(&env, "pattern = 'claude_tool_failed'"), 3);
+    assert_eq!(
+        count(
+            &env,
+            "event_type = 'denied' AND pattern = 'claude_log_denied'"
+        ),
+        1
+    );
+    common_checks(&env, 1);
+    // No result line in text mode: tokens are the sum of the logged responses, no cost.
+    assert_eq!(
+        env.query_strings(
+            "SELECT input_tokens || '/' || output_tokens || '/' || coalesce(cost_usd, 'none') FROM process_sessions"
+        ),
+        ["7200/126/none"]
+    );
+}
+
+#[test]
+fn stats_and_show_report_tokens_and_cost_per_agent_day_and_session() {
+    let env = Env::new();
+    for (agent, name) in [
+        ("claude", "claude_stream_json"),
+        ("codex", "codex_exec_json"),
+    ] {
+        Recording { agent, name }.run(&env);
+    }
+    let out = env
+        .cmd()
+        .args(["stats", "--json", "--db"])
+        .arg(env.db())
+        .output()
+        .expect("stats");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    let u = &v["usage"];
+    assert_eq!(u["total"]["input_tokens"], 13800);
+    assert_eq!(u["total"]["output_tokens"], 292);
+    let agents: Vec<(String, i64)> = u["by_agent"]
+        .as_array()
+        .expect("by_agent")
+        .iter()
+        .map(|a| {
+            (
+                a["agent_name"].as_str().unwrap_or("").to_string(),
+                a["input_tokens"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        agents,
+        [("claude".to_string(), 7200), ("codex".to_string(), 6600)]
+    );
+    assert_eq!(u["by_day"].as_array().map(Vec::len), Some(2));
+    assert_eq!(u["sessions"].as_array().map(Vec::len), Some(2));
+    assert!((u["by_agent"][0]["cost_usd"].as_f64().unwrap_or(0.0) - 0.0492).abs() < 1e-9);
+
+    let sid =
+        env.query_strings("SELECT session_id FROM process_sessions WHERE agent_name = 'claude'");
+    let out = env
+        .cmd()
+        .args(["show", "--json", "--db"])
+        .arg(env.db())
+        .arg(&sid[0])
+        .output()
+        .expect("show");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("show json");
+    assert_eq!(v["usage"]["output_tokens"], 126);
+    assert!(v["usage"]["agent_log_path"]
+        .as_str()
+        .is_some_and(|p| p.ends_with(".jsonl")));
+    // And for people: the table says what the cost is.
+    let out = env
+        .cmd()
+        .args(["show", "--db"])
+        .arg(env.db())
+        .arg(&sid[0])
+        .output()
+        .expect("show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("own estimate"), "{text}");
+}
+
+#[test]
+fn a_log_of_another_directory_is_not_this_sessions() {
+    let env = Env::new();
+    // The recorded log, left as recorded: its cwd is not this session's.
+    let d = env.path("claude-home").join("projects/-other");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    let script = format!(
+        "cp '{}' '{}/x.jsonl'; cat '{}'",
+        fixture("claude_text.log.jsonl").display(),
+        d.display(),
+        fixture("claude_text.out").display()
+    );
+    let out = env
+        .cmd()
+        .args(["claude", "--db"])
+        .arg(env.db())
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert_eq!(count(&env, "event_type = 'command'"), 0);
+    assert_eq!(
+        env.query_strings("SELECT coalesce(agent_log_path, 'none') FROM process_sessions"),
+        ["none"]
+    );
+}
