@@ -19,6 +19,9 @@ The conversation is scripted by a scenario file (JSON):
 The server is stateless: which turn to play is the number of tool results already in the
 request's conversation (function_call_output items, tool_result blocks, functionResponse
 parts), so retries, side requests and several clients at once all get consistent answers.
+A turn's `"escalate": true` makes Codex's shell call ask for escalated permissions (so an
+`on-request` approval policy asks the user); `"escalate": ["model", ...]` does so only when the
+request names one of those models (e.g. a TUI run started with `-m mock-model-tui`).
 Once the script is exhausted the last `answer` is repeated. Requests that offer no tools
 (Claude's title / topic side calls, Gemini's next-speaker check) get a short neutral answer.
 
@@ -180,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
         if turn.get("say"):
             out.append(self._oa_message(turn["say"], f"msg_{step}_say"))
         if "run" in turn:
-            out.append(self._oa_call(turn, tools, step))
+            out.append(self._oa_call(turn, tools, step, body.get("model")))
         elif "answer" in turn:
             out.append(self._oa_message(turn["answer"], f"msg_{step}_answer"))
         self._sse("response.completed", {"type": "response.completed",
@@ -203,7 +206,7 @@ class Handler(BaseHTTPRequestHandler):
                                                 "output_index": 0, "item": done})
         return done
 
-    def _oa_call(self, turn, tools, step):
+    def _oa_call(self, turn, tools, step, model):
         cmd = turn["run"]
         call_id = f"call_{step}"
         if "shell_command" in tools:
@@ -214,7 +217,8 @@ class Handler(BaseHTTPRequestHandler):
             name, args = "shell", {"command": ["bash", "-lc", cmd]}
         if turn.get("workdir"):
             args["workdir"] = turn["workdir"]
-        if turn.get("escalate"):
+        esc = turn.get("escalate")
+        if esc is True or (isinstance(esc, list) and model in esc):
             args["sandbox_permissions"] = "require_escalated"
             args["justification"] = turn.get("description", "Needs approval")
         item = {"type": "function_call", "id": f"fc_{step}", "call_id": call_id, "name": name,
@@ -314,8 +318,13 @@ class Handler(BaseHTTPRequestHandler):
         if side:
             if gen.get("responseMimeType") == "application/json" or gen.get("responseJsonSchema") \
                     or gen.get("responseSchema"):
+                # one object that satisfies the CLI's JSON side calls: the next-speaker check
+                # and the model router's classifiers
                 parts = [{"text": json.dumps({"reasoning": "The model finished its turn.",
-                                              "next_speaker": "user"})}]
+                                              "next_speaker": "user",
+                                              "complexity_reasoning": "A small scripted task.",
+                                              "complexity_score": 10,
+                                              "model_choice": "flash"})}]
             else:
                 parts = [{"text": "Scripted session"}]
         else:
