@@ -1,5 +1,6 @@
 //! Integration tests: the real binary, real child processes, real signals, real SQLite files.
 
+mod agents_tui;
 mod corpus;
 mod hardening;
 mod harness;
