@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real child processes, real signals, real SQLite files.
 
 mod agent_json;
+mod agents_tui;
 mod corpus;
 mod first_contact;
 mod hardening;

@@ -1,0 +1,296 @@
+//! The built-in rules on what the real agent clients showed: the TUI screens (`tmux
+//! capture-pane`) and text-mode outputs recorded by `scripts/real-agents.sh --record` in
+//! `tests/fixtures/agents/` (Codex 0.171, Claude Code 2.1.197, Gemini CLI 0.61 against the
+//! scripted mock model). Each screen is run through `wrapper patterns test --agent …` and every
+//! command, failure (with its exit status), approval question and refusal a person read there
+//! must be an event — and no command event may be anything but a command the model asked for.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents")
+}
+
+/// The commands the scenario's model asks to run: the only values a command event may have.
+fn scenario_commands() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(fixtures().join("scenarios/fix_build.json"))
+        .expect("scenario file");
+    let v: Value = serde_json::from_str(&text).expect("scenario json");
+    v["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .filter_map(|t| t["run"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `wrapper patterns test --jsonl --agent AGENT` on each fixture, all started at once (each
+/// run compiles the rule set; in parallel the test stays quick on a loaded machine).
+fn events_of(files: &[(&str, &str)]) -> Vec<Vec<Value>> {
+    let env = Env::new();
+    let children: Vec<_> = files
+        .iter()
+        .map(|(rel, agent)| {
+            let path = fixtures().join(rel);
+            assert!(path.is_file(), "fixture {} is missing", path.display());
+            env.cmd()
+                .args(["patterns", "test", "--jsonl", "--agent", agent])
+                .arg(&path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start wrapper patterns test")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("wrapper patterns test");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("json event"))
+                .collect()
+        })
+        .collect()
+}
+
+fn values<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a str> {
+    ev.iter()
+        .filter(|e| e["event_type"] == kind)
+        .map(|e| e["matched_value"].as_str().unwrap_or(""))
+        .collect()
+}
+
+fn metadata(e: &Value) -> Value {
+    e["metadata_json"]
+        .as_str()
+        .map(|m| serde_json::from_str(m).expect("metadata json"))
+        .unwrap_or(Value::Null)
+}
+
+/// What a person read on one recorded screen or output, and must find as events.
+struct Expect {
+    file: &'static str,
+    agent: &'static str,
+    /// command events, in order (values)
+    commands: &'static [&'static str],
+    /// each must be (a substring of) the value of some error event
+    errors: &'static [&'static str],
+    /// (rule, exit status) that must be on an event's metadata as `exit_code`
+    exit_codes: &'static [(&'static str, &'static str)],
+    /// approval questions on the screen (prompt events)
+    prompts: &'static [&'static str],
+    /// refusals: declined by the user or denied by a policy
+    denied: &'static [&'static str],
+}
+
+const GCC: &str = "gcc broken.c -o broken";
+const PYTEST: &str = "python3 -m pytest -q";
+const RM: &str = "rm -rf build && git clean -fdx";
+const GCC_ERROR: &str = "expected ‘;’ before ‘return’";
+const CLAUDE_Q: &str = "Do you want to proceed?";
+const CODEX_Q: &str = "Would you like to run the following command?";
+
+const EXPECT: &[Expect] = &[
+    Expect {
+        file: "claude/tui.approval-1.screen.txt",
+        agent: "claude",
+        commands: &[GCC],
+        errors: &[],
+        exit_codes: &[],
+        prompts: &[CLAUDE_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "claude/tui.approval-2.screen.txt",
+        agent: "claude",
+        commands: &[GCC, PYTEST],
+        errors: &["Exit code 1", GCC_ERROR],
+        exit_codes: &[("claude_tool_error", "1")],
+        prompts: &[CLAUDE_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "claude/tui.approval-3.screen.txt",
+        agent: "claude",
+        commands: &[GCC, PYTEST, RM],
+        errors: &["Exit code 1", GCC_ERROR],
+        exit_codes: &[("claude_tool_error", "1")],
+        prompts: &[CLAUDE_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "claude/tui.scrollback.txt",
+        agent: "claude",
+        commands: &[GCC, PYTEST, RM],
+        errors: &["Exit code 1", GCC_ERROR],
+        exit_codes: &[("claude_tool_error", "1")],
+        prompts: &[],
+        denied: &["Interrupted"],
+    },
+    Expect {
+        file: "codex/tui.approval-1.screen.txt",
+        agent: "codex",
+        commands: &[GCC],
+        errors: &[GCC],
+        exit_codes: &[("codex_tui_exited", "1"), ("codex_tui_exited_error", "1")],
+        prompts: &[CODEX_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "codex/tui.approval-2.screen.txt",
+        agent: "codex",
+        commands: &[GCC, PYTEST],
+        errors: &[GCC],
+        exit_codes: &[("codex_tui_exited", "1")],
+        prompts: &[CODEX_Q],
+        denied: &[],
+    },
+    // The final screen: Codex cancelled the declined rm and then shows it as
+    // `• Exited (status 1) rm …`, so the rm is a command (proposed, exit 1) as on screen.
+    Expect {
+        file: "codex/tui.scrollback.txt",
+        agent: "codex",
+        commands: &[PYTEST, RM],
+        errors: &[RM],
+        exit_codes: &[("codex_tui_exited", "1")],
+        prompts: &[],
+        denied: &[RM],
+    },
+    Expect {
+        file: "codex/exec-text.merged.txt",
+        agent: "codex",
+        commands: &[GCC, PYTEST],
+        errors: &["exited 1 in", GCC_ERROR],
+        exit_codes: &[("codex_exec_failed", "1")],
+        prompts: &[],
+        denied: &["reject command"],
+    },
+    Expect {
+        file: "gemini/p-text.merged.txt",
+        agent: "gemini",
+        commands: &[],
+        errors: &[],
+        exit_codes: &[],
+        prompts: &[],
+        denied: &["Tool execution denied by policy."],
+    },
+];
+
+#[test]
+fn agent_screens_yield_every_command_failure_and_approval_question() {
+    let allowed = scenario_commands();
+    let (mut want, mut found) = (0usize, 0usize);
+    let mut misses = Vec::new();
+    let files: Vec<_> = EXPECT.iter().map(|x| (x.file, x.agent)).collect();
+    for (x, ev) in EXPECT.iter().zip(events_of(&files)) {
+        let commands = values(&ev, "command");
+        // no false command: every command event is one the model asked for
+        for c in &commands {
+            assert!(
+                allowed.contains(*c),
+                "{}: false command {c:?} (events: {ev:#?})",
+                x.file
+            );
+        }
+        assert_eq!(commands, x.commands, "{}: commands", x.file);
+        let mut need = |ok: bool, what: String| {
+            want += 1;
+            if ok {
+                found += 1;
+            } else {
+                misses.push(format!("{}: {what}", x.file));
+            }
+        };
+        let errors = values(&ev, "error");
+        for e in x.errors {
+            need(errors.iter().any(|v| v.contains(e)), format!("error {e:?}"));
+        }
+        for (rule, code) in x.exit_codes {
+            need(
+                ev.iter()
+                    .any(|e| e["pattern"] == *rule && metadata(e)["exit_code"] == *code),
+                format!("{rule} with exit_code {code}"),
+            );
+        }
+        let prompts = values(&ev, "prompt");
+        for p in x.prompts {
+            need(prompts.contains(p), format!("prompt {p:?}"));
+        }
+        assert_eq!(
+            prompts.len(),
+            x.prompts.len(),
+            "{}: one prompt event per question on the screen: {prompts:?}",
+            x.file
+        );
+        let denied = values(&ev, "denied");
+        for d in x.denied {
+            need(
+                denied.iter().any(|v| v.contains(d)),
+                format!("denied {d:?}"),
+            );
+        }
+        assert_eq!(
+            denied.len(),
+            x.denied.len(),
+            "{}: denied {denied:?}",
+            x.file
+        );
+    }
+    assert!(
+        misses.is_empty(),
+        "missed {} of {want}: {misses:#?}",
+        misses.len()
+    );
+    assert_eq!(found, want);
+}
+
+/// The lines right under a command on the Codex screen are its output (`  └ …`), never a
+/// command; the lines inside Claude's tool-result block are never commands either.
+#[test]
+fn output_under_a_command_is_not_a_command() {
+    let files = [
+        ("codex/tui.approval-2.screen.txt", "codex"),
+        ("codex/tui.scrollback.txt", "codex"),
+        ("claude/tui.scrollback.txt", "claude"),
+    ];
+    for ((file, _), ev) in files.iter().zip(events_of(&files)) {
+        for e in ev {
+            if e["event_type"] == "command" {
+                let line = e["original_line"].as_str().unwrap_or("");
+                assert!(
+                    !line.starts_with("  └") && !line.contains('⎿') && !line.starts_with("     "),
+                    "{file}: command from an output line: {line:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The recorded streams are what the README says: the real clients, with their versions.
+#[test]
+fn recordings_name_the_clients_that_made_them() {
+    for (agent, needle) in [
+        ("codex", "codex-cli "),
+        ("claude", "(Claude Code)"),
+        ("gemini", "."),
+    ] {
+        let v = std::fs::read_to_string(fixtures().join(agent).join("VERSION")).expect("VERSION");
+        assert!(v.contains(needle), "{agent}: {v}");
+    }
+    let cast = std::fs::read_to_string(fixtures().join("codex/tui.cast")).expect("cast");
+    let header: Value =
+        serde_json::from_str(cast.lines().next().expect("header")).expect("asciicast header");
+    assert_eq!(header["version"], 2);
+    assert_eq!(header["width"], 120);
+}
