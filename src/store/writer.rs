@@ -513,30 +513,38 @@ impl Writer {
 
     /// Stores captured output. If the database has failed, the capture is given up with one
     /// warning (the spool keeps events, not bytes).
+    /// A database that fails here fails for events too: the writer switches to its spool
+    /// as a failed commit would (one warning), and the rest of the output is not captured.
     fn write_capture(&mut self, c: super::capture::Write) {
         if self.capture_failed {
             return;
         }
-        let Some((conn, _)) = &self.db else {
-            if !self.capture_failed {
-                self.capture_failed = true;
-                if self.spool.is_some() {
-                    tracing::warn!("the database failed: the rest of the output is not captured");
-                }
-            }
+        let Some((conn, path)) = &self.db else {
+            self.capture_failed = true;
+            tracing::debug!("no database: the rest of the output is not captured");
             return;
         };
         let sid = &self.session.session_id;
-        let written = super::check_not_moved(conn).and_then(|()| match &c {
-            super::capture::Write::Start { t0_us, mode, size } => {
-                super::capture::start(conn, sid, *t0_us, *mode, *size)
-            }
-            super::capture::Write::Blocks(b) => super::capture::write_blocks(conn, sid, b),
-        });
-        if let Err(e) = written {
-            if !self.capture_failed {
-                self.capture_failed = true;
-                tracing::warn!("cannot store captured output ({e}); events are still recorded");
+        let mut attempt = 0;
+        loop {
+            let written = super::check_not_moved(conn).and_then(|()| match &c {
+                super::capture::Write::Start { t0_us, mode, size } => {
+                    super::capture::start(conn, sid, *t0_us, *mode, *size)
+                }
+                super::capture::Write::Blocks(b) => super::capture::write_blocks(conn, sid, b),
+            });
+            match written {
+                Ok(()) => return,
+                Err(e) if is_busy(&e) && attempt < 5 => attempt += 1,
+                Err(e) => {
+                    self.capture_failed = true;
+                    let path = path.clone();
+                    // What is pending goes to the spool with the session's state.
+                    let batch = std::mem::take(&mut self.pending);
+                    self.start_spool(&path, &e.to_string());
+                    self.commit(batch);
+                    return;
+                }
             }
         }
     }
