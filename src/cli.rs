@@ -48,8 +48,9 @@ const EXAMPLES: &str = concat!(
 Options for running an agent (all described in `wrapper run --help`): --enable-db, --db PATH,
 --patterns PATH (repeatable), --no-default-patterns, --no-user-patterns, --session-id ID,
 --env NAME, --batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH,
---no-redact, --max-line SIZE, --prompt-idle DUR, --subreaper, --pty/--no-pty, --config PATH,
--q/--quiet, -v/--verbose. Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
+--no-redact, --no-capture, --max-line SIZE, --prompt-idle DUR, --subreaper, --pty/--no-pty,
+--config PATH, -q/--quiet, -v/--verbose. Environment: WRAPPER_DB, WRAPPER_ENABLE_DB,
+WRAPPER_ENV; config file:
 $XDG_CONFIG_HOME/wrapper/config.toml.
 
 Exit status: the agent's own; 128+N if it died of signal N; 127 command not found; 126 not
@@ -112,6 +113,10 @@ pub enum Command {
     Prune(crate::cmd::prune::PruneArgs),
     /// Copy the database safely while wrappers may be writing to it
     Backup(crate::cmd::backup::BackupArgs),
+    /// Play a captured session in the terminal with its original timing
+    Replay(crate::cmd::replay::ReplayArgs),
+    /// Export a captured session: asciicast v2/v3, a text transcript, or its events
+    Export(crate::cmd::export::ExportArgs),
     /// Print a shell completion script (see README: "Shell completions and the man page")
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `wrapper man | man -l -`
@@ -175,6 +180,10 @@ pub struct RunArgs {
     /// Store text as it is, without masking secrets (for this run only)
     #[arg(long)]
     pub no_redact: bool,
+
+    /// Do not store the raw output for replay and export (stored by default with the database)
+    #[arg(long)]
+    pub no_capture: bool,
 
     /// Longest line kept for extraction; longer lines are cut (output is never cut) [default: 64KiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]

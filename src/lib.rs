@@ -7,6 +7,8 @@
 //! Beside it, the query side: [`cmd`] (one file per subcommand) and [`output`].
 
 pub mod agents;
+pub mod capture;
+pub mod cast;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -65,6 +67,8 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             cmd::completions::completions(<cli::Cli as clap::CommandFactory>::command(), a.shell)
         }
         Command::Man => cmd::completions::man(<cli::Cli as clap::CommandFactory>::command()),
+        Command::Replay(a) => cmd::replay::run(a),
+        Command::Export(a) => cmd::export::run(a),
     };
     match result {
         Ok(code) => code,

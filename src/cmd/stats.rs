@@ -49,24 +49,48 @@ pub fn run(args: StatsArgs) -> CliResult<i32> {
         },
     )
     .map_err(view::query_error)?;
+    let capture = crate::store::capture::sizes(&conn).unwrap_or_default();
     if args.json {
         output::print_json(&StatsJson {
             stats: &stats,
             usage: &usage,
+            capture: &capture,
         })?;
         return Ok(0);
     }
     print_human(&stats)?;
     crate::cmd::usage::print_usage(&usage)?;
+    view::line(capture_line(&capture))?;
     Ok(0)
 }
 
-/// `--json`: the totals, and `usage` (tokens and cost per agent, per day, per session).
+/// `--json`: the totals, `usage` (tokens and cost per agent, per day, per session) and
+/// `capture` (sizes of the stored output, all sessions).
 #[derive(serde::Serialize)]
 struct StatsJson<'a> {
     #[serde(flatten)]
     stats: &'a Stats,
     usage: &'a Usage,
+    capture: &'a crate::store::capture::Sizes,
+}
+
+/// One line on captured output (all sessions, whatever the filters).
+pub fn capture_line(c: &crate::store::capture::Sizes) -> String {
+    use crate::cmd::replay::human_bytes;
+    let ratio = if c.raw_bytes > 0 {
+        format!(
+            ", {:.2}× of the output",
+            c.stored_bytes as f64 / c.raw_bytes as f64
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "capture       {} sessions, {} of output stored in {}{ratio}",
+        c.sessions,
+        human_bytes(c.raw_bytes),
+        human_bytes(c.stored_bytes)
+    )
 }
 
 fn percent(rate: Option<f64>) -> String {

@@ -11,6 +11,7 @@
 //!   exit, and then finishes the session in order — drain, extract the rest, commit, record
 //!   the final state — so that nothing read is lost on any path.
 
+pub mod capture;
 pub mod child;
 pub mod pty;
 mod pty_mode;
@@ -59,6 +60,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // compiled in the extraction thread while the agent starts: see `RuleBook::load`.)
     let book = RuleBook::load(&cfg.pattern_sources).map_err(crate::config::pattern_error)?;
     let spec = ChildSpec::from_words(cfg.command.clone());
+    // Time offset 0 of the output capture.
+    let t0 = std::time::SystemTime::now();
 
     let session = SessionRow {
         session_id: cfg
@@ -67,7 +70,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         agent_name: cfg.agent.clone(),
         environment: cfg.environment.clone(),
-        started_at: now_timestamp(),
+        started_at: format_timestamp(t0),
         hostname: store::hostname(),
         cwd: std::env::current_dir()
             .ok()
@@ -182,13 +185,44 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         pid: Some(spawned.pid().as_raw() as u32),
         metadata: Some(spawned.metadata(spec.via_shell)),
     });
+    // Output capture (issue 13): with the database, unless --no-capture.
+    let (tap, capture) = match (&records_tx, has_db && cfg.capture) {
+        (Some(tx), true) => {
+            let redact = RuleBook {
+                redact: book.redact.clone(),
+                ..RuleBook::default()
+            };
+            let (tap, c) = capture::start(
+                redact,
+                cfg.redact,
+                t0,
+                spawned.capture_mode(),
+                spawned.capture_size(),
+                tx.clone(),
+            )
+            .map_err(|e| CliError::internal(anyhow!("cannot start the capture thread: {e}")))?;
+            (Some(tap), Some(c))
+        }
+        _ => (None, None),
+    };
+    let finish_capture = |tap: Option<capture::CaptureTap>, c: Option<capture::Capture>| {
+        drop(tap);
+        if let Some(c) = c {
+            c.finish();
+        }
+    };
 
     let tx = records_tx.clone();
     let outcome = match spawned {
-        Started::Pipes(s) => supervise(s, &cfg, book, tx, ctl_tx, ctl_rx, reap_all, &state),
-        Started::Pty(p) => pty_mode::supervise(p, &cfg, book, tx, ctl_tx, ctl_rx, reap_all, &state),
+        Started::Pipes(s) => supervise(s, &cfg, book, tx, tap, ctl_tx, ctl_rx, reap_all, &state),
+        Started::Pty(p) => {
+            pty_mode::supervise(p, &cfg, book, tx, tap, ctl_tx, ctl_rx, reap_all, &state)
+        }
     };
     sig_handle.close();
+    // The extraction thread has ended and dropped the tap: the last blocks go in now, before
+    // the final state.
+    finish_capture(None, capture);
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -280,6 +314,22 @@ impl Started {
         }
     }
 
+    /// How the output capture records this child: two streams, or one pty stream with sizes.
+    fn capture_mode(&self) -> store::capture::Mode {
+        match self {
+            Started::Pipes(_) => store::capture::Mode::Pipe,
+            Started::Pty(_) => store::capture::Mode::Pty,
+        }
+    }
+
+    /// The terminal size the capture starts with (PTY mode only).
+    fn capture_size(&self) -> Option<(u16, u16)> {
+        match self {
+            Started::Pipes(_) => None,
+            Started::Pty(p) => Some(p.size),
+        }
+    }
+
     /// The `running` state's metadata.
     fn metadata(&self, via_shell: bool) -> serde_json::Value {
         match self {
@@ -317,6 +367,7 @@ fn supervise(
     cfg: &RunConfig,
     book: RuleBook,
     records_tx: Option<SyncSender<Msg>>,
+    tap: Option<capture::CaptureTap>,
     ctl_tx: mpsc::Sender<Control>,
     ctl_rx: Receiver<Control>,
     reap_all: bool,
@@ -333,7 +384,7 @@ fn supervise(
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
-    let (chunk_tx, extract, backlog) = start_extraction(cfg, book, records_tx, None)?;
+    let (chunk_tx, extract, backlog) = start_extraction(cfg, book, records_tx, None, tap)?;
 
     let (drained_tx, drained_rx) = mpsc::channel::<()>();
     let pump_ctl = ctl_tx.clone();
@@ -506,6 +557,7 @@ fn start_extraction(
     book: RuleBook,
     records_tx: Option<SyncSender<Msg>>,
     screen: Option<pty_mode::ScreenSetup>,
+    tap: Option<capture::CaptureTap>,
 ) -> anyhow::Result<Extraction> {
     let Some(records_tx) = records_tx else {
         return Ok((None, None, None));
@@ -524,13 +576,14 @@ fn start_extraction(
             let extractor = build_extractor(&book, &agent, redact, max_line);
             drop(book);
             match screen {
-                None => extract_loop(chunk_rx, extractor, records_tx, prompt_idle, agent_log),
+                None => extract_loop(chunk_rx, extractor, records_tx, tap, prompt_idle, agent_log),
                 Some(s) => pty_mode::screen_loop(
                     chunk_rx,
                     extractor,
                     records_tx,
                     prompt_idle,
                     s,
+                    tap,
                     agent_log,
                 ),
             }
@@ -581,6 +634,7 @@ fn extract_loop(
     rx: queue::Receiver,
     mut x: Extractor,
     sink: SyncSender<Msg>,
+    tap: Option<capture::CaptureTap>,
     prompt_idle: Duration,
     agent_log: Option<crate::agents::LogQuery>,
 ) -> (u64, u64) {
@@ -601,6 +655,9 @@ fn extract_loop(
                 let ts: Arc<str> = format_timestamp(chunk.at).into();
                 x.feed(chunk.stream, &chunk.data, &ts);
                 last_data[chunk.stream] = Some((Instant::now(), ts));
+                if let Some(tap) = &tap {
+                    tap.output(chunk.stream, chunk.data, chunk.at);
+                }
                 false
             }
             Err(RecvTimeoutError::Timeout) => {

@@ -91,6 +91,7 @@ pub(super) fn supervise(
     cfg: &RunConfig,
     book: RuleBook,
     records_tx: Option<SyncSender<Msg>>,
+    tap: Option<super::capture::CaptureTap>,
     ctl_tx: mpsc::Sender<Control>,
     ctl_rx: Receiver<Control>,
     reap_all: bool,
@@ -102,7 +103,7 @@ pub(super) fn supervise(
         size: Arc::new(AtomicU32::new(pack_size(size.0, size.1))),
     };
     let (chunk_tx, extract, _backlog) =
-        super::start_extraction(cfg, book, records_tx, Some(screen.clone()))?;
+        super::start_extraction(cfg, book, records_tx, Some(screen.clone()), tap)?;
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
@@ -372,6 +373,7 @@ pub(super) fn screen_loop(
     sink: SyncSender<Msg>,
     prompt_idle: Duration,
     setup: ScreenSetup,
+    tap: Option<super::capture::CaptureTap>,
     agent_log: Option<crate::agents::LogQuery>,
 ) -> (u64, u64) {
     let unpack = |v: u32| ((v >> 16) as u16, (v & 0xffff) as u16);
@@ -404,12 +406,18 @@ pub(super) fn screen_loop(
                 let ts: Arc<str> = format_timestamp(chunk.at).into();
                 let size = unpack(setup.size.load(Ordering::Relaxed));
                 if size != screen.size() {
+                    if let Some(tap) = &tap {
+                        tap.resize(size.0, size.1, chunk.at);
+                    }
                     for l in screen.resize(size.0, size.1) {
                         x.screen_line(&l, &ts);
                     }
                 }
                 for l in screen.feed(&chunk.data) {
                     x.screen_line(&l, &ts);
+                }
+                if let Some(tap) = &tap {
+                    tap.output(chunk.stream, chunk.data, chunk.at);
                 }
                 if screen.fingerprint() != before || last.is_none() {
                     last_change = Some(chunk.at);

@@ -2,6 +2,7 @@
 
 mod agent_json;
 mod agents_tui;
+mod capture;
 mod corpus;
 mod first_contact;
 mod hardening;
