@@ -89,6 +89,8 @@ pub enum Command {
     Prune(crate::cmd::prune::PruneArgs),
     /// Copy the database safely while wrappers may be writing to it
     Backup(crate::cmd::backup::BackupArgs),
+    /// Serve the query API, a live tail of events and a web page over HTTP
+    Serve(crate::cmd::serve::ServeArgs),
 }
 
 /// Options of the run path. All but the agent and command can also be set in config.toml.

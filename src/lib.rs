@@ -15,6 +15,7 @@ pub mod extract;
 pub mod lines;
 pub mod output;
 pub mod run;
+pub mod serve;
 pub mod store;
 pub mod time;
 
@@ -58,6 +59,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Search(a) => cmd::search::run(a),
         Command::Prune(a) => cmd::prune::run(a),
         Command::Backup(a) => cmd::backup::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(code) => code,

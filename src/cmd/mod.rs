@@ -9,6 +9,7 @@ pub mod import_spool;
 pub mod patterns;
 pub mod prune;
 pub mod search;
+pub mod serve;
 pub mod sessions;
 pub mod show;
 pub mod stats;

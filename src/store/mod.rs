@@ -39,6 +39,14 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error(
+        "database {path} has schema version {found}, older than this wrapper's ({supported}), and is opened read-only; run `wrapper db migrate` once"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("{path} is not a wrapper database (application_id {found:#x})")]
     Foreign { path: PathBuf, found: i64 },
     #[error("cannot create {path}: {source}")]
@@ -57,6 +65,9 @@ pub enum OpenMode {
     Create,
     /// Query commands: the file must exist; the schema is still migrated forward.
     Existing,
+    /// `wrapper serve`: the file must exist and is never written, so its schema must be
+    /// current already (nothing is migrated, nothing recovered).
+    ReadOnly,
 }
 
 /// Opens (and if asked creates) the database, sets the pragmas, migrates the schema.
@@ -66,13 +77,16 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
         source,
     };
     match mode {
-        OpenMode::Existing if !path.exists() => {
+        OpenMode::Existing | OpenMode::ReadOnly if !path.exists() => {
             return Err(StoreError::NotFound {
                 path: path.to_path_buf(),
             })
         }
         OpenMode::Create => create_file(path)?,
-        OpenMode::Existing => {}
+        OpenMode::Existing | OpenMode::ReadOnly => {}
+    }
+    if mode == OpenMode::ReadOnly {
+        return open_read_only(path);
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -88,6 +102,30 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
     )
     .map_err(sqlite)?;
     migrate(&conn, path)?;
+    Ok(conn)
+}
+
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")
+        .map_err(sqlite)?;
+    let version = user_version(&conn).map_err(sqlite)?;
+    check_version(&conn, path, version)?;
+    if version < schema::LATEST {
+        return Err(StoreError::TooOld {
+            path: path.to_path_buf(),
+            found: version,
+            supported: schema::LATEST,
+        });
+    }
     Ok(conn)
 }
 
