@@ -80,6 +80,7 @@ fn poll_once(
         Ok(v) => match query::last_event_id(c) {
             Ok(id) => {
                 *version = Some(v);
+                tracing::debug!("tail: data_version {v}, newest event {id}");
                 head.send_if_modified(|h| {
                     let changed = id != *h;
                     *h = id;

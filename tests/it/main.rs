@@ -8,4 +8,5 @@ mod jobs;
 mod passthrough;
 mod patterns;
 mod run;
+mod serve;
 mod signals;
