@@ -440,7 +440,24 @@ pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord
 const ORDER_BY_ID: &str = "id DESC";
 
 /// How many events [`events`] would list without a limit (`f.limit` and `f.offset` unused).
+///
+/// Without a time bound the answer is a sum over `event_counts` (one row per session, type,
+/// pattern and risk, kept by the writer in the same transactions), not a walk over a
+/// million index entries; with one, the rows are counted.
 pub fn events_count(conn: &Connection, f: &EventFilter) -> QueryResult<i64> {
+    if f.since.is_none() && f.until.is_none() {
+        let mut w = Where::default();
+        w.opt(
+            "session_id IN (SELECT session_id FROM process_sessions WHERE agent_name = ?)",
+            &f.agent,
+        );
+        w.opt("session_id = ?", &f.session);
+        w.opt("event_type = ?", &f.event_type);
+        w.opt("pattern = ?", &f.pattern);
+        w.opt("risk_level = ?", &f.risk);
+        let sql = format!("SELECT coalesce(sum(n), 0) FROM event_counts{}", w.sql());
+        return Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?);
+    }
     let (w, _) = event_where(f);
     let sql = format!("SELECT count(*) FROM extraction_events{}", w.sql());
     Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?)
