@@ -113,6 +113,8 @@ pub enum Command {
     Prune(crate::cmd::prune::PruneArgs),
     /// Copy the database safely while wrappers may be writing to it
     Backup(crate::cmd::backup::BackupArgs),
+    /// Serve the query API, a live tail of events and a web page over HTTP
+    Serve(crate::cmd::serve::ServeArgs),
     /// Play a captured session in the terminal with its original timing
     Replay(crate::cmd::replay::ReplayArgs),
     /// Export a captured session: asciicast v2/v3, a text transcript, or its events

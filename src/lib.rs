@@ -19,6 +19,7 @@ pub mod lines;
 pub mod output;
 pub mod run;
 pub mod screen;
+pub mod serve;
 pub mod store;
 pub mod suggest;
 pub mod time;
@@ -69,6 +70,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Man => cmd::completions::man(<cli::Cli as clap::CommandFactory>::command()),
         Command::Replay(a) => cmd::replay::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(code) => code,

@@ -76,6 +76,7 @@ pub fn run(args: CodeBlocksArgs) -> CliResult<i32> {
         language: args.language,
         session,
         limit: args.limit,
+        offset: 0,
     };
     let rows = query::code_blocks(&conn, &filter).map_err(view::query_error)?;
     if view::emit_machine(Format::from_flags(args.json, args.jsonl), &rows)? {

@@ -70,6 +70,7 @@ pub fn run(args: EventsArgs) -> CliResult<i32> {
         since,
         until,
         limit: args.limit,
+        offset: 0,
     };
     let rows = query::events(&conn, &filter).map_err(view::query_error)?;
     if view::emit_machine(Format::from_flags(args.json, args.jsonl), &rows)? {

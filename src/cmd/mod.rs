@@ -12,6 +12,7 @@ pub mod patterns;
 pub mod prune;
 pub mod replay;
 pub mod search;
+pub mod serve;
 pub mod sessions;
 pub mod show;
 pub mod stats;

@@ -41,6 +41,7 @@ pub fn run(args: SessionsArgs) -> CliResult<i32> {
         active: args.active,
         since: view::bound("since", args.since.as_deref(), Edge::Start)?,
         limit: args.limit,
+        offset: 0,
     };
     let (conn, _) = view::open_db(&args.db)?;
     let rows = query::sessions(&conn, &filter).map_err(view::query_error)?;

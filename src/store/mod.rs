@@ -41,6 +41,14 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error(
+        "database {path} has schema version {found}, older than this wrapper's ({supported}), and is opened read-only; run `wrapper db migrate` once"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("{path} is not a wrapper database ({why}); it was left untouched: pass --db with another path")]
     Foreign { path: PathBuf, why: String },
     #[error("cannot create database {path}: {why}; choose a --db in a directory you can write")]
@@ -92,6 +100,9 @@ pub enum OpenMode {
     Create,
     /// Query commands: the file must exist; the schema is still migrated forward.
     Existing,
+    /// `wrapper serve`: the file must exist and is never written, so its schema must be
+    /// current already (nothing is migrated, nothing recovered).
+    ReadOnly,
 }
 
 /// Opens (and if asked creates) the database, sets the pragmas, migrates the schema.
@@ -101,6 +112,9 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
         error,
     };
     probe::inspect(path, mode)?;
+    if mode == OpenMode::ReadOnly {
+        return open_read_only(path);
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
@@ -159,6 +173,30 @@ fn setup(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     )
     .map_err(sqlite)?;
     migrate(conn, path)
+}
+
+/// `wrapper serve`'s connection: never writes, so the schema must be current already.
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let sqlite = |error| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        error,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")
+        .map_err(sqlite)?;
+    let version = check_version(&conn, path)?;
+    if version < schema::LATEST {
+        return Err(StoreError::TooOld {
+            path: path.to_path_buf(),
+            found: version,
+            supported: schema::LATEST,
+        });
+    }
+    Ok(conn)
 }
 
 /// Brings the schema to [`schema::LATEST`]. Safe when many processes open the same new file

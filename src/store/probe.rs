@@ -31,7 +31,7 @@ pub fn inspect(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return match mode {
-                OpenMode::Existing => Err(StoreError::NotFound {
+                OpenMode::Existing | OpenMode::ReadOnly => Err(StoreError::NotFound {
                     path: path.to_path_buf(),
                 }),
                 OpenMode::Create => create_file(path),

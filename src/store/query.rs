@@ -95,6 +95,14 @@ fn limit_value(limit: u64) -> Value {
     })
 }
 
+/// `LIMIT ? OFFSET ?` values for a page: `limit` as [`limit_value`], `offset` rows skipped.
+fn page_values(limit: u64, offset: u64) -> [Value; 2] {
+    [
+        limit_value(limit),
+        Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)),
+    ]
+}
+
 /// The smallest string greater than every string that starts with `prefix`: strings compare
 /// as bytes, and U+10FFFF is the largest UTF-8 sequence. A prefix lookup is then a range on
 /// the UNIQUE index instead of a scan.
@@ -178,23 +186,38 @@ pub struct SessionFilter {
     /// Started at or after (a stored-timestamp string).
     pub since: Option<String>,
     pub limit: u64,
+    /// Rows skipped before the page (for paging over HTTP).
+    pub offset: u64,
 }
 
-/// Sessions, newest first.
-pub fn sessions(conn: &Connection, f: &SessionFilter) -> QueryResult<Vec<Session>> {
+fn session_where(f: &SessionFilter) -> Where {
     let mut w = Where::default();
     w.opt("agent_name = ?", &f.agent);
     if f.active {
         w.add("state IN ('started', 'running')", []);
     }
     w.opt("started_at >= ?", &f.since);
+    w
+}
+
+/// Sessions, newest first.
+pub fn sessions(conn: &Connection, f: &SessionFilter) -> QueryResult<Vec<Session>> {
+    let w = session_where(f);
     let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM process_sessions{} ORDER BY started_at DESC, id DESC LIMIT ?",
+        "SELECT {SESSION_COLUMNS} FROM process_sessions{} ORDER BY started_at DESC, id DESC \
+         LIMIT ? OFFSET ?",
         w.sql()
     );
     let mut p = w.params;
-    p.push(limit_value(f.limit));
+    p.extend(page_values(f.limit, f.offset));
     rows(conn, &sql, params_from_iter(p), Session::from_row)
+}
+
+/// How many sessions [`sessions`] would list without a limit.
+pub fn sessions_count(conn: &Connection, f: &SessionFilter) -> QueryResult<i64> {
+    let w = session_where(f);
+    let sql = format!("SELECT count(*) FROM process_sessions{}", w.sql());
+    Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?)
 }
 
 /// Resolves a full session id or a unique prefix of one to the full id.
@@ -383,6 +406,8 @@ pub struct EventFilter {
     /// `timestamp < until`.
     pub until: Option<String>,
     pub limit: u64,
+    /// Rows skipped before the page (for paging over HTTP).
+    pub offset: u64,
 }
 
 /// Events, newest first.
@@ -400,11 +425,11 @@ pub struct EventFilter {
 pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord>> {
     let (w, order) = event_where(f);
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY {order} LIMIT ?",
+        "SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY {order} LIMIT ? OFFSET ?",
         w.sql()
     );
     let mut p = w.params;
-    p.push(limit_value(f.limit));
+    p.extend(page_values(f.limit, f.offset));
     let mut rows = rows(conn, &sql, params_from_iter(p), EventRecord::from_row)?;
     if order == ORDER_BY_ID {
         rows.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.id.cmp(&a.id)));
@@ -413,6 +438,59 @@ pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord
 }
 
 const ORDER_BY_ID: &str = "id DESC";
+
+/// How many events [`events`] would list without a limit (`f.limit` and `f.offset` unused).
+///
+/// Without a time bound the answer is a sum over `event_counts` (one row per session, type,
+/// pattern and risk, kept by the writer in the same transactions), not a walk over a
+/// million index entries; with one, the rows are counted.
+pub fn events_count(conn: &Connection, f: &EventFilter) -> QueryResult<i64> {
+    if f.since.is_none() && f.until.is_none() {
+        let mut w = Where::default();
+        w.opt(
+            "session_id IN (SELECT session_id FROM process_sessions WHERE agent_name = ?)",
+            &f.agent,
+        );
+        w.opt("session_id = ?", &f.session);
+        w.opt("event_type = ?", &f.event_type);
+        w.opt("pattern = ?", &f.pattern);
+        w.opt("risk_level = ?", &f.risk);
+        let sql = format!("SELECT coalesce(sum(n), 0) FROM event_counts{}", w.sql());
+        return Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?);
+    }
+    let (w, _) = event_where(f);
+    let sql = format!("SELECT count(*) FROM extraction_events{}", w.sql());
+    Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?)
+}
+
+/// Events committed after the event `after_id`, in commit (id) order, at most `f.limit`:
+/// what a live tail sends next. Ids grow with every commit, so `id > after_id` is exactly
+/// "not sent yet"; the walk is on the primary key, so a filter that matches rarely costs a
+/// scan of the new rows only.
+pub fn events_after(
+    conn: &Connection,
+    f: &EventFilter,
+    after_id: i64,
+) -> QueryResult<Vec<EventRecord>> {
+    let (mut w, _) = event_where(f);
+    w.add("id > ?", [Value::Integer(after_id)]);
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY id LIMIT ?",
+        w.sql()
+    );
+    let mut p = w.params;
+    p.push(limit_value(f.limit));
+    rows(conn, &sql, params_from_iter(p), EventRecord::from_row)
+}
+
+/// The id of the newest committed event, 0 when there is none.
+pub fn last_event_id(conn: &Connection) -> QueryResult<i64> {
+    Ok(conn.query_row(
+        "SELECT coalesce(max(id), 0) FROM extraction_events",
+        [],
+        |r| r.get(0),
+    )?)
+}
 
 fn event_where(f: &EventFilter) -> (Where, &'static str) {
     let mut w = Where::default();
@@ -497,6 +575,8 @@ pub struct CodeBlockFilter {
     /// A full session id.
     pub session: Option<String>,
     pub limit: u64,
+    /// Rows skipped before the page (for paging over HTTP).
+    pub offset: u64,
 }
 
 /// Code blocks, most recently first seen first. By id rather than timestamp: a block is
@@ -508,6 +588,24 @@ pub struct CodeBlockFilter {
 /// and session filters look there, so a block shows up for every session and agent that
 /// printed it, not only the first.
 pub fn code_blocks(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<Vec<CodeBlockRecord>> {
+    let w = code_block_where(f);
+    let sql = format!(
+        "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks{} ORDER BY id DESC LIMIT ? OFFSET ?",
+        w.sql()
+    );
+    let mut p = w.params;
+    p.extend(page_values(f.limit, f.offset));
+    rows(conn, &sql, params_from_iter(p), CodeBlockRecord::from_row)
+}
+
+/// How many code blocks [`code_blocks`] would list without a limit.
+pub fn code_blocks_count(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<i64> {
+    let w = code_block_where(f);
+    let sql = format!("SELECT count(*) FROM code_blocks{}", w.sql());
+    Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?)
+}
+
+fn code_block_where(f: &CodeBlockFilter) -> Where {
     let mut w = Where::default();
     // `+agent_name` keeps SQLite on the event-type index (code_block events are few) rather
     // than walking every event of the agent.
@@ -526,13 +624,7 @@ pub fn code_blocks(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<Vec<Co
             [Value::Text(session.clone()), Value::Text(session.clone())],
         );
     }
-    let sql = format!(
-        "SELECT {CODE_BLOCK_COLUMNS} FROM code_blocks{} ORDER BY id DESC LIMIT ?",
-        w.sql()
-    );
-    let mut p = w.params;
-    p.push(limit_value(f.limit));
-    rows(conn, &sql, params_from_iter(p), CodeBlockRecord::from_row)
+    w
 }
 
 /// The code block whose digest is `prefix` or starts with it (case-insensitive hex).

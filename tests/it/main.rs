@@ -15,5 +15,6 @@ mod pty;
 mod run;
 mod secrets;
 mod screen;
+mod serve;
 mod signals;
 mod store_open;

@@ -1,0 +1,36 @@
+//! The web page at `/`: one HTML file, one script and one stylesheet, compiled into the
+//! binary (`include_str!`), so there is no build step and no file to find at run time. The
+//! script is plain JavaScript over the same JSON API scripts use, and builds the DOM with
+//! `textContent` only: agent output is untrusted text and never becomes markup.
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+const INDEX: &str = include_str!("page/index.html");
+const APP_JS: &str = include_str!("page/app.js");
+const APP_CSS: &str = include_str!("page/app.css");
+
+/// Only our own files, no inline script, no framing: what the page needs and nothing else.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+pub async fn index() -> Response {
+    asset(INDEX, "text/html; charset=utf-8")
+}
+
+pub async fn app_js() -> Response {
+    asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+pub async fn app_css() -> Response {
+    asset(APP_CSS, "text/css; charset=utf-8")
+}
