@@ -37,8 +37,9 @@ does not know is an error there, so put `--` before commands that take options.
 Options for running an agent (all described in `wrapper run --help`): --enable-db, --db PATH,
 --patterns PATH (repeatable), --no-default-patterns, --session-id ID, --env NAME,
 --batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH, --no-redact,
---max-line SIZE, --prompt-idle DUR, --subreaper, --config PATH, -q/--quiet, -v/--verbose.
-Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
+--max-line SIZE, --prompt-idle DUR, --subreaper, --otlp-endpoint URL, --no-git, --config PATH,
+-q/--quiet, -v/--verbose.
+Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV, OTEL_EXPORTER_OTLP_*; config file:
 $XDG_CONFIG_HOME/wrapper/config.toml.
 
 Exit status: the agent's own; 128+N if it died of signal N; 127 command not found; 126 not
@@ -149,6 +150,15 @@ pub struct RunArgs {
     /// Reap orphaned descendants, as an init would (automatic when wrapper is PID 1)
     #[arg(long)]
     pub subreaper: bool,
+
+    /// Also send the session and its events as OpenTelemetry logs to this OTLP/HTTP endpoint
+    /// (`/v1/logs` is added to a base URL) [default: $OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Do not record the git repository's branch, HEAD, commits and changed files
+    #[arg(long)]
+    pub no_git: bool,
 
     /// Config file [default: $XDG_CONFIG_HOME/wrapper/config.toml]
     #[arg(long, value_name = "PATH")]

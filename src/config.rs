@@ -42,6 +42,14 @@ pub struct FileConfig {
     pub events_out: Option<PathBuf>,
     pub redact: Option<bool>,
     pub subreaper: Option<bool>,
+    /// OTLP/HTTP endpoint for sessions and events as log records (`crate::otel`).
+    pub otlp_endpoint: Option<String>,
+    /// Extra HTTP headers for OTLP requests (e.g. an API key).
+    pub otlp_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Record the repository's facts (`crate::git`); default true.
+    pub git: Option<bool>,
+    /// Time limit of each git probe phase, e.g. "2s".
+    pub git_timeout: Option<String>,
 }
 
 /// A loaded config file with where it came from.
@@ -116,6 +124,12 @@ pub struct RunConfig {
     pub prompt_idle: Duration,
     pub subreaper: bool,
     pub config_version: Option<String>,
+    /// Where to export OTLP log records, if anywhere.
+    pub otlp: Option<crate::otel::OtlpConfig>,
+    /// Why inherited OTLP settings were ignored (printed once by the run).
+    pub otlp_warning: Option<String>,
+    /// The git probe's time limit per phase; `None` when switched off.
+    pub git_timeout: Option<Duration>,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -213,7 +227,15 @@ impl RunConfig {
                 "{cfg_name}: `batch_size` must be at least 1"
             )));
         }
+        let (otlp, otlp_warning) = resolve_otlp(args.otlp_endpoint.as_deref(), file, &cfg_name)?;
+        let git_timeout = (!args.no_git && file.git.unwrap_or(true))
+            .then(|| file_dur("git_timeout", &file.git_timeout))
+            .transpose()?
+            .map(|d| d.unwrap_or(crate::git::DEFAULT_TIMEOUT));
         Ok(RunConfig {
+            otlp,
+            otlp_warning,
+            git_timeout,
             agent: args.agent,
             command: args.command,
             db,
@@ -243,6 +265,36 @@ impl RunConfig {
             config_version: loaded.version,
         })
     }
+}
+
+/// `--otlp-endpoint` > the standard `OTEL_EXPORTER_OTLP_*` variables > config (`crate::otel`).
+fn resolve_otlp(
+    flag: Option<&str>,
+    file: &FileConfig,
+    cfg_name: &str,
+) -> Result<(Option<crate::otel::OtlpConfig>, Option<String>), CliError> {
+    use crate::otel::{OtlpConfig, Resolved};
+    let headers: Vec<(String, String)> = file
+        .otlp_headers
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let resolved = OtlpConfig::resolve(flag, file.otlp_endpoint.as_deref(), &headers, |k| {
+        std::env::var(k).ok()
+    })
+    .map_err(|e| {
+        let e = e.replace(
+            "config `otlp_endpoint`",
+            &format!("{cfg_name}: `otlp_endpoint`"),
+        );
+        CliError::usage(anyhow!(e))
+    })?;
+    Ok(match resolved {
+        Resolved::On(c) => (Some(c), None),
+        Resolved::Off => (None, None),
+        Resolved::OffWithWarning(w) => (None, Some(w)),
+    })
 }
 
 /// The database path for query and maintenance commands: --db > $WRAPPER_DB > config > default.

@@ -12,9 +12,12 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod extract;
+pub mod git;
 pub mod lines;
+pub mod otel;
 pub mod output;
 pub mod run;
+pub mod sink;
 pub mod store;
 pub mod time;
 

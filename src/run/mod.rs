@@ -32,6 +32,7 @@ use crate::error::CliError;
 use crate::event::{format_timestamp, now_timestamp};
 use crate::extract::rules::RuleBook;
 use crate::extract::{Extractor, Matcher, Redactor};
+use crate::git;
 use crate::store::writer::{self, Msg, SessionRow, Sink, SinkConfig, State, StateChange};
 use crate::store::{self, OpenMode};
 use child::{ChildSpec, Exit, Spawned};
@@ -98,7 +99,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         }
     };
     let has_db = db.is_some();
-    let sink = if db.is_some() || events_out.is_some() {
+    let outputs = outputs(&cfg, &session, &spec);
+    let sink = if db.is_some() || events_out.is_some() || !outputs.is_empty() {
         Some(
             Sink::start(SinkConfig {
                 db,
@@ -106,6 +108,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
                 batch_size: cfg.batch_size,
                 flush_interval: cfg.flush_interval,
                 session: session.clone(),
+                outputs,
             })
             .map_err(|e| CliError::internal(anyhow!("cannot start the writer thread: {e}")))?,
         )
@@ -154,6 +157,28 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             return Ok(code);
         }
     };
+    // Repository facts, read in the background from here on (`crate::git`).
+    let git = match (&records_tx, cfg.git_timeout) {
+        (Some(tx), Some(limit)) => {
+            let tx = tx.clone();
+            let redact = cfg.redact.then(|| RuleBook {
+                redact: book.redact.clone(),
+                ..Default::default()
+            });
+            let cwd = session.cwd.clone().map(std::path::PathBuf::from);
+            cwd.and_then(|cwd| {
+                git::Probe::start(
+                    cwd,
+                    limit,
+                    redact,
+                    Box::new(move |u| {
+                        let _ = tx.send(Msg::Git(u));
+                    }),
+                )
+            })
+        }
+        _ => None,
+    };
     state(StateChange {
         state: State::Running,
         timestamp: now_timestamp(),
@@ -178,6 +203,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         &state,
     );
     sig_handle.close();
+    // The end facts go in before the final state (bounded by the probe's time limit).
+    if let Some(g) = git {
+        g.finish();
+    }
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -239,6 +268,31 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         }
     }
     Ok(outcome.exit.code())
+}
+
+/// The outputs beside the database: OTLP export when configured. One that cannot start is
+/// left out with a warning; the session goes on.
+fn outputs(cfg: &RunConfig, session: &SessionRow, spec: &ChildSpec) -> crate::sink::Outputs {
+    if let Some(w) = &cfg.otlp_warning {
+        eprintln!("wrapper: warning: {w}");
+    }
+    let mut list: Vec<Box<dyn crate::sink::Output>> = Vec::new();
+    if let Some(otlp) = &cfg.otlp {
+        let program = std::path::Path::new(&spec.program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match crate::otel::Exporter::start(
+            otlp.clone(),
+            session,
+            &program,
+            cfg.git_timeout.is_some(),
+        ) {
+            Ok(e) => list.push(Box::new(e)),
+            Err(e) => eprintln!("wrapper: warning: cannot start OTLP export: {e}"),
+        }
+    }
+    crate::sink::Outputs::new(list)
 }
 
 struct Outcome {

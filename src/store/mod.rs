@@ -5,6 +5,7 @@
 //! ([`writer`]); query commands read through [`query`].
 
 pub mod fts;
+pub mod git;
 pub mod query;
 pub mod schema;
 pub mod spool;

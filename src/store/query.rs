@@ -178,6 +178,10 @@ pub struct SessionFilter {
     /// Started at or after (a stored-timestamp string).
     pub since: Option<String>,
     pub limit: u64,
+    /// Only sessions in this repository (a path or a remote URL; `store::git`).
+    pub repo: Option<String>,
+    /// Only sessions on this branch, at the start or at the end.
+    pub branch: Option<String>,
 }
 
 /// Sessions, newest first.
@@ -188,6 +192,9 @@ pub fn sessions(conn: &Connection, f: &SessionFilter) -> QueryResult<Vec<Session
         w.add("state IN ('started', 'running')", []);
     }
     w.opt("started_at >= ?", &f.since);
+    for (clause, values) in super::git::filter_clauses(f.repo.as_deref(), f.branch.as_deref()) {
+        w.add(clause, values);
+    }
     let sql = format!(
         "SELECT {SESSION_COLUMNS} FROM process_sessions{} ORDER BY started_at DESC, id DESC LIMIT ?",
         w.sql()

@@ -112,6 +112,8 @@ pub enum Msg {
         lines: u64,
     },
     State(StateChange),
+    /// Repository facts (`crate::git`), stored in `session_git` (`store::git`).
+    Git(super::git::GitUpdate),
 }
 
 /// Where `--events-out` goes.
@@ -144,6 +146,8 @@ pub struct SinkConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub session: SessionRow,
+    /// Outputs beside the database (OTLP), fed every message.
+    pub outputs: crate::sink::Outputs,
 }
 
 /// What the writer did, reported when it finishes.
@@ -309,6 +313,7 @@ struct Writer {
     report: SinkReport,
     /// Wakes the checkpointer after a commit (never blocks: a pending tick is enough).
     checkpoint_ticks: Option<SyncSender<()>>,
+    outputs: crate::sink::Outputs,
 }
 
 impl Writer {
@@ -327,6 +332,7 @@ impl Writer {
             lines_committed: 0,
             report: SinkReport::default(),
             checkpoint_ticks: None,
+            outputs: cfg.outputs,
         }
     }
 
@@ -354,6 +360,9 @@ impl Writer {
                 idle_wait = SEARCH_STEP_PAUSE;
                 continue;
             }
+            if let Ok(m) = &msg {
+                self.outputs.send(m);
+            }
             if msg.is_ok() {
                 search_behind = self.db.is_some();
                 idle_wait = SEARCH_IDLE;
@@ -376,6 +385,7 @@ impl Writer {
                         oldest = None;
                     }
                 }
+                Ok(Msg::Git(g)) => self.write_git(&g),
                 Ok(Msg::State(st)) => {
                     self.pending_states.push(st);
                     self.commit_pending();
@@ -397,7 +407,17 @@ impl Writer {
         if let Some(s) = &mut self.spool {
             s.flush();
         }
+        self.outputs.finish();
         self.report
+    }
+
+    /// Repository facts go in at once, in their own small transaction.
+    fn write_git(&mut self, g: &super::git::GitUpdate) {
+        if let (Some((conn, _)), None) = (&self.db, &self.spool) {
+            if let Err(e) = super::git::write(conn, &self.session.session_id, g) {
+                tracing::warn!("could not record the repository facts: {e}");
+            }
+        }
     }
 
     /// One small step of full-text indexing (`store::fts`). Returns whether rows remain.

@@ -90,6 +90,12 @@ impl Env {
             .env_remove("WRAPPER_ENABLE_DB")
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1");
+        // The machine's own telemetry settings must not send test sessions anywhere.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("OTEL_") {
+                c.env_remove(k);
+            }
+        }
         c
     }
 
