@@ -265,6 +265,27 @@ fn a_dirty_tree_at_the_start_is_recorded_and_nothing_was_committed() {
         .output()
         .expect("sessions");
     assert!(String::from_utf8_lossy(&out.stdout).contains("g2"));
+
+    // Pruning the session takes its git facts with it.
+    let out = env
+        .cmd()
+        .args(["prune", "--older-than", "0s", "--db"])
+        .arg(env.db())
+        .output()
+        .expect("prune");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in ["process_sessions", "session_git", "session_files"] {
+        assert_eq!(
+            env.query_i64(&format!("SELECT count(*) FROM {table}")),
+            0,
+            "{table}"
+        );
+    }
 }
 
 #[test]
