@@ -26,7 +26,7 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::extract::rules::RuleBook;
 use crate::extract::Redactor;
 use crate::store::git::{GitCommit, GitEnd, GitFile, GitStart, GitUpdate, MAX_COMMITS, MAX_FILES};
+use crate::store::writer::{Msg, SessionRow};
 
 /// Default time limit of each phase (start, end).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,7 +80,7 @@ impl Probe {
                 let redactor = redact
                     .and_then(|b| Redactor::new(&b, true).ok())
                     .unwrap_or_else(Redactor::off);
-                let started = probe_start(&cwd, Instant::now() + timeout);
+                let started = probe_start(&cwd, timeout);
                 let Some((mut start, repo)) = started else {
                     tracing::debug!("git: {} is not in a work tree", cwd.display());
                     send(GitUpdate::NotARepository);
@@ -92,7 +93,7 @@ impl Probe {
                     return;
                 };
                 if let Some(repo) = repo {
-                    let mut end = probe_end(&repo, &start, deadline);
+                    let mut end = probe_end(&repo, &start, deadline, timeout);
                     for c in &mut end.commits {
                         if let std::borrow::Cow::Owned(s) = redactor.redact(&c.subject) {
                             c.subject = s;
@@ -109,6 +110,26 @@ impl Probe {
             report,
             timeout,
         })
+    }
+
+    /// Probes the session's directory and reports to the writer (`Msg::Git`). `book`'s
+    /// `[[redact]]` rules mask subjects and URLs unless `redact` is off.
+    pub fn for_session(
+        session: &SessionRow,
+        timeout: Duration,
+        book: &RuleBook,
+        redact: bool,
+        tx: SyncSender<Msg>,
+    ) -> Option<Probe> {
+        let cwd = PathBuf::from(session.cwd.as_ref()?);
+        let rules = redact.then(|| RuleBook {
+            redact: book.redact.clone(),
+            ..Default::default()
+        });
+        let report: Report = Box::new(move |u| {
+            let _ = tx.send(Msg::Git(u));
+        });
+        Probe::start(cwd, timeout, rules, report)
     }
 
     /// Reads the end facts and reports them, waiting at most the time limit; after that
@@ -177,8 +198,14 @@ fn git(dir: &Path, args: &[&str], deadline: Instant) -> Result<Vec<u8>, GitError
         .args(args)
         .env("GIT_OPTIONAL_LOCKS", "0")
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
+        .env("LC_ALL", "C");
+    run_limited(cmd, deadline)
+}
+
+/// Runs `cmd` in a process group of its own and returns its stdout, or why not, by
+/// `deadline`; past it the whole group is killed.
+fn run_limited(mut cmd: Command, deadline: Instant) -> Result<Vec<u8>, GitError> {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own group: killed with any helper it starts, and never the terminal's
@@ -191,7 +218,7 @@ fn git(dir: &Path, args: &[&str], deadline: Instant) -> Result<Vec<u8>, GitError
         _ => false,
     };
     if !complete {
-        // SAFETY-free: killpg on the group git leads; "already gone" is fine.
+        // The group git leads, with any helper it started; "already gone" is fine.
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -290,8 +317,8 @@ fn text(bytes: &[u8]) -> String {
 
 /// The start facts, and the work tree to read again at the end. `None` when `cwd` is not in
 /// a work tree (or git is not installed): nothing is recorded then.
-fn probe_start(cwd: &Path, deadline: Instant) -> Option<(GitStart, Option<Repo>)> {
-    let limit = deadline.saturating_duration_since(Instant::now());
+fn probe_start(cwd: &Path, limit: Duration) -> Option<(GitStart, Option<Repo>)> {
+    let deadline = Instant::now() + limit;
     let root = match git(cwd, &["rev-parse", "--show-toplevel"], deadline) {
         Ok(out) => PathBuf::from(text(&out)),
         Err(GitError::Spawn(e)) => {
@@ -360,8 +387,7 @@ fn probe_start(cwd: &Path, deadline: Instant) -> Option<(GitStart, Option<Repo>)
 }
 
 /// The end facts: HEAD, dirtiness, and what changed since the start.
-fn probe_end(repo: &Repo, start: &GitStart, deadline: Instant) -> GitEnd {
-    let limit = deadline.saturating_duration_since(Instant::now());
+fn probe_end(repo: &Repo, start: &GitStart, deadline: Instant, limit: Duration) -> GitEnd {
     let mut end = GitEnd::default();
     let mut errors = Vec::new();
     let mut dirty_entries = Vec::new();
@@ -640,6 +666,52 @@ fn parse_name_status(out: &[u8]) -> Vec<GitFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_past_its_deadline_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pids = dir.path().join("pids");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("sleep 60 & echo $! > {}; wait", pids.display()));
+        let r = run_limited(cmd, Instant::now() + Duration::from_millis(300));
+        assert!(matches!(r, Err(GitError::TimedOut)), "{r:?}");
+        let pid: i32 = std::fs::read_to_string(&pids)
+            .expect("the shell wrote its child's pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        // The grandchild got SIGKILL with the group; it is a zombie or gone soon after.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+                st.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while !gone() {
+            assert!(Instant::now() < until, "sleep {pid} survived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ok = run_limited(
+            {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo out; echo err >&2"]);
+                c
+            },
+            Instant::now() + Duration::from_secs(30),
+        );
+        assert_eq!(ok.expect("ran"), b"out\n");
+        let failed = run_limited(
+            {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo 'fatal: not a git repository' >&2; exit 128"]);
+                c
+            },
+            Instant::now() + Duration::from_secs(30),
+        );
+        assert!(matches!(failed, Err(GitError::Failed(m)) if m == "not a git repository"));
+    }
 
     #[test]
     fn credentials_leave_urls() {

@@ -60,8 +60,6 @@ const DEFAULT_BATCH: usize = 512;
 const DEFAULT_DELAY: Duration = Duration::from_secs(1);
 /// Longest attribute text sent (an event's line may be 64 KiB).
 const MAX_TEXT: usize = 8 * 1024;
-/// Longest the start record waits for the repository facts (they take a few ms).
-const START_WAIT: Duration = Duration::from_secs(3);
 /// Commit ids listed on `wrapper.session.end` at most.
 const MAX_COMMIT_IDS: usize = 100;
 
@@ -313,12 +311,13 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the export thread for `session`; the `wrapper.session.start` record is sent
     /// with the first batch (by then the repository facts are usually known).
-    /// `git`: the git probe runs, and the start record waits for its first report.
+    /// `git_wait`: the git probe runs, and the start record waits this long at most for its
+    /// first report.
     pub fn start(
         cfg: OtlpConfig,
         session: &SessionRow,
         program: &str,
-        git: bool,
+        git_wait: Option<Duration>,
     ) -> io::Result<Exporter> {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
@@ -332,7 +331,7 @@ impl Exporter {
             .name("wrapper-otlp".into())
             .spawn(move || {
                 // Built here, not on the agent's start-up path.
-                let mut worker = Worker::new(cfg, session, &program, q, d, git);
+                let mut worker = Worker::new(cfg, session, &program, q, d, git_wait);
                 let report = worker.run(rx);
                 let _ = done_tx.send(report);
             })?;
@@ -449,6 +448,8 @@ struct Worker {
     start_sent: bool,
     /// The git probe runs and has not reported yet.
     git_pending: bool,
+    /// Longest the start record waits for the repository facts.
+    start_wait: Duration,
     git_start: Option<GitStart>,
     git_end: Option<GitEnd>,
     /// The agent's own session id, once known (see [`agent_session_id`]).
@@ -463,7 +464,7 @@ impl Worker {
         program: &str,
         queued: Arc<AtomicUsize>,
         dropped: Arc<AtomicU64>,
-        cfg_git: bool,
+        git_wait: Option<Duration>,
     ) -> Worker {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -482,7 +483,8 @@ impl Worker {
             resource,
             pending: Vec::new(),
             start_sent: false,
-            git_pending: cfg_git,
+            git_pending: git_wait.is_some(),
+            start_wait: git_wait.unwrap_or_default(),
             git_start: None,
             git_end: None,
             agent_session: None,
@@ -495,11 +497,11 @@ impl Worker {
         let mut flush_at = born + self.cfg.delay;
         loop {
             // The start record waits (a little) for the repository facts.
-            let start_ready = !self.git_pending || born.elapsed() >= START_WAIT;
+            let start_ready = !self.git_pending || born.elapsed() >= self.start_wait;
             let wake = if self.start_sent || start_ready {
                 flush_at
             } else {
-                born + START_WAIT
+                born + self.start_wait
             };
             let wait = wake.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
@@ -538,7 +540,7 @@ impl Worker {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if Instant::now() >= flush_at {
-                        if self.start_sent || start_ready || born.elapsed() >= START_WAIT {
+                        if self.start_sent || start_ready || born.elapsed() >= self.start_wait {
                             self.ensure_start();
                             self.flush(None);
                         }

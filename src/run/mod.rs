@@ -157,25 +157,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             return Ok(code);
         }
     };
-    // Repository facts, read in the background from here on (`crate::git`).
+    // Repository facts, read in the background from here on (`crate::git`), where someone
+    // will see them: the database or the OTLP export.
     let git = match (&records_tx, cfg.git_timeout) {
-        (Some(tx), Some(limit)) => {
-            let tx = tx.clone();
-            let redact = cfg.redact.then(|| RuleBook {
-                redact: book.redact.clone(),
-                ..Default::default()
-            });
-            let cwd = session.cwd.clone().map(std::path::PathBuf::from);
-            cwd.and_then(|cwd| {
-                git::Probe::start(
-                    cwd,
-                    limit,
-                    redact,
-                    Box::new(move |u| {
-                        let _ = tx.send(Msg::Git(u));
-                    }),
-                )
-            })
+        (Some(tx), Some(limit)) if has_db || cfg.otlp.is_some() => {
+            git::Probe::for_session(&session, limit, &book, cfg.redact, tx.clone())
         }
         _ => None,
     };
@@ -286,7 +272,7 @@ fn outputs(cfg: &RunConfig, session: &SessionRow, spec: &ChildSpec) -> crate::si
             otlp.clone(),
             session,
             &program,
-            cfg.git_timeout.is_some(),
+            cfg.git_timeout.map(|t| t + Duration::from_secs(1)),
         ) {
             Ok(e) => list.push(Box::new(e)),
             Err(e) => eprintln!("wrapper: warning: cannot start OTLP export: {e}"),

@@ -7,6 +7,14 @@ use std::process::{Command, Stdio};
 use crate::harness::{wait_until, Env, Running};
 use crate::otlp::{attrs, Mode, Receiver};
 
+/// A time limit no loaded test machine reaches, so the facts are always complete here (the
+/// limit itself is exercised by the unit tests of the probe's command runner).
+fn patient(env: &Env) {
+    let dir = env.path("config/wrapper");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("config.toml"), "git_timeout = \"120s\"\n").expect("config");
+}
+
 /// Runs git in `dir` with an environment of its own (no user or system config).
 fn git(env: &Env, dir: &Path, args: &[&str]) -> String {
     let out = git_cmd(env, dir)
@@ -77,6 +85,7 @@ fn q(env: &Env, sql: &str) -> Vec<String> {
 #[test]
 fn a_session_records_the_commits_its_agent_made() {
     let env = Env::new();
+    patient(&env);
     let dir = repo(&env, "app");
     let head0 = git(&env, &dir, &["rev-parse", "HEAD"]);
     let rx = Receiver::start(Mode::Ok);
@@ -235,6 +244,7 @@ fn a_session_records_the_commits_its_agent_made() {
 #[test]
 fn a_dirty_tree_at_the_start_is_recorded_and_nothing_was_committed() {
     let env = Env::new();
+    patient(&env);
     let dir = repo(&env, "dirty");
     std::fs::write(dir.join("README"), "changed\n").expect("write");
     git(&env, &dir, &["checkout", "-q", "-b", "feature/x"]);
@@ -291,6 +301,7 @@ fn a_dirty_tree_at_the_start_is_recorded_and_nothing_was_committed() {
 #[test]
 fn outside_a_repository_nothing_is_recorded_and_a_broken_one_never_fails_the_run() {
     let env = Env::new();
+    patient(&env);
     let plain = env.path("plain");
     std::fs::create_dir_all(&plain).expect("mkdir");
     let mut c = wrapper_in(&env, &plain, "none", "echo hi");
@@ -348,6 +359,7 @@ fn a_repository_owned_by_another_user_is_read_only_when_safe_directory_allows() 
         return;
     }
     let env = Env::new();
+    patient(&env);
     let dir = repo(&env, "foreign");
     let status = Command::new("chown")
         .args(["-R", "nobody"])
@@ -392,6 +404,7 @@ fn a_repository_owned_by_another_user_is_read_only_when_safe_directory_allows() 
 #[test]
 fn no_git_turns_the_probe_off() {
     let env = Env::new();
+    patient(&env);
     let dir = repo(&env, "off");
     let mut c = env.run_cmd("codex", &["--no-git", "--session-id", "off"], &["true"]);
     c.current_dir(&dir);
@@ -399,4 +412,42 @@ fn no_git_turns_the_probe_off() {
     let out = c.stdin(Stdio::null()).output().expect("run");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(env.query_i64("SELECT count(*) FROM session_git"), 0);
+}
+
+#[test]
+fn a_git_that_hangs_costs_the_time_limit_and_never_the_run() {
+    let env = Env::new();
+    let dir = repo(&env, "slow");
+    // A `git` that never answers, first on wrapper's PATH; a short limit.
+    let shim = env.path("shim");
+    std::fs::create_dir_all(&shim).expect("mkdir");
+    std::fs::write(shim.join("git"), "#!/bin/sh\nexec sleep 120\n").expect("shim");
+    Command::new("chmod")
+        .arg("+x")
+        .arg(shim.join("git"))
+        .status()
+        .expect("chmod");
+    let cfg = env.path("config/wrapper");
+    std::fs::create_dir_all(&cfg).expect("mkdir");
+    std::fs::write(cfg.join("config.toml"), "git_timeout = \"300ms\"\n").expect("config");
+    let path = format!(
+        "{}:{}",
+        shim.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = wrapper_in(&env, &dir, "slow", "echo still here; exit 5")
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
+    assert_eq!(env.session_outcome("slow"), ["failed:5:".to_string()]);
+    assert_eq!(
+        q(
+            &env,
+            "SELECT error FROM session_git WHERE session_id = 'slow'"
+        ),
+        ["git rev-parse took longer than 300ms"]
+    );
 }
