@@ -35,6 +35,7 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 W=${WRAPPER:-$ROOT/target/release/wrapper}
 [ -x "$W" ] || { say "no wrapper binary at $W"; exit 1; }
+W=$(cd "$(dirname "$W")" && pwd)/$(basename "$W")
 
 # ---- a Collector
 find_collector() {

@@ -1,6 +1,7 @@
 //! Repository facts for a session (SPEC §10 "Git linkage"), probed on a thread of their own
 //! after the agent has been spawned, so the start-up path (SPEC §9: under 5 ms to exec) never
-//! waits for git.
+//! waits for git. Only HEAD is read before the spawn, from the files ([`head_snapshot`],
+//! microseconds), because an agent may commit before the probe's first git command runs.
 //!
 //! The `git` CLI, not a library (`gix`): the probe runs off the start-up path, so git's own
 //! start-up (a few ms per command) costs the agent nothing, while `gix` would add a hundred-odd
@@ -57,8 +58,11 @@ pub struct Probe {
 impl Probe {
     /// Starts probing `cwd`. `redact` holds the `[[redact]]` rules for subjects and URLs
     /// (compiled on the probe's thread). Returns `None` if no thread could be started.
+    /// `head0`: HEAD read from the files before the spawn ([`head_snapshot`]), which wins
+    /// over what git says a moment later (the agent may have committed by then).
     pub fn start(
         cwd: PathBuf,
+        head0: Option<String>,
         timeout: Duration,
         redact: Option<RuleBook>,
         report: Report,
@@ -88,6 +92,9 @@ impl Probe {
                     return;
                 };
                 start.remote_url = start.remote_url.map(|u| redactor.redact(&u).into_owned());
+                if repo.is_some() && head0.is_some() {
+                    start.head_start = head0;
+                }
                 send(GitUpdate::Start(start.clone()));
                 let Ok(deadline) = end_rx.recv() else {
                     return;
@@ -116,6 +123,7 @@ impl Probe {
     /// `[[redact]]` rules mask subjects and URLs unless `redact` is off.
     pub fn for_session(
         session: &SessionRow,
+        head0: Option<String>,
         timeout: Duration,
         book: &RuleBook,
         redact: bool,
@@ -129,7 +137,7 @@ impl Probe {
         let report: Report = Box::new(move |u| {
             let _ = tx.send(Msg::Git(u));
         });
-        Probe::start(cwd, timeout, rules, report)
+        Probe::start(cwd, head0, timeout, rules, report)
     }
 
     /// Reads the end facts and reports them, waiting at most the time limit; after that
@@ -150,6 +158,69 @@ impl Probe {
             guard.take();
         }
     }
+}
+
+/// HEAD's commit as the repository's files say it, for the session's start: read before
+/// the agent is spawned (the probe that runs git comes a few milliseconds later, and an agent
+/// may commit at once), so it must cost microseconds: the nearest `.git` at or above the
+/// directory (a `gitdir:` file for worktrees and submodules), `HEAD`, then the loose ref or
+/// `packed-refs`. `None` for anything else (a reftable repository, an unborn branch, `GIT_DIR`
+/// in the environment): git's own answer is used then. Ownership is not judged here; the
+/// snapshot is used only if git later agrees to read the repository.
+pub fn head_snapshot(session: &SessionRow) -> Option<String> {
+    if std::env::var_os("GIT_DIR").is_some() {
+        return None;
+    }
+    let mut dir = PathBuf::from(session.cwd.as_ref()?);
+    let git_dir = loop {
+        let dot = dir.join(".git");
+        match std::fs::metadata(&dot) {
+            Ok(m) if m.is_dir() => break dot,
+            Ok(m) if m.is_file() => {
+                let text = std::fs::read_to_string(&dot).ok()?;
+                let target = PathBuf::from(text.trim().strip_prefix("gitdir:")?.trim());
+                break if target.is_absolute() {
+                    target
+                } else {
+                    dir.join(target)
+                };
+            }
+            _ => {}
+        }
+        if !dir.pop() {
+            return None;
+        }
+    };
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(name) = head.strip_prefix("ref: ") else {
+        return is_object_id(head).then(|| head.to_string());
+    };
+    // Branch refs live in the common directory of a linked worktree.
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(c) => {
+            let c = PathBuf::from(c.trim());
+            if c.is_absolute() {
+                c
+            } else {
+                git_dir.join(c)
+            }
+        }
+        Err(_) => git_dir.clone(),
+    };
+    if let Ok(id) = std::fs::read_to_string(common.join(name)) {
+        let id = id.trim();
+        return is_object_id(id).then(|| id.to_string());
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|l| {
+        let (id, r) = l.split_once(' ')?;
+        (r == name && is_object_id(id)).then(|| id.to_string())
+    })
+}
+
+fn is_object_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A work tree that answered at start.

@@ -135,6 +135,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         }
     }
 
+    // HEAD as the files say it, before the agent can move it (a few stats and reads).
+    let git_on = cfg.git_timeout.is_some() && (has_db || cfg.otlp.is_some());
+    let head0 = git_on.then(|| git::head_snapshot(&session)).flatten();
     let take_terminal = child::should_take_terminal();
     let spawned = match child::spawn(&spec, take_terminal) {
         Ok(s) => s,
@@ -160,8 +163,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // Repository facts, read in the background from here on (`crate::git`), where someone
     // will see them: the database or the OTLP export.
     let git = match (&records_tx, cfg.git_timeout) {
-        (Some(tx), Some(limit)) if has_db || cfg.otlp.is_some() => {
-            git::Probe::for_session(&session, limit, &book, cfg.redact, tx.clone())
+        (Some(tx), Some(limit)) if git_on => {
+            git::Probe::for_session(&session, head0, limit, &book, cfg.redact, tx.clone())
         }
         _ => None,
     };

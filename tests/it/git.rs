@@ -451,3 +451,42 @@ fn a_git_that_hangs_costs_the_time_limit_and_never_the_run() {
         ["git rev-parse took longer than 300ms"]
     );
 }
+
+#[test]
+fn a_commit_made_the_moment_the_agent_starts_is_still_the_sessions() {
+    let env = Env::new();
+    patient(&env);
+    let dir = repo(&env, "quick");
+    let head0 = git(&env, &dir, &["rev-parse", "HEAD"]);
+    // Packed refs too: HEAD at the start is read from the files before the spawn.
+    git(&env, &dir, &["pack-refs", "--all"]);
+    let out = wrapper_in(
+        &env,
+        &dir,
+        "quick",
+        "git commit -q --allow-empty -m 'at once'",
+    )
+    .stdin(Stdio::null())
+    .output()
+    .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        q(
+            &env,
+            "SELECT head_start || '|' || commit_count FROM session_git WHERE session_id = 'quick'"
+        ),
+        [format!("{head0}|1")]
+    );
+    assert_eq!(
+        q(
+            &env,
+            "SELECT subject FROM session_commits WHERE session_id = 'quick'"
+        ),
+        ["at once"]
+    );
+}
