@@ -421,12 +421,18 @@ fn a_git_that_hangs_costs_the_time_limit_and_never_the_run() {
     // A `git` that never answers, first on wrapper's PATH; a short limit.
     let shim = env.path("shim");
     std::fs::create_dir_all(&shim).expect("mkdir");
-    std::fs::write(shim.join("git"), "#!/bin/sh\nexec sleep 120\n").expect("shim");
-    Command::new("chmod")
-        .arg("+x")
+    // Written by a child process: a file this test process held open for writing could be
+    // inherited by another test's fork and make exec fail with ETXTBSY.
+    let made = Command::new("sh")
+        .args([
+            "-c",
+            "printf '#!/bin/sh\\nexec sleep 120\\n' > \"$1\" && chmod +x \"$1\"",
+            "sh",
+        ])
         .arg(shim.join("git"))
         .status()
-        .expect("chmod");
+        .expect("sh");
+    assert!(made.success());
     let cfg = env.path("config/wrapper");
     std::fs::create_dir_all(&cfg).expect("mkdir");
     std::fs::write(cfg.join("config.toml"), "git_timeout = \"300ms\"\n").expect("config");
