@@ -301,7 +301,52 @@ def verify(w, inp, work, in_sha, in_bytes):
     return events, per_pattern, db, notes
 
 
-def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, per_pattern):
+class OtlpReceiver:
+    """scripts/otlp_receiver.py on a loopback port: counts the OTLP log records it gets."""
+
+    def __init__(self, work, name):
+        self.port_file = os.path.join(work, f"{name}.port")
+        self.stats_file = os.path.join(work, f"{name}.stats")
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen([sys.executable, os.path.join(here, "otlp_receiver.py"),
+                                      self.port_file, self.stats_file], stdin=DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.port_file):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                fail("the OTLP receiver did not start")
+            time.sleep(0.01)
+        with open(self.port_file) as f:
+            self.url = f"http://127.0.0.1:{f.read().strip()}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        with open(self.stats_file) as f:
+            return json.load(f)
+
+
+def otlp_rate(w, inp, work, receiver_work):
+    """Records/s the exporter sustains to a loopback receiver: every event of the input may
+    queue (OTEL_BLRP_MAX_QUEUE_SIZE), so the export thread is the limit; the rate is the
+    records received between the first and the last request."""
+    rx = OtlpReceiver(receiver_work, "rate")
+    env = dict(os.environ, OTEL_BLRP_MAX_QUEUE_SIZE="10000000")
+    t0 = time.perf_counter()
+    p = subprocess.run([w, "bench", "--otlp-endpoint", rx.url, "--events-out", "/dev/null",
+                        "--", "cat", inp], stdin=DEVNULL, stdout=DEVNULL, stderr=subprocess.PIPE,
+                       env=env)
+    wall = time.perf_counter() - t0
+    st = rx.stop()
+    span = (st["last_s"] or 0) - (st["first_s"] or 0)
+    return {"records": st["records"], "requests": st["requests"], "bytes": st["bytes"],
+            "span_s": span, "wall_s": wall,
+            "records_per_s": st["records"] / span if span > 0 else None,
+            "bytes_per_record": st["bytes"] / st["records"] if st["records"] else None,
+            "exit": p.returncode, "warning": p.stderr.decode(errors="replace").strip()}
+
+
+def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, per_pattern,
+               otlp_url=None):
     tee_out = os.path.join(work, "tee.out")
     cmds = [
         ("cat | cat", "limit", lambda db: [["cat", inp], ["cat"]]),
@@ -328,6 +373,12 @@ def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, pe
         ("wrapper + db, no capture", "wrapper",
          lambda db: [[w, "bench", "--db", db, "--no-capture", "--", "cat", inp]]),
     ]
+    if otlp_url:
+        # Export on, default queue: what an agent pays for it (records beyond the queue
+        # are dropped and counted, never waited for).
+        cmds.append(("wrapper + database + OTLP", "wrapper",
+                     lambda db: [[w, "bench", "--db", db, "--otlp-endpoint", otlp_url,
+                                  "--", "cat", inp]]))
     samples = {name: [] for name, _, _ in cmds}
     rss = {name: [] for name, _, _ in cmds}
     checks = []
@@ -439,11 +490,11 @@ def fmt_rate(x):
 
 
 def print_table(rows):
-    head = f"{'command':<22}{'median s':>10}{'lines/s':>10}{'MB/s':>9}{'x cat|cat':>11}{'peak RSS MiB':>14}"
+    head = f"{'command':<27}{'median s':>10}{'lines/s':>10}{'MB/s':>9}{'x cat|cat':>11}{'peak RSS MiB':>14}"
     print("\n" + head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['command']:<22}{r['median_s']:>10.3f}{fmt_rate(r['lines_per_s']):>10}"
+        print(f"{r['command']:<27}{r['median_s']:>10.3f}{fmt_rate(r['lines_per_s']):>10}"
               f"{r['mb_per_s']:>9.0f}{r['ratio_to_cat']:>11.1f}{r['peak_rss_mib']:>14.1f}")
 
 
@@ -459,7 +510,7 @@ def main():
     ap.add_argument("--long-gb", type=float, default=1)
     ap.add_argument("--lat-samples", type=int, default=200)
     ap.add_argument("--start-runs", type=int, default=30)
-    ap.add_argument("--skip", default="", help="comma list of: latency, memory")
+    ap.add_argument("--skip", default="", help="comma list of: latency, memory, otlp")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     w, inp, work = os.path.abspath(a.wrapper), os.path.abspath(a.input), a.work
@@ -507,7 +558,11 @@ def main():
     report["verify"] = {"events": expect_events, "per_pattern": per_pattern,
                         "code_blocks": f["code_blocks"], "notes": notes}
 
-    rows, skipped, checks = throughput(w, inp, work, rss_tool, a.runs, n_lines, n_bytes, expect_events, per_pattern)
+    otlp = None if "otlp" in skip else OtlpReceiver(work, "pipeline")
+    rows, skipped, checks = throughput(w, inp, work, rss_tool, a.runs, n_lines, n_bytes,
+                                       expect_events, per_pattern, otlp and otlp.url)
+    if otlp:
+        report["otlp_pipeline_receiver"] = otlp.stop()
     report["runs"] = a.runs
     report["throughput"] = rows
     report["skipped"] = skipped
@@ -532,6 +587,20 @@ def main():
               f"{caps[-1]['blocks']} blocks, {caps[-1]['frames']} frames; peak RSS "
               f"{on['peak_rss_mib']:.1f} MiB (bar < 32: {'met' if on['peak_rss_mib'] < 32 else 'NOT met'})")
 
+    if otlp:
+        off = next(r for r in rows if r["command"] == "wrapper + database")
+        on = next(r for r in rows if r["command"] == "wrapper + database + OTLP")
+        print(f"\nOTLP export on vs off (same run, database on): {on['median_s']:.3f} s vs "
+              f"{off['median_s']:.3f} s median, ratio {on['median_s'] / off['median_s']:.2f}")
+        log("otlp: exporter rate to a loopback receiver (every event queued)")
+        rate = otlp_rate(w, inp, work, work)
+        report["otlp_rate"] = rate
+        rps = rate["records_per_s"]
+        print(f"OTLP exporter: {rate['records']} records in {rate['requests']} requests, "
+              f"{rate['span_s']:.2f} s first to last ({fmt_rate(rps) if rps else '?'} records/s, "
+              f"{rate['bytes_per_record'] or 0:.0f} bytes/record); wrapper took {rate['wall_s']:.2f} s")
+        if rate["warning"]:
+            print(f"  wrapper said: {rate['warning']}")
     if "latency" not in skip:
         lat = latency.measure(w, work, a.lat_samples, starts=a.start_runs, log=log)
         report["latency"] = lat

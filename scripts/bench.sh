@@ -5,7 +5,7 @@
 #   scripts/bench.sh                      # everything, ~5-10 minutes on 2 cores
 #   RUNS=9 scripts/bench.sh               # more timed rounds (default 5, plus one warm-up)
 #   BIG_GB=10 scripts/bench.sh            # the full 10 GiB memory run (default 1)
-#   SKIP=memory,latency scripts/bench.sh  # throughput table only
+#   SKIP=memory,latency scripts/bench.sh  # throughput table only (also: otlp)
 #   NO_BUILD=1 WRAPPER=path/to/wrapper scripts/bench.sh   # benchmark a given binary
 #
 # Knobs: RUNS, LINES (1000000), BIG_GB (1), LONG_GB (1), LAT_SAMPLES (200), START_RUNS (30),

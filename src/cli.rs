@@ -49,8 +49,8 @@ Options for running an agent (all described in `wrapper run --help`): --enable-d
 --patterns PATH (repeatable), --no-default-patterns, --no-user-patterns, --session-id ID,
 --env NAME, --batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH,
 --no-redact, --no-capture, --max-line SIZE, --prompt-idle DUR, --subreaper, --pty/--no-pty,
---config PATH, -q/--quiet, -v/--verbose. Environment: WRAPPER_DB, WRAPPER_ENABLE_DB,
-WRAPPER_ENV; config file:
+--otlp-endpoint URL, --no-git, --config PATH, -q/--quiet, -v/--verbose. Environment:
+WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV, OTEL_EXPORTER_OTLP_*; config file:
 $XDG_CONFIG_HOME/wrapper/config.toml.
 
 Exit status: the agent's own; 128+N if it died of signal N; 127 command not found; 126 not
@@ -206,6 +206,15 @@ pub struct RunArgs {
     /// Run the agent with pipes, even at a terminal
     #[arg(long, overrides_with = "pty")]
     pub no_pty: bool,
+
+    /// Also send the session and its events as OpenTelemetry logs to this OTLP/HTTP endpoint
+    /// (`/v1/logs` is added to a base URL) [default: $OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Do not record the git repository's branch, HEAD, commits and changed files
+    #[arg(long)]
+    pub no_git: bool,
 
     /// Config file [default: $XDG_CONFIG_HOME/wrapper/config.toml]
     #[arg(long, value_name = "PATH")]

@@ -46,6 +46,14 @@ pub struct FileConfig {
     pub pty: Option<String>,
     /// Store the raw output for replay and export (with the database; default true).
     pub capture: Option<bool>,
+    /// OTLP/HTTP endpoint for sessions and events as log records (`crate::otel`).
+    pub otlp_endpoint: Option<String>,
+    /// Extra HTTP headers for OTLP requests (e.g. an API key).
+    pub otlp_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Record the repository's facts (`crate::git`); default true.
+    pub git: Option<bool>,
+    /// Time limit of each git probe phase, e.g. "2s".
+    pub git_timeout: Option<String>,
 }
 
 /// A loaded config file with where it came from.
@@ -134,6 +142,12 @@ pub struct RunConfig {
     pub subreaper: bool,
     pub pty: PtyChoice,
     pub config_version: Option<String>,
+    /// Where to export OTLP log records, if anywhere.
+    pub otlp: Option<crate::otel::OtlpConfig>,
+    /// Why inherited OTLP settings were ignored (printed once by the run).
+    pub otlp_warning: Option<String>,
+    /// The git probe's time limit per phase; `None` when switched off.
+    pub git_timeout: Option<Duration>,
 }
 
 /// Whether the agent runs on a pseudo-terminal (`--pty`, `--no-pty`, config `pty`).
@@ -261,7 +275,15 @@ impl RunConfig {
                 }
             }
         };
+        let (otlp, otlp_warning) = resolve_otlp(args.otlp_endpoint.as_deref(), file, &cfg_name)?;
+        let git_timeout = (!args.no_git && file.git.unwrap_or(true))
+            .then(|| file_dur("git_timeout", &file.git_timeout))
+            .transpose()?
+            .map(|d| d.unwrap_or(crate::git::DEFAULT_TIMEOUT));
         Ok(RunConfig {
+            otlp,
+            otlp_warning,
+            git_timeout,
             agent: args.agent,
             command: args.command,
             db,
@@ -293,6 +315,36 @@ impl RunConfig {
             config_version: loaded.version,
         })
     }
+}
+
+/// `--otlp-endpoint` > the standard `OTEL_EXPORTER_OTLP_*` variables > config (`crate::otel`).
+fn resolve_otlp(
+    flag: Option<&str>,
+    file: &FileConfig,
+    cfg_name: &str,
+) -> Result<(Option<crate::otel::OtlpConfig>, Option<String>), CliError> {
+    use crate::otel::{OtlpConfig, Resolved};
+    let headers: Vec<(String, String)> = file
+        .otlp_headers
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let resolved = OtlpConfig::resolve(flag, file.otlp_endpoint.as_deref(), &headers, |k| {
+        std::env::var(k).ok()
+    })
+    .map_err(|e| {
+        let e = e.replace(
+            "config `otlp_endpoint`",
+            &format!("{cfg_name}: `otlp_endpoint`"),
+        );
+        CliError::usage(anyhow!(e))
+    })?;
+    Ok(match resolved {
+        Resolved::On(c) => (Some(c), None),
+        Resolved::Off => (None, None),
+        Resolved::OffWithWarning(w) => (None, Some(w)),
+    })
 }
 
 /// The database path for query and maintenance commands: --db > $WRAPPER_DB > config > default.

@@ -11,6 +11,7 @@ use crate::cli::DbOpt;
 use crate::cmd::view;
 use crate::error::CliResult;
 use crate::output;
+use crate::store::git::{self, SessionGit};
 use crate::store::query::{
     self, CodeBlockFilter, CodeBlockRecord, EventCount, Session, StateChange,
 };
@@ -44,6 +45,8 @@ struct ShowJson {
     code_blocks_total: i64,
     /// What the agent reported: its session id, model, tokens, cost, and its log's path.
     usage: Option<SessionUsage>,
+    /// The repository facts (`session_git`, with commits and files), or null.
+    git: Option<SessionGit>,
 }
 
 pub fn run(args: ShowArgs) -> CliResult<i32> {
@@ -63,6 +66,7 @@ pub fn run(args: ShowArgs) -> CliResult<i32> {
     .map_err(view::query_error)?;
     let code_blocks_total = query::code_block_count(&conn, &id).map_err(view::query_error)?;
     let usage = usage::session_usage(&conn, &id).map_err(view::query_error)?;
+    let git = git::session_git(&conn, &id).map_err(|e| view::query_error(e.into()))?;
     let data = ShowJson {
         session,
         state_changes,
@@ -70,6 +74,7 @@ pub fn run(args: ShowArgs) -> CliResult<i32> {
         code_blocks,
         code_blocks_total,
         usage,
+        git,
     };
     if args.json {
         output::print_json(&data)?;
@@ -136,6 +141,9 @@ fn print_human(d: &ShowJson) -> CliResult<i32> {
     if let Some(u) = &d.usage {
         crate::cmd::usage::print_session(u)?;
     }
+    if let Some(g) = &d.git {
+        print_git(g)?;
+    }
 
     view::line("\nState history")?;
     let mut t = output::table(&["TIME", "STATE", "EXIT", "DETAIL"]);
@@ -179,4 +187,88 @@ fn print_human(d: &ShowJson) -> CliResult<i32> {
         }
     }
     Ok(0)
+}
+
+/// A commit id as people read it.
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+fn yes_no(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "dirty",
+        Some(false) => "clean",
+        None => "unknown",
+    }
+}
+
+fn print_git(g: &SessionGit) -> CliResult<()> {
+    view::line("\nGit")?;
+    let mut t = output::table(&["", ""]);
+    t.set_header(Vec::<String>::new());
+    let mut kv = |k: &str, v: String| {
+        t.add_row(vec![Cell::new(k), Cell::new(v)]);
+    };
+    if let Some(root) = &g.repo_root {
+        kv("repository", root.clone());
+    }
+    if let Some(url) = &g.remote_url {
+        kv("remote", url.clone());
+    }
+    let branch = |b: &Option<String>| b.clone().unwrap_or_else(|| "(detached)".into());
+    let mut b = branch(&g.branch);
+    if g.head_end.is_some() && g.branch_end != g.branch {
+        b = format!("{b} → {}", branch(&g.branch_end));
+    }
+    kv("branch", b);
+    let head = |h: &Option<String>| {
+        h.as_deref()
+            .map_or("(none)".to_string(), |h| short(h).into())
+    };
+    let mut heads = format!("{} ({})", head(&g.head_start), yes_no(g.dirty_start));
+    if g.head_end.is_some() || g.dirty_end.is_some() {
+        heads.push_str(&format!(
+            " → {} ({})",
+            head(&g.head_end),
+            yes_no(g.dirty_end)
+        ));
+    }
+    kv("HEAD", heads);
+    if let Some(n) = g.commit_count {
+        kv("commits", n.to_string());
+    }
+    if let Some(e) = &g.error {
+        kv("note", e.clone());
+    }
+    output::print_table(t)?;
+    if !g.commits.is_empty() {
+        let mut t = output::table(&["COMMIT", "COMMITTED", "SUBJECT"]);
+        for c in &g.commits {
+            t.add_row(vec![
+                Cell::new(short(&c.sha)),
+                Cell::new(&c.committed_at),
+                Cell::new(&c.subject),
+            ]);
+        }
+        output::print_table(t)?;
+    }
+    if !g.files.is_empty() {
+        let mut t = output::table(&["FILE", "CHANGE", "WHERE"]);
+        for f in &g.files {
+            t.add_row(vec![
+                Cell::new(&f.path),
+                Cell::new(&f.change),
+                Cell::new(if f.committed {
+                    "committed"
+                } else {
+                    "work tree"
+                }),
+            ]);
+        }
+        output::print_table(t)?;
+        if let Some(n) = g.file_count.filter(|&n| n > g.files.len() as i64) {
+            view::line(format!("  … and {} more", n - g.files.len() as i64))?;
+        }
+    }
+    Ok(())
 }

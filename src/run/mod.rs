@@ -37,6 +37,7 @@ use crate::error::CliError;
 use crate::event::{format_timestamp, now_timestamp};
 use crate::extract::rules::RuleBook;
 use crate::extract::{Extractor, Matcher, Redactor};
+use crate::git;
 use crate::store::writer::{self, Msg, SessionRow, Sink, SinkConfig, State, StateChange};
 use crate::store::{self, OpenMode};
 use child::{ChildSpec, Exit, Spawned};
@@ -116,7 +117,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         }
     };
     let has_db = db.is_some();
-    let sink = if db.is_some() || events_out.is_some() {
+    let outputs = outputs(&cfg, &session, &spec);
+    let sink = if db.is_some() || events_out.is_some() || !outputs.is_empty() {
         Some(
             Sink::start(SinkConfig {
                 db,
@@ -124,6 +126,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
                 batch_size: cfg.batch_size,
                 flush_interval: cfg.flush_interval,
                 session: session.clone(),
+                outputs,
             })
             .map_err(|e| CliError::internal(anyhow!("cannot start the writer thread: {e}")))?,
         )
@@ -150,6 +153,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         }
     }
 
+    // HEAD as the files say it, before the agent can move it (a few stats and reads).
+    let git_on = cfg.git_timeout.is_some() && (has_db || cfg.otlp.is_some());
+    let head0 = git_on.then(|| git::head_snapshot(&session)).flatten();
     let take_terminal = child::should_take_terminal();
     let started = if pty_mode::wanted(cfg.pty) {
         pty_mode::spawn(&spec).map(Started::Pty)
@@ -176,6 +182,14 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             sig_handle.close();
             return Ok(code);
         }
+    };
+    // Repository facts, read in the background from here on (`crate::git`), where someone
+    // will see them: the database or the OTLP export.
+    let git = match (&records_tx, cfg.git_timeout) {
+        (Some(tx), Some(limit)) if git_on => {
+            git::Probe::for_session(&session, head0, limit, &book, cfg.redact, tx.clone())
+        }
+        _ => None,
     };
     state(StateChange {
         state: State::Running,
@@ -223,6 +237,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // The extraction thread has ended and dropped the tap: the last blocks go in now, before
     // the final state.
     finish_capture(None, capture);
+    // The end facts go in before the final state (bounded by the probe's time limit).
+    if let Some(g) = git {
+        g.finish();
+    }
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -345,6 +363,31 @@ impl Started {
             }),
         }
     }
+}
+
+/// The outputs beside the database: OTLP export when configured. One that cannot start is
+/// left out with a warning; the session goes on.
+fn outputs(cfg: &RunConfig, session: &SessionRow, spec: &ChildSpec) -> crate::sink::Outputs {
+    if let Some(w) = &cfg.otlp_warning {
+        eprintln!("wrapper: warning: {w}");
+    }
+    let mut list: Vec<Box<dyn crate::sink::Output>> = Vec::new();
+    if let Some(otlp) = &cfg.otlp {
+        let program = std::path::Path::new(&spec.program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match crate::otel::Exporter::start(
+            otlp.clone(),
+            session,
+            &program,
+            cfg.git_timeout.map(|t| t + Duration::from_secs(1)),
+        ) {
+            Ok(e) => list.push(Box::new(e)),
+            Err(e) => eprintln!("wrapper: warning: cannot start OTLP export: {e}"),
+        }
+    }
+    crate::sink::Outputs::new(list)
 }
 
 struct Outcome {

@@ -92,6 +92,8 @@ pub async fn sessions(
         since: since_or_days(p.since.as_deref(), p.days.as_deref())?,
         limit: page.limit,
         offset: page.offset(),
+        repo: text(p.repo),
+        branch: text(p.branch),
     };
     app.db
         .read(move |c| {

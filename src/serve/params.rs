@@ -169,6 +169,10 @@ pub struct SessionParams {
     pub days: Option<String>,
     pub limit: Option<String>,
     pub page: Option<String>,
+    /// Only sessions in this repository (a path or remote URL), as `sessions --repo`.
+    pub repo: Option<String>,
+    /// Only sessions on this branch, as `sessions --branch`.
+    pub branch: Option<String>,
 }
 
 /// `GET /api/query/code-blocks`.

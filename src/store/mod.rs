@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod fts;
 mod probe;
+pub mod git;
 pub mod query;
 pub mod schema;
 pub mod spool;

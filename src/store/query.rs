@@ -188,6 +188,10 @@ pub struct SessionFilter {
     pub limit: u64,
     /// Rows skipped before the page (for paging over HTTP).
     pub offset: u64,
+    /// Only sessions in this repository (a path or a remote URL; `store::git`).
+    pub repo: Option<String>,
+    /// Only sessions on this branch, at the start or at the end.
+    pub branch: Option<String>,
 }
 
 fn session_where(f: &SessionFilter) -> Where {
@@ -197,6 +201,9 @@ fn session_where(f: &SessionFilter) -> Where {
         w.add("state IN ('started', 'running')", []);
     }
     w.opt("started_at >= ?", &f.since);
+    for (clause, values) in super::git::filter_clauses(f.repo.as_deref(), f.branch.as_deref()) {
+        w.add(clause, values);
+    }
     w
 }
 

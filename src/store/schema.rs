@@ -5,7 +5,13 @@
 //! so migrations add, never rename.
 
 /// `(version, sql)`: migration `version` brings `user_version` from `version - 1` to `version`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3_AGENT_USAGE), (4, V4_CAPTURE)];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3_AGENT_USAGE),
+    (4, V4_CAPTURE),
+    (5, V5_GIT),
+];
 
 /// The schema version this wrapper writes.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -193,4 +199,44 @@ CREATE TABLE IF NOT EXISTS capture_frames (
 ) WITHOUT ROWID;
 
 CREATE INDEX IF NOT EXISTS idx_capture_blocks_session ON capture_blocks(session_id, first_seq);
+"#;
+
+/// Git linkage (SPEC §10): the session's repository, branch, HEAD and dirtiness at start and
+/// end, the commits it made and the files it changed (`store::git`). Tables of their own,
+/// deleted with their session by the foreign keys, so no other statement needs to know them.
+const V5_GIT: &str = r#"
+CREATE TABLE IF NOT EXISTS session_git (
+    session_id TEXT PRIMARY KEY REFERENCES process_sessions(session_id) ON DELETE CASCADE,
+    repo_root TEXT,
+    remote_url TEXT,
+    branch TEXT,
+    head_start TEXT,
+    dirty_start INTEGER,
+    branch_end TEXT,
+    head_end TEXT,
+    dirty_end INTEGER,
+    commit_count INTEGER,
+    file_count INTEGER,
+    error TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_session_git_repo ON session_git(repo_root);
+CREATE INDEX IF NOT EXISTS idx_session_git_remote ON session_git(remote_url);
+CREATE INDEX IF NOT EXISTS idx_session_git_branch ON session_git(branch);
+
+CREATE TABLE IF NOT EXISTS session_commits (
+    session_id TEXT NOT NULL REFERENCES process_sessions(session_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    sha TEXT NOT NULL,
+    committed_at TEXT,
+    subject TEXT,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS session_files (
+    session_id TEXT NOT NULL REFERENCES process_sessions(session_id) ON DELETE CASCADE,
+    committed INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    change TEXT NOT NULL,
+    PRIMARY KEY (session_id, committed, path)
+) WITHOUT ROWID;
 "#;

@@ -114,6 +114,8 @@ pub enum Msg {
     State(StateChange),
     /// Captured output (`store::capture`), stored at once in its own transaction.
     Capture(super::capture::Write),
+    /// Repository facts (`crate::git`), stored in `session_git` (`store::git`).
+    Git(super::git::GitUpdate),
 }
 
 /// Where `--events-out` goes.
@@ -164,6 +166,8 @@ pub struct SinkConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub session: SessionRow,
+    /// Outputs beside the database (OTLP), fed every message.
+    pub outputs: crate::sink::Outputs,
 }
 
 /// What the writer did, reported when it finishes.
@@ -333,6 +337,7 @@ struct Writer {
     checkpoint_ticks: Option<SyncSender<()>>,
     /// Storing captured output failed once (warned); later blocks are dropped.
     capture_failed: bool,
+    outputs: crate::sink::Outputs,
 }
 
 impl Writer {
@@ -352,6 +357,7 @@ impl Writer {
             report: SinkReport::default(),
             checkpoint_ticks: None,
             capture_failed: false,
+            outputs: cfg.outputs,
         }
     }
 
@@ -379,6 +385,9 @@ impl Writer {
                 idle_wait = SEARCH_STEP_PAUSE;
                 continue;
             }
+            if let Ok(m) = &msg {
+                self.outputs.send(m);
+            }
             if msg.is_ok() {
                 search_behind = self.db.is_some();
                 idle_wait = SEARCH_IDLE;
@@ -402,6 +411,7 @@ impl Writer {
                     }
                 }
                 Ok(Msg::Capture(c)) => self.write_capture(c),
+                Ok(Msg::Git(g)) => self.write_git(&g),
                 Ok(Msg::State(st)) => {
                     self.pending_states.push(st);
                     self.commit_pending();
@@ -431,7 +441,17 @@ impl Writer {
                 self.report.events_lost, self.session.session_id
             );
         }
+        self.outputs.finish();
         self.report
+    }
+
+    /// Repository facts go in at once, in their own small transaction.
+    fn write_git(&mut self, g: &super::git::GitUpdate) {
+        if let (Some((conn, _)), None) = (&self.db, &self.spool) {
+            if let Err(e) = super::git::write(conn, &self.session.session_id, g) {
+                tracing::warn!("could not record the repository facts: {e}");
+            }
+        }
     }
 
     /// One small step of full-text indexing (`store::fts`). Returns whether rows remain.
