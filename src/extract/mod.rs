@@ -6,6 +6,7 @@
 //! produced something to store.
 
 pub mod codeblock;
+pub mod context;
 pub mod redact;
 pub mod rules;
 
@@ -30,6 +31,10 @@ pub struct Matcher {
     /// Rules with `prompt = true`, matched against idle partial lines.
     prompt_set: RegexSet,
     prompt_rules: Vec<usize>,
+    /// The blocks that rules with a `context` use (context.rs).
+    blocks: context::Blocks,
+    /// Whether any rule has a `context`: only then is the previous line kept.
+    has_context: bool,
 }
 
 /// The event type of which a line yields at most one event (SPEC §3, prompts with a risk).
@@ -42,21 +47,38 @@ struct CompiledRule {
     /// Named groups other than `value`, with their capture index.
     groups: Vec<(usize, Arc<str>)>,
     value_group: Option<usize>,
+    /// Conditions on the previous line or a block. For `report = "previous"`, `regex` is the
+    /// `previous` regex: the event is made from the previous line.
+    context: Option<context::Conditions>,
 }
 
 impl Matcher {
     /// Compiles the rules of `book` that apply to `agent` (all of them for `None`).
     pub fn new(book: &RuleBook, agent: Option<&str>) -> Result<Matcher, String> {
         let mut rules: Vec<CompiledRule> = Vec::new();
+        let mut blocks = context::Blocks::default();
         for r in book
             .rules
             .iter()
             .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
         {
-            let regex = match &r.regex {
+            let mut regex = match &r.regex {
                 Some(re) => re.clone(),
                 None => rules::compile(&r.regex_src, r.case_insensitive)
                     .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?,
+            };
+            let conditions = match &r.context {
+                None => None,
+                Some(c) => {
+                    let mut conds =
+                        context::Conditions::new(c, &|s| rules::compile(s, r.case_insensitive))
+                            .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?;
+                    blocks.register(&mut conds);
+                    if let Some(prev) = conds.previous_regex().filter(|_| conds.report_previous) {
+                        regex = prev.clone();
+                    }
+                    Some(conds)
+                }
             };
             let mut groups = Vec::new();
             let mut value_group = None;
@@ -72,8 +94,11 @@ impl Matcher {
                 regex,
                 groups,
                 value_group,
+                context: conditions,
             });
         }
+        blocks.build()?;
+        let has_context = rules.iter().any(|r| r.context.is_some());
         let set = build_set(rules.iter().map(|r| r.rule.set_source()))?;
         let prompt_rules: Vec<usize> = rules
             .iter()
@@ -87,6 +112,8 @@ impl Matcher {
             rules,
             prompt_set,
             prompt_rules,
+            blocks,
+            has_context,
         })
     }
 
@@ -97,6 +124,8 @@ impl Matcher {
             rules: Vec::new(),
             prompt_set: RegexSet::empty(),
             prompt_rules: Vec::new(),
+            blocks: context::Blocks::default(),
+            has_context: false,
         }
     }
 
@@ -227,6 +256,8 @@ struct Core {
     code_block: Arc<str>,
     /// Reusable capture slots, one per rule, so matching allocates nothing per line.
     locations: Vec<regex::CaptureLocations>,
+    /// The previous line and block flags per stream, for rules with a `context`.
+    context: context::Tracker,
 }
 
 impl Extractor {
@@ -234,6 +265,11 @@ impl Extractor {
         Extractor {
             splitters: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
             core: Core {
+                context: if matcher.has_context {
+                    context::Tracker::new(&matcher.blocks)
+                } else {
+                    context::Tracker::idle()
+                },
                 locations: matcher
                     .rules
                     .iter()
@@ -341,16 +377,34 @@ impl Core {
         if let Some(block) = self.blocks[stream.index()].line(&text, line_number) {
             self.push_block(stream, block, ts);
         }
+        if self.matcher.has_context {
+            let matcher = Arc::clone(&self.matcher);
+            self.context.observe(&matcher.blocks, stream.index(), &text);
+            self.match_line(stream, &text, line_number, truncated, &state, ts);
+            self.context.remember(stream.index(), &text, line_number);
+        } else {
+            self.match_line(stream, &text, line_number, truncated, &state, ts);
+        }
+    }
 
+    fn match_line(
+        &mut self,
+        stream: Stream,
+        text: &str,
+        line_number: u64,
+        truncated: bool,
+        state: &PromptState,
+        ts: &Arc<str>,
+    ) {
         let matcher = Arc::clone(&self.matcher);
         if matcher.rules.is_empty() {
             return;
         }
-        let hits = matcher.set.matches(&text);
+        let hits = matcher.set.matches(text);
         if !hits.matched_any() {
             return;
         }
-        let stored = self.redactor.redact(&text);
+        let stored = self.redactor.redact(text);
         let mut line_arc: Option<Arc<str>> = None;
         let prompted = state.prompted(&matcher);
         // Rules that are not prompt rules never looked at the partial line, so only prompt
@@ -367,18 +421,27 @@ impl Core {
             if prompt_done && r.is_prompt_event() {
                 continue;
             }
-            let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
-            let emitted = self.emit(
-                idx,
-                r,
-                stream,
-                &stored,
-                line,
-                line_number,
-                truncated,
-                false,
-                ts,
-            );
+            let emitted = match self.previous_line_for(r, stream) {
+                Some(Some((prev, prev_number))) => {
+                    let line: Arc<str> = Arc::from(&*prev);
+                    self.emit(idx, r, stream, &prev, line, prev_number, false, false, ts)
+                }
+                Some(None) => false,
+                None => {
+                    let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
+                    self.emit(
+                        idx,
+                        r,
+                        stream,
+                        &stored,
+                        line,
+                        line_number,
+                        truncated,
+                        false,
+                        ts,
+                    )
+                }
+            };
             if emitted && !state.recorded.is_empty() {
                 self.unless_recorded(&state.recorded);
             }
@@ -429,6 +492,20 @@ impl Core {
             if prompt_done && r.is_prompt_event() {
                 continue;
             }
+            match self.previous_line_for(r, stream) {
+                None => {}
+                Some(None) => continue,
+                Some(Some((prev, prev_number))) => {
+                    // An event about the previous line: it fired on this partial line (so
+                    // not again when it completes) but reserves no number for it.
+                    let line: Arc<str> = Arc::from(&*prev);
+                    if self.emit(idx, r, stream, &prev, line, prev_number, false, true, ts) {
+                        self.prompts[stream.index()].fired.push(idx);
+                        prompt_done |= r.is_prompt_event();
+                    }
+                    continue;
+                }
+            }
             let reserved = self.prompts[stream.index()].line_number;
             let line_number = reserved.unwrap_or(self.line_number + 1);
             let emitted = self.emit(
@@ -461,6 +538,22 @@ impl Core {
             self.prompts[stream.index()].recorded = recorded;
             prompt_done |= r.is_prompt_event();
         }
+    }
+
+    /// For a rule with a `context`: `Some(None)` when its conditions do not hold on this line,
+    /// `Some(Some(previous line, redacted, and its number))` when its event is about the
+    /// previous line; `None` when the event is about this line.
+    fn previous_line_for(&self, r: &CompiledRule, stream: Stream) -> Option<Option<(String, u64)>> {
+        let c = r.context.as_ref()?;
+        let si = stream.index();
+        let prev = self.context.previous(si);
+        if !c.holds(prev.map(|p| p.0), self.context.inside(si)) {
+            return Some(None);
+        }
+        if !c.report_previous {
+            return None;
+        }
+        Some(prev.map(|(text, n)| (self.redactor.redact(text).into_owned(), n)))
     }
 
     /// Takes back the event just recorded if `recorded` holds it already: the same event on

@@ -7,5 +7,6 @@ mod hostile;
 mod jobs;
 mod passthrough;
 mod patterns;
+mod quality;
 mod run;
 mod signals;
