@@ -7,6 +7,7 @@
 
 pub mod codeblock;
 pub mod context;
+pub mod lint;
 pub mod redact;
 pub mod rules;
 
