@@ -310,9 +310,15 @@ fn check_warns_about_unicode_classes_and_rules_that_match_every_line() {
         .expect("check");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("mine.toml:1: rule `slow`: Unicode-aware `\\b`"), "{err}");
+    assert!(
+        err.contains("mine.toml:1: rule `slow`: Unicode-aware `\\b`"),
+        "{err}"
+    );
     assert!(err.contains("rule `slow`: Unicode-aware `\\w`"), "{err}");
-    assert!(err.contains("mine.toml:6: rule `greedy`: matches an empty line"), "{err}");
+    assert!(
+        err.contains("mine.toml:6: rule `greedy`: matches an empty line"),
+        "{err}"
+    );
     assert!(!err.contains("`fine`"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 warning(s)"));
     let builtin = env
