@@ -743,8 +743,127 @@ sec_interactive() {
   run shell interactive-bash "$s" "script -qfec \"env -i HOME=\$HOME TERM=dumb PATH=\$PATH PS1='dev@box:~/shop\\$ ' bash --norc --noprofile -i\" /dev/null <\"$WORK/session.in\""
 }
 
+# ------------------------------------------------------------------------------- holdout
+# Generated and labelled after the rules were fixed against the sections above, and scored
+# without changing a rule: the figures for holdout/ are the honest ones.
+sec_holdout() {
+  local h="$WORK/holdout"; rm -rf "$h"; mkdir -p "$h"
+  TOOL_VERSION="cargo --version"
+  mkdir -p "$h/rs/src"
+  printf '[package]\nname = "parser"\nversion = "0.2.0"\nedition = "2021"\n' >"$h/rs/Cargo.toml"
+  cat >"$h/rs/src/lib.rs" <<'T'
+pub struct Parser<'a> { input: &'a str }
+
+impl<'a> Parser<'a> {
+    pub fn new(input: &'a str) -> Self { Parser { input } }
+    pub fn first(&self) -> Option<char> {
+        let mut chars = self.input.chars();
+        if self.input.len() == 0 { return None; }
+        chars.next()
+    }
+    pub fn digits(&self) -> u32 {
+        self.input.parse().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn first_char() { assert_eq!(Parser::new("ab").first(), Some('a')); }
+    #[test]
+    fn digits_parse() { assert_eq!(Parser::new("12x").digits(), 12); }
+    #[test]
+    #[should_panic(expected = "empty")]
+    fn empty_panics() { Parser::new("").first(); }
+}
+T
+  run holdout cargo-clippy-test "$h/rs" 'cargo clippy --all-targets 2>&1; cargo test 2>&1'
+  TOOL_VERSION="go version"
+  export GOFLAGS=-mod=mod GOPROXY=off GOCACHE="$WORK/gocache" GOPATH="$WORK/gopath"
+  mkdir -p "$h/go/calc"
+  printf 'module example.com/calc\n\ngo 1.19\n' >"$h/go/go.mod"
+  printf 'package calc\n\nfunc Div(a, b int) int { return a / b }\n' >"$h/go/calc/calc.go"
+  cat >"$h/go/calc/calc_test.go" <<'T'
+package calc
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestDiv(t *testing.T) {
+	if Div(6, 3) != 2 {
+		t.Fatalf("Div(6,3) = %d", Div(6, 3))
+	}
+	fmt.Printf("%d\n", "x")
+	_ = Div(1, 0)
+}
+
+func TestUndefined(t *testing.T) { Mul(2, 3) }
+T
+  run holdout go-test-build-failed "$h/go" 'go test ./... ; go vet ./...; sed -i "/TestUndefined/d" calc/calc_test.go; go test -v ./...'
+  TOOL_VERSION="python3 -m pytest --version"
+  mkdir -p "$h/py"
+  cat >"$h/py/test_conv.py" <<'T'
+import logging
+import warnings
+
+import pytest
+
+log = logging.getLogger("conv")
+
+
+def to_celsius(f):
+    warnings.warn("to_celsius is deprecated, use convert()", DeprecationWarning)
+    return (f - 32) * 5 / 9
+
+
+@pytest.mark.parametrize("f,c", [(32, 0), (212, 100), (50, 11)])
+def test_to_celsius(f, c):
+    assert round(to_celsius(f)) == c
+
+
+def test_missing_key():
+    log.warning("cache cold, loading from disk")
+    data = {"a": [1, 2, 3]}
+    assert data == {"a": [1, 2, 4]}
+
+
+@pytest.fixture
+def db():
+    raise ConnectionError("db not reachable")
+
+
+def test_with_db(db):
+    pass
+T
+  run holdout pytest-params-warnings "$h/py" 'python3 -m pytest -p no:cacheprovider -rfE test_conv.py'
+  TOOL_VERSION="node_modules/.bin/jest --version"
+  local nm; nm="$(js_tools)"
+  mkdir -p "$h/jest"; ln -s "$nm" "$h/jest/node_modules"
+  printf '{ "name": "h" }\n' >"$h/jest/package.json"
+  printf 'test("broken", () => {\n  expect(1).toBe(1)\n});;\n}\n' >"$h/jest/broken.test.js"
+  printf 'test("lists", () => {\n  expect([1, 2, 3]).toEqual([1, 2, 4]);\n});\ntest("ok", () => {});\n' >"$h/jest/list.test.js"
+  run holdout jest-suite-failed "$h/jest" 'node_modules/.bin/jest --ci'
+  TOOL_VERSION="git --version"
+  mkdir -p "$h/git" && (cd "$h/git" && git init -q --bare remote.git && git clone -q remote.git a 2>/dev/null && cd a &&
+    git config user.email dev@example.com && git config user.name Dev && printf 'one\n' >f.txt && git add . && git commit -qm one &&
+    git push -q origin HEAD:main 2>/dev/null && git checkout -qb topic && printf 'topic\n' >f.txt && git commit -qam topic &&
+    git checkout -q - 2>/dev/null; git checkout -q -B main && printf 'main\n' >f.txt && git commit -qam main2 && cd .. &&
+    git clone -q remote.git b 2>/dev/null && cd b && git config user.email dev@example.com && git config user.name Dev &&
+    printf 'other\n' >g.txt && git add . && git commit -qm other && git push -q origin HEAD:main 2>/dev/null; true)
+  run holdout git-rebase-push "$h/git/a" 'git rebase topic; git status --short; git rebase --abort; git push origin main'
+  TOOL_VERSION="make --version"
+  mkdir -p "$h/make/lib"
+  printf 'all:\n\t$(MAKE) -C lib\n\t@echo done\n' >"$h/make/Makefile"
+  printf 'all: util.o\nutil.o: util.c\n\tgcc -Wall -c util.c -o util.o\n' >"$h/make/lib/Makefile"
+  printf 'int f(int x) { int y; return x + undefined_var; }\n' >"$h/make/lib/util.c"
+  run holdout make-recursive "$h/make" 'make'
+}
+
 main() {
-  local all=(rust c go java js npm python vcs shell docs interactive)
+  local all=(rust c go java js npm python vcs shell docs interactive holdout)
   local want=("$@"); [ ${#want[@]} -eq 0 ] && want=("${all[@]}")
   for s in "${want[@]}"; do "sec_$s"; done
 }
