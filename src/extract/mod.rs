@@ -941,6 +941,75 @@ samples = ["sk-abcdef"]
         assert_eq!(x.lines(), 2);
     }
 
+    /// A `report = "previous"` rule records the line before its anchor: on a complete line,
+    /// and on an idle partial line (the question waiting for an answer) without taking that
+    /// line's number or firing again when the line completes.
+    #[test]
+    fn a_rule_can_report_the_previous_line_and_skip_continuations() {
+        let ts: Arc<str> = "t".into();
+        const CONTEXT_RULES: &str = r#"
+[[pattern]]
+name = "proposed"
+event_type = "command"
+prompt = true
+regex = '^Run shell command\?'
+samples = ["Run shell command? [Y]"]
+[pattern.context]
+previous = '^(?P<value>[a-z].*)$'
+report = "previous"
+[[pattern]]
+name = "head"
+event_type = "error"
+regex = '^npm error (?P<value>.+)$'
+samples = ["npm error code E1"]
+[pattern.context]
+not_previous = '^npm error'
+"#;
+        let mut x = extractor(CONTEXT_RULES);
+        x.feed(
+            Stream::Stdout,
+            b"npm error code E1
+npm error detail
+npm error more
+
+vitest run
+Run shell command? [Y] ",
+            &ts,
+        );
+        x.idle(Stream::Stdout, &ts);
+        let ev = events(&mut x);
+        let got: Vec<(String, Option<String>, u64)> = ev
+            .iter()
+            .map(|e| {
+                (
+                    e.pattern.to_string(),
+                    e.matched_value.clone(),
+                    e.line_number,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("head".to_string(), Some("code E1".to_string()), 1),
+                ("proposed".to_string(), Some("vitest run".to_string()), 5),
+            ]
+        );
+        assert_eq!(ev[1].original_line.as_deref(), Some("vitest run"));
+        x.feed(
+            Stream::Stdout,
+            b"y
+next
+",
+            &ts,
+        );
+        assert!(
+            events(&mut x).is_empty(),
+            "not again when the line completes"
+        );
+        assert_eq!(x.lines(), 7);
+    }
+
     #[test]
     fn secrets_are_redacted_in_stored_text() {
         let mut x = extractor(RULES);
