@@ -47,13 +47,21 @@ pub fn run(cmd: PatternsCommand) -> CliResult<i32> {
             let mut book = RuleBook::load(&sources).map_err(CliError::usage)?;
             book.verify().map_err(CliError::usage)?;
             Matcher::new(&book, None).map_err(|e| CliError::usage(anyhow!(e)))?;
+            let lints = crate::extract::lint::lint(&book);
+            for l in &lints {
+                eprintln!("warning: {}: rule `{}`: {}", l.origin, l.rule, l.message);
+            }
             crate::outln!(
-                "ok: {} rules, {} json rules, {} redact rules, {} disabled, from {files} file(s); rule set version {}",
+                "ok: {} rules, {} json rules, {} redact rules, {} disabled, from {files} file(s); rule set version {}{}",
                 book.rules.len(),
                 book.json.len(),
                 book.redact.len(),
                 book.disabled.len(),
-                book.version()
+                book.version(),
+                match lints.len() {
+                    0 => String::new(),
+                    n => format!("; {n} warning(s)"),
+                }
             )?;
             Ok(0)
         }

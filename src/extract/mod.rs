@@ -8,6 +8,8 @@
 pub mod codeblock;
 pub mod json;
 pub mod json_rules;
+pub mod context;
+pub mod lint;
 pub mod redact;
 pub mod rules;
 mod screen;
@@ -38,6 +40,10 @@ pub struct Matcher {
     json: json::JsonEngine,
     /// The event types `[[json]]` rules record: the ones a session log may confirm.
     json_types: Vec<Arc<str>>,
+    /// The blocks that rules with a `context` use (context.rs).
+    blocks: context::Blocks,
+    /// Whether any rule has a `context`: only then is the previous line kept.
+    has_context: bool,
 }
 
 /// The event type of which a line yields at most one event (SPEC §3, prompts with a risk).
@@ -50,21 +56,38 @@ struct CompiledRule {
     /// Named groups other than `value`, with their capture index.
     groups: Vec<(usize, Arc<str>)>,
     value_group: Option<usize>,
+    /// Conditions on the previous line or a block. For `report = "previous"`, `regex` is the
+    /// `previous` regex: the event is made from the previous line.
+    context: Option<context::Conditions>,
 }
 
 impl Matcher {
     /// Compiles the rules of `book` that apply to `agent` (all of them for `None`).
     pub fn new(book: &RuleBook, agent: Option<&str>) -> Result<Matcher, String> {
         let mut rules: Vec<CompiledRule> = Vec::new();
+        let mut blocks = context::Blocks::default();
         for r in book
             .rules
             .iter()
             .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
         {
-            let regex = match &r.regex {
+            let mut regex = match &r.regex {
                 Some(re) => re.clone(),
                 None => rules::compile(&r.regex_src, r.case_insensitive)
                     .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?,
+            };
+            let conditions = match &r.context {
+                None => None,
+                Some(c) => {
+                    let mut conds =
+                        context::Conditions::new(c, &|s| rules::compile(s, r.case_insensitive))
+                            .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?;
+                    blocks.register(&mut conds);
+                    if let Some(prev) = conds.previous_regex().filter(|_| conds.report_previous) {
+                        regex = prev.clone();
+                    }
+                    Some(conds)
+                }
             };
             let mut groups = Vec::new();
             let mut value_group = None;
@@ -80,8 +103,11 @@ impl Matcher {
                 regex,
                 groups,
                 value_group,
+                context: conditions,
             });
         }
+        blocks.build()?;
+        let has_context = rules.iter().any(|r| r.context.is_some());
         let set = build_set(rules.iter().map(|r| r.rule.set_source()))?;
         let prompt_rules: Vec<usize> = rules
             .iter()
@@ -109,6 +135,8 @@ impl Matcher {
             prompt_rules,
             json: json::JsonEngine::new(json_rules),
             json_types,
+            blocks,
+            has_context,
         })
     }
 
@@ -121,6 +149,8 @@ impl Matcher {
             prompt_rules: Vec::new(),
             json: json::JsonEngine::default(),
             json_types: Vec::new(),
+            blocks: context::Blocks::default(),
+            has_context: false,
         }
     }
 
@@ -262,6 +292,8 @@ struct Core {
     /// Digests of the code blocks recorded from the output.
     seen_blocks: HashSet<String>,
     log_path: Option<String>,
+    /// The previous line and block flags per stream, for rules with a `context`.
+    context: context::Tracker,
 }
 
 /// Where a decoded JSON object came from.
@@ -291,6 +323,11 @@ impl Extractor {
             splitters: PerStream::from_fn(|_| LineSplitter::new(max_line)),
             screen: Default::default(),
             core: Core {
+                context: if matcher.has_context {
+                    context::Tracker::new(&matcher.blocks)
+                } else {
+                    context::Tracker::idle()
+                },
                 locations: matcher
                     .rules
                     .iter()
@@ -444,7 +481,25 @@ impl Core {
         if let Some(block) = self.blocks[stream].line(&text, line_number) {
             self.push_block(stream, block, ts, JsonSource::Output);
         }
+        if self.matcher.has_context {
+            let matcher = Arc::clone(&self.matcher);
+            self.context.observe(&matcher.blocks, stream.index(), &text);
+            self.match_line(stream, &text, line_number, truncated, &state, ts);
+            self.context.remember(stream.index(), &text, line_number);
+        } else {
+            self.match_line(stream, &text, line_number, truncated, &state, ts);
+        }
+    }
 
+    fn match_line(
+        &mut self,
+        stream: Stream,
+        text: &str,
+        line_number: u64,
+        truncated: bool,
+        state: &PromptState,
+        ts: &Arc<str>,
+    ) {
         let matcher = Arc::clone(&self.matcher);
         // JSON Lines are decoded, not grepped (`json.rs`); other lines pay two byte checks.
         if json::looks_like_object(&text) {
@@ -510,18 +565,27 @@ impl Core {
             if prompt_done && r.is_prompt_event() {
                 continue;
             }
-            let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
-            let emitted = self.emit(
-                idx,
-                r,
-                stream,
-                &stored,
-                line,
-                line_number,
-                truncated,
-                false,
-                ts,
-            );
+            let emitted = match self.previous_line_for(r, stream) {
+                Some(Some((prev, prev_number))) => {
+                    let line: Arc<str> = Arc::from(&*prev);
+                    self.emit(idx, r, stream, &prev, line, prev_number, false, false, ts)
+                }
+                Some(None) => false,
+                None => {
+                    let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
+                    self.emit(
+                        idx,
+                        r,
+                        stream,
+                        &stored,
+                        line,
+                        line_number,
+                        truncated,
+                        false,
+                        ts,
+                    )
+                }
+            };
             if emitted && !state.recorded.is_empty() {
                 self.unless_recorded(&state.recorded);
             }
@@ -572,6 +636,20 @@ impl Core {
             if prompt_done && r.is_prompt_event() {
                 continue;
             }
+            match self.previous_line_for(r, stream) {
+                None => {}
+                Some(None) => continue,
+                Some(Some((prev, prev_number))) => {
+                    // An event about the previous line: it fired on this partial line (so
+                    // not again when it completes) but reserves no number for it.
+                    let line: Arc<str> = Arc::from(&*prev);
+                    if self.emit(idx, r, stream, &prev, line, prev_number, false, true, ts) {
+                        self.prompts[stream].fired.push(idx);
+                        prompt_done |= r.is_prompt_event();
+                    }
+                    continue;
+                }
+            }
             let reserved = self.prompts[stream].line_number;
             let line_number = reserved.unwrap_or(self.line_number + 1);
             let emitted = self.emit(
@@ -604,6 +682,22 @@ impl Core {
             self.prompts[stream].recorded = recorded;
             prompt_done |= r.is_prompt_event();
         }
+    }
+
+    /// For a rule with a `context`: `Some(None)` when its conditions do not hold on this line,
+    /// `Some(Some(previous line, redacted, and its number))` when its event is about the
+    /// previous line; `None` when the event is about this line.
+    fn previous_line_for(&self, r: &CompiledRule, stream: Stream) -> Option<Option<(String, u64)>> {
+        let c = r.context.as_ref()?;
+        let si = stream.index();
+        let prev = self.context.previous(si);
+        if !c.holds(prev.map(|p| p.0), self.context.inside(si)) {
+            return Some(None);
+        }
+        if !c.report_previous {
+            return None;
+        }
+        Some(prev.map(|(text, n)| (self.redactor.redact(text).into_owned(), n)))
     }
 
     /// Takes back the event just recorded if `recorded` holds it already: the same event on
@@ -1238,6 +1332,75 @@ samples = ["error: x"]
             .map(|e| e.pattern.to_string())
             .collect();
         assert_eq!(got, ["any", "out"]);
+    }
+
+    /// A `report = "previous"` rule records the line before its anchor: on a complete line,
+    /// and on an idle partial line (the question waiting for an answer) without taking that
+    /// line's number or firing again when the line completes.
+    #[test]
+    fn a_rule_can_report_the_previous_line_and_skip_continuations() {
+        let ts: Arc<str> = "t".into();
+        const CONTEXT_RULES: &str = r#"
+[[pattern]]
+name = "proposed"
+event_type = "command"
+prompt = true
+regex = '^Run shell command\?'
+samples = ["Run shell command? [Y]"]
+[pattern.context]
+previous = '^(?P<value>[a-z].*)$'
+report = "previous"
+[[pattern]]
+name = "head"
+event_type = "error"
+regex = '^npm error (?P<value>.+)$'
+samples = ["npm error code E1"]
+[pattern.context]
+not_previous = '^npm error'
+"#;
+        let mut x = extractor(CONTEXT_RULES);
+        x.feed(
+            Stream::Stdout,
+            b"npm error code E1
+npm error detail
+npm error more
+
+vitest run
+Run shell command? [Y] ",
+            &ts,
+        );
+        x.idle(Stream::Stdout, &ts);
+        let ev = events(&mut x);
+        let got: Vec<(String, Option<String>, u64)> = ev
+            .iter()
+            .map(|e| {
+                (
+                    e.pattern.to_string(),
+                    e.matched_value.clone(),
+                    e.line_number,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("head".to_string(), Some("code E1".to_string()), 1),
+                ("proposed".to_string(), Some("vitest run".to_string()), 5),
+            ]
+        );
+        assert_eq!(ev[1].original_line.as_deref(), Some("vitest run"));
+        x.feed(
+            Stream::Stdout,
+            b"y
+next
+",
+            &ts,
+        );
+        assert!(
+            events(&mut x).is_empty(),
+            "not again when the line completes"
+        );
+        assert_eq!(x.lines(), 7);
     }
 
     #[test]

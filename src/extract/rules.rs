@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use super::context::{Context, RawContext};
 use crate::event::{PerStream, RiskLevel, Stream};
 
 /// Highest pattern-file format version this wrapper understands.
@@ -82,6 +83,8 @@ pub struct Rule {
     pub samples: Vec<String>,
     pub counter_samples: Vec<String>,
     pub origin: Origin,
+    /// Conditions on the previous line or a block (`[pattern.context]`, see context.rs).
+    pub context: Option<Arc<Context>>,
 }
 
 impl Rule {
@@ -209,6 +212,10 @@ impl RuleBook {
                 };
                 let re = compile(&r.regex_src, r.case_insensitive).map_err(err)?;
                 check_plain_samples(&re, &r.samples, &r.counter_samples).map_err(err)?;
+                if let Some(c) = &r.context {
+                    c.verify(&|s| compile(s, r.case_insensitive), &re)
+                        .map_err(err)?;
+                }
                 r.regex = Some(re);
             }
         }
@@ -275,6 +282,8 @@ impl RuleBook {
             auto_confirmable: bool,
             prompt: bool,
             case_insensitive: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            context: Option<&'a Context>,
         }
         let mut rules: Vec<Canon> = self
             .rules
@@ -289,6 +298,7 @@ impl RuleBook {
                 auto_confirmable: r.auto_confirmable,
                 prompt: r.prompt,
                 case_insensitive: r.case_insensitive,
+                context: r.context.as_deref(),
             })
             .collect();
         rules.sort_by(|a, b| a.name.cmp(b.name));
@@ -425,6 +435,7 @@ struct RawRule {
     description: Option<String>,
     samples: Option<Spanned<Vec<Spanned<String>>>>,
     counter_samples: Option<Vec<Spanned<String>>>,
+    context: Option<Spanned<RawContext>>,
 }
 
 #[derive(Deserialize)]
@@ -610,6 +621,17 @@ fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, Patte
             rule_start,
             &|o, m| at(o, rname, m),
         )?;
+        let context = match raw.context {
+            None => None,
+            Some(c) => {
+                let start = c.span().start;
+                let ctx = c
+                    .into_inner()
+                    .validate(&|s| compile(s, case_insensitive), compiled.as_ref())
+                    .map_err(|(o, m)| at(o.unwrap_or(start), rname, m))?;
+                Some(Arc::new(ctx))
+            }
+        };
         let rule = Rule {
             name: name.as_str().into(),
             event_type: event_type.get_ref().as_str().into(),
@@ -625,6 +647,7 @@ fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, Patte
             samples: samples.0,
             counter_samples: samples.1,
             origin: origin.clone(),
+            context,
         };
         if enabled {
             rules.push(Entry::Rule(Box::new(rule)));

@@ -290,7 +290,10 @@ impl Drop for Running {
 
 /// The shared corpus of real transcripts, when it is beside the repository.
 pub fn corpus_dir() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    // WRAPPER_SHARED_CORPUS points elsewhere (a worktree whose parent has no shared/).
+    let p = std::env::var_os("WRAPPER_SHARED_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
     if p.is_dir() {
         Some(p)
     } else {

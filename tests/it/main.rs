@@ -15,6 +15,7 @@ mod otlp;
 mod passthrough;
 mod patterns;
 mod pty;
+mod quality;
 mod run;
 mod secrets;
 mod screen;

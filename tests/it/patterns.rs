@@ -288,3 +288,47 @@ fn a_closed_stdout_is_a_quiet_end_for_every_printing_command() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+/// `patterns check` warns (exit 0) about a Unicode `\b`/`\w` in a user's rule and about a rule
+/// that matches nearly every line, naming file:line and the rule; the built-ins get no warning.
+#[test]
+fn check_warns_about_unicode_classes_and_rules_that_match_every_line() {
+    let env = Env::new();
+    let file = env.path("mine.toml");
+    std::fs::write(
+        &file,
+        "[[pattern]]\nname = \"slow\"\nevent_type = \"error\"\nregex = '\\bfailed\\b: (\\w+)'\nsamples = ['build failed: x']\n\
+         [[pattern]]\nname = \"greedy\"\nevent_type = \"note\"\nregex = '[a-z ]*'\nsamples = ['x']\n\
+         [[pattern]]\nname = \"fine\"\nevent_type = \"error\"\nregex = '(?-u:\\b)failed: [A-Za-z_]+'\nsamples = ['failed: x']\n",
+    )
+    .expect("write");
+    let out = env
+        .cmd()
+        .args(["patterns", "check"])
+        .arg(&file)
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("mine.toml:1: rule `slow`: Unicode-aware `\\b`"),
+        "{err}"
+    );
+    assert!(err.contains("rule `slow`: Unicode-aware `\\w`"), "{err}");
+    assert!(
+        err.contains("mine.toml:6: rule `greedy`: matches an empty line"),
+        "{err}"
+    );
+    assert!(!err.contains("`fine`"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 warning(s)"));
+    let builtin = env
+        .cmd()
+        .args(["patterns", "check"])
+        .output()
+        .expect("check");
+    assert!(
+        !String::from_utf8_lossy(&builtin.stderr).contains("warning:"),
+        "{}",
+        String::from_utf8_lossy(&builtin.stderr)
+    );
+}
