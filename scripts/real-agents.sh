@@ -125,11 +125,12 @@ if ((USE_WRAPPER)); then
     "$WRAPPER" --help 2>&1 | grep -q -- '--pty' && PTY_FLAG=--pty
     log "through wrapper ${PTY_FLAG:-(pipe mode: this wrapper has no --pty)}"
 fi
-# wrapped AGENT CMD...: the command line, through wrapper when asked (db per run in $OUT)
+# wrapped AGENT NAME CMD...: the command line, through wrapper when asked (db per run in $OUT).
+# A TUI goes through wrapper only with --pty: in pipe mode the agent would see no terminal.
 wrapped() {
     local agent=$1 name=$2
     shift 2
-    if ((USE_WRAPPER)); then
+    if ((USE_WRAPPER)) && [[ $name != *tui* || -n $PTY_FLAG ]]; then
         printf '%q ' "$WRAPPER" "$agent" --db "$OUT/$name.db" $PTY_FLAG -- "$@"
     else
         printf '%q ' "$@"
@@ -470,7 +471,7 @@ SCENARIO=$S1
 if ((USE_WRAPPER)) && command -v sqlite3 >/dev/null; then
     for db in "$OUT"/*.db; do
         [[ -f $db ]] || continue
-        echo "  $(basename "$db"): $(sqlite3 "$db" "select group_concat(event_type || '=' || n, ' ') from (select event_type, count(*) n from events group by event_type)" 2>&1)"
+        echo "  $(basename "$db"): $(sqlite3 "$db" "select group_concat(event_type || '=' || n, ' ') from (select event_type, count(*) n from extraction_events group by event_type)" 2>&1)"
     done
 fi
 
