@@ -298,7 +298,7 @@ finish_tui() { # finish_tui SESSION: keep the final screen and scrollback, quit 
     dead() { [[ $(T display-message -p -t "$1" '#{pane_dead}') == 1 ]]; }
     T send-keys -t "$1" C-c
     end=$((SECONDS + 5))
-    until dead "$1" || screen "$1" | grep -q 'again to exit' || ((SECONDS >= end)); do sleep 0.1; done
+    until dead "$1" || screen "$1" | grep -qi 'again to exit' || ((SECONDS >= end)); do sleep 0.1; done
     dead "$1" || T send-keys -t "$1" C-c
     end=$((SECONDS + 15))
     until dead "$1" || ((SECONDS >= end)); do sleep 0.1; done
@@ -401,6 +401,27 @@ if want gemini && [[ -z ${ONLY_S2:-} ]]; then
     check "stream-json: gcc tool_use" "$OUT/gemini-p-stream.stdout" '"tool_name":"run_shell_command".*gcc broken.c'
     check "stream-json: fenced block" "$OUT/gemini-p-stream.stdout" '```c'
     check "stream-json: denied by policy" "$OUT/gemini-p-stream.stdout" '"status":"error","output":"Tool execution denied by policy'
+
+    # The TUI: every shell call asks "Allow execution of [Shell]?"; 1 (Allow once), 1, 3 (No).
+    echo "{\"$PROJ\": \"TRUST_FOLDER\"}" >"$GEMINI_HOME/.gemini/trustedFolders.json"
+    start_tui gemini-tui GEMINI_ENV gemini gemini
+    if wait_screen gemini-tui 'Type your message' 90; then
+        type_line gemini-tui "$PROMPT" 'compile|Shell'
+        for i in 1 2 3; do
+            wait_screen gemini-tui 'Allow execution of' 60 || break
+            save_screen gemini-tui "approval-$i"
+            prev=$(screen gemini-tui)
+            if ((i < 3)); then T send-keys -t gemini-tui 1; else T send-keys -t gemini-tui 3; fi
+            e2=$((SECONDS + 15))
+            while ((SECONDS < e2)) && [[ $(screen gemini-tui) == "$prev" ]]; do sleep 0.2; done
+        done
+        wait_screen gemini-tui 'Request cancelled' 30
+        sleep 1
+    fi
+    finish_tui gemini-tui
+    check "tui: gcc cell" "$OUT/gemini-tui.scrollback.txt" '│ ✓  Shell gcc broken.c -o broken'
+    check "tui: approval question" "$OUT/gemini-tui.approval-3.screen.txt" 'Allow execution of \[Shell\]\?'
+    check "tui: declined cell" "$OUT/gemini-tui.scrollback.txt" '│ -  Shell rm -rf build'
 fi
 
 # ================================================================ scenario 2: test_fail

@@ -114,6 +114,7 @@ const RM: &str = "rm -rf build && git clean -fdx";
 const GCC_ERROR: &str = "expected ‘;’ before ‘return’";
 const CLAUDE_Q: &str = "Do you want to proceed?";
 const CODEX_Q: &str = "Would you like to run the following command?";
+const GEMINI_Q: &str = "Allow execution of [Shell]?";
 const PYTEST_FAIL: &str = "python3 -m pytest -q test_fail.py";
 const NOSUCH: &str = "nosuchtool --version";
 const COUNT: &str = "for f in broken.c test_ok.py test_fail.py; do echo \"== $f\"; wc -l \"$f\"; done && echo 'all files counted; the next step compares them with the build configuration in detail'";
@@ -201,6 +202,24 @@ const EXPECT: &[Expect] = &[
         exit_codes: &[],
         prompts: &[],
         denied: &["Tool execution denied by policy."],
+    },
+    Expect {
+        file: "gemini/tui.approval-1.screen.txt",
+        agent: "gemini",
+        commands: &[],
+        errors: &[],
+        exit_codes: &[],
+        prompts: &[GEMINI_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "gemini/tui.approval-3.screen.txt",
+        agent: "gemini",
+        commands: &[GCC, PYTEST],
+        errors: &[],
+        exit_codes: &[],
+        prompts: &[GEMINI_Q],
+        denied: &[],
     },
     // scenario test_fail: every command allowed
     Expect {
@@ -365,4 +384,20 @@ fn recordings_name_the_clients_that_made_them() {
         serde_json::from_str(cast.lines().next().expect("header")).expect("asciicast header");
     assert_eq!(header["version"], 2);
     assert_eq!(header["width"], 120);
+}
+
+/// Gemini's own rules on its final screen: the two commands that ran, and the declined rm as a
+/// refusal (`│ -  Shell rm … │`), not a command. (The generic `dangerous_command` rule still
+/// takes that cancelled cell for a high-risk command; see the fixtures README.)
+#[test]
+fn gemini_declined_cell_is_a_refusal_not_a_command() {
+    let ev = events_of(&[("gemini/tui.scrollback.txt", "gemini")]).remove(0);
+    let ours = |kind: &str| -> Vec<String> {
+        ev.iter()
+            .filter(|e| e["event_type"] == kind && e["pattern"] != "dangerous_command")
+            .map(|e| e["matched_value"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(ours("command"), [GCC, PYTEST]);
+    assert_eq!(ours("denied"), [RM]);
 }
