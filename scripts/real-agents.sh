@@ -7,6 +7,8 @@
 #   scripts/real-agents.sh --wrapper       run every agent through target/debug/wrapper too
 #                                          (with --pty when the binary has it; pipe mode otherwise)
 #   scripts/real-agents.sh --only claude   just one agent (codex | claude | gemini)
+#   scripts/real-agents.sh --scenarios test_fail   just these (fix_build,test_fail; the files
+#                                          are tests/fixtures/agents/scenarios/NAME.json)
 #   scripts/real-agents.sh --keep          keep the work directory for inspection
 #
 # Needs: node/npm (the clients are installed with `npm install -g` when missing), python3 with
@@ -20,20 +22,21 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SCENARIO=$REPO/tests/fixtures/agents/scenarios/fix_build.json
 FIX=$REPO/tests/fixtures/agents
-RECORD=0 KEEP=0 USE_WRAPPER=0 ONLY=""
+RECORD=0 KEEP=0 USE_WRAPPER=0 ONLY="" SCENARIOS="fix_build test_fail"
 while (($#)); do
     case $1 in
     --record) RECORD=1 ;;
     --keep) KEEP=1 ;;
     --wrapper) USE_WRAPPER=1 ;;
     --only) ONLY=$2; shift ;;
-    --scenario) SCENARIO=$(realpath "$2"); shift ;;
+    --scenarios) SCENARIOS=${2//,/ }; shift ;;
     -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "real-agents.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 want() { [[ -z $ONLY || $ONLY == "$1" ]]; }
+want_s() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 # Fixed paths, so that every recording shows the same directories. CODEX_HOME is kept out of
 # /tmp: Codex refuses to create its helper binaries under a temporary directory and says so on
@@ -96,6 +99,7 @@ cleanup() {
     if ((KEEP)); then echo "work directory kept: $WORK"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 # ---------------------------------------------------------------- prerequisites
 need() { command -v "$1" >/dev/null || { echo "real-agents.sh: needs $1 ($2)" >&2; exit 2; }; }
@@ -121,11 +125,12 @@ if ((USE_WRAPPER)); then
     "$WRAPPER" --help 2>&1 | grep -q -- '--pty' && PTY_FLAG=--pty
     log "through wrapper ${PTY_FLAG:-(pipe mode: this wrapper has no --pty)}"
 fi
-# wrapped AGENT CMD...: the command line, through wrapper when asked (db per run in $OUT)
+# wrapped AGENT NAME CMD...: the command line, through wrapper when asked (db per run in $OUT).
+# A TUI goes through wrapper only with --pty: in pipe mode the agent would see no terminal.
 wrapped() {
     local agent=$1 name=$2
     shift 2
-    if ((USE_WRAPPER)); then
+    if ((USE_WRAPPER)) && [[ $name != *tui* || -n $PTY_FLAG ]]; then
         printf '%q ' "$WRAPPER" "$agent" --db "$OUT/$name.db" $PTY_FLAG -- "$@"
     else
         printf '%q ' "$@"
@@ -155,18 +160,29 @@ def test_add():
 def test_str():
     assert "a".upper() == "A"
 EOF
+    # files the scenario adds to the project ("files": {"name": "content"})
+    python3 - "$SCENARIO" "$PROJ" <<'PY'
+import json, os, sys
+for name, text in json.load(open(sys.argv[1])).get("files", {}).items():
+    with open(os.path.join(sys.argv[2], name), "w") as f:
+        f.write(text)
+PY
     git -C "$PROJ" init -q
 }
 
 # ---------------------------------------------------------------- the mock model
-python3 "$REPO/scripts/mock_model.py" --scenario "$SCENARIO" --log "$OUT/mock-requests.jsonl" \
-    --port-file "$WORK/port" >"$WORK/mock.out" 2>&1 &
-MOCK_PID=$!
-for _ in $(seq 100); do [[ -s $WORK/port ]] && break; sleep 0.05; done
-[[ -s $WORK/port ]] || { echo "real-agents.sh: mock model did not start:" >&2; cat "$WORK/mock.out" >&2; exit 1; }
-PORT=$(cat "$WORK/port")
-BASE=http://127.0.0.1:$PORT
-log "mock model on $BASE (pid $MOCK_PID), scenario $(basename "$SCENARIO")"
+start_mock() { # start_mock [PORT]: the mock model playing $SCENARIO
+    rm -f "$WORK/port"
+    python3 "$REPO/scripts/mock_model.py" --scenario "$SCENARIO" --log "$OUT/mock-requests.jsonl" \
+        --port "${1:-0}" --port-file "$WORK/port" >"$WORK/mock.out" 2>&1 &
+    MOCK_PID=$!
+    for _ in $(seq 100); do [[ -s $WORK/port ]] && break; sleep 0.05; done
+    [[ -s $WORK/port ]] || { echo "real-agents.sh: mock model did not start:" >&2; cat "$WORK/mock.out" >&2; exit 1; }
+    PORT=$(cat "$WORK/port")
+    BASE=http://127.0.0.1:$PORT
+    log "mock model on $BASE (pid $MOCK_PID), scenario $(basename "$SCENARIO")"
+}
+start_mock
 
 # ---------------------------------------------------------------- agent configuration
 cat >"$CODEX_HOME/config.toml" <<EOF
@@ -277,17 +293,15 @@ finish_tui() { # finish_tui SESSION: keep the final screen and scrollback, quit 
     T capture-pane -p -S - -E - -t "$1" >"$OUT/$1.scrollback.txt"
     local i
     # Codex quits on the first Ctrl-C; Claude says "Press Ctrl-C again to exit" and quits on
-    # the second. A second Ctrl-C to a Codex already shutting down would kill asciinema.
-    local i end
-    for i in 1 2 3; do
-        T send-keys -t "$1" C-c
-        end=$((SECONDS + 5))
-        while ((SECONDS < end)); do
-            [[ $(T display-message -p -t "$1" '#{pane_dead}') == 1 ]] && break 2
-            screen "$1" | grep -q 'again to exit' && break
-            sleep 0.1
-        done
-    done
+    # the second. A Ctrl-C more, to an agent already shutting down, would kill asciinema.
+    local end
+    dead() { [[ $(T display-message -p -t "$1" '#{pane_dead}') == 1 ]]; }
+    T send-keys -t "$1" C-c
+    end=$((SECONDS + 5))
+    until dead "$1" || screen "$1" | grep -qi 'again to exit' || ((SECONDS >= end)); do sleep 0.1; done
+    dead "$1" || T send-keys -t "$1" C-c
+    end=$((SECONDS + 15))
+    until dead "$1" || ((SECONDS >= end)); do sleep 0.1; done
     if [[ $(T display-message -p -t "$1" '#{pane_dead}') != 1 ]] || ! screen "$1" | grep -q __EXITED__; then
         echo "  FAIL  $1 did not exit cleanly on Ctrl-C" >&2
         FAILS=$((FAILS + 1))
@@ -297,9 +311,12 @@ finish_tui() { # finish_tui SESSION: keep the final screen and scrollback, quit 
 }
 
 # ================================================================ codex
-if want codex; then
-    codex --version >"$OUT/codex.version"
-    CLOG=("$CODEX_HOME/sessions" 'rollout-*.jsonl')
+CLOG=("$CODEX_HOME/sessions" 'rollout-*.jsonl')
+KLOG=("$CLAUDE_DIR/projects" '*.jsonl')
+GLOG=("$GEMINI_HOME/.gemini" 'session-*.json*')
+for a in codex claude gemini; do want $a && $a --version >"$OUT/$a.version"; done
+want_s fix_build || ONLY_S2=1
+if want codex && [[ -z ${ONLY_S2:-} ]]; then
     run_batch codex-exec-json codex CODEX_ENV "${CLOG[@]}" codex exec --json --skip-git-repo-check "$PROMPT"
     run_batch codex-exec-text codex CODEX_ENV "${CLOG[@]}" codex exec --skip-git-repo-check "$PROMPT"
     check "exec --json: failing gcc exit 1" "$OUT/codex-exec-json.stdout" '"command":"[^"]*gcc broken.c[^"]*".*"exit_code":1,"status":"failed"'
@@ -342,10 +359,8 @@ if want codex; then
 fi
 
 # ================================================================ claude
-if want claude; then
-    claude --version >"$OUT/claude.version"
+if want claude && [[ -z ${ONLY_S2:-} ]]; then
     ALLOW=(--allowedTools "Bash(gcc:*)" "Bash(python3 -m pytest:*)")
-    KLOG=("$CLAUDE_DIR/projects" '*.jsonl')
     run_batch claude-p-stream claude CLAUDE_ENV "${KLOG[@]}" claude -p --output-format stream-json --verbose "${ALLOW[@]}" -- "$PROMPT"
     run_batch claude-p-text claude CLAUDE_ENV "${KLOG[@]}" claude -p "${ALLOW[@]}" -- "$PROMPT"
     check "stream-json: gcc failed (is_error)" "$OUT/claude-p-stream.stdout" '"content":"Exit code 1\\nbroken.c'
@@ -377,24 +392,107 @@ if want claude; then
 fi
 
 # ================================================================ gemini
-if want gemini; then
-    gemini --version >"$OUT/gemini.version"
+if want gemini && [[ -z ${ONLY_S2:-} ]]; then
     # (the option takes one value per occurrence here, and -p goes last: with several values
     # yargs read the prompt as a positional and refused to run)
     GALLOW=(--allowed-tools "run_shell_command(gcc)" --allowed-tools "run_shell_command(python3)")
-    GLOG=("$GEMINI_HOME/.gemini" 'session-*.json*')
     run_batch gemini-p-stream gemini GEMINI_ENV "${GLOG[@]}" gemini "${GALLOW[@]}" --output-format stream-json -p "$PROMPT"
     run_batch gemini-p-text gemini GEMINI_ENV "${GLOG[@]}" gemini "${GALLOW[@]}" -p "$PROMPT"
     check "stream-json: gcc tool_use" "$OUT/gemini-p-stream.stdout" '"tool_name":"run_shell_command".*gcc broken.c'
     check "stream-json: fenced block" "$OUT/gemini-p-stream.stdout" '```c'
     check "stream-json: denied by policy" "$OUT/gemini-p-stream.stdout" '"status":"error","output":"Tool execution denied by policy'
+
+    # The TUI: every shell call asks "Allow execution of [Shell]?"; 1 (Allow once), 1, 3 (No).
+    echo "{\"$PROJ\": \"TRUST_FOLDER\"}" >"$GEMINI_HOME/.gemini/trustedFolders.json"
+    start_tui gemini-tui GEMINI_ENV gemini gemini
+    if wait_screen gemini-tui 'Type your message' 90; then
+        type_line gemini-tui "$PROMPT" 'compile|Shell'
+        for i in 1 2 3; do
+            wait_screen gemini-tui 'Allow execution of' 60 || break
+            save_screen gemini-tui "approval-$i"
+            prev=$(screen gemini-tui)
+            if ((i < 3)); then T send-keys -t gemini-tui 1; else T send-keys -t gemini-tui 3; fi
+            e2=$((SECONDS + 15))
+            while ((SECONDS < e2)) && [[ $(screen gemini-tui) == "$prev" ]]; do sleep 0.2; done
+        done
+        wait_screen gemini-tui 'Request cancelled' 30
+        sleep 1
+    fi
+    finish_tui gemini-tui
+    check "tui: gcc cell" "$OUT/gemini-tui.scrollback.txt" '│ ✓  Shell gcc broken.c -o broken'
+    check "tui: approval question" "$OUT/gemini-tui.approval-3.screen.txt" 'Allow execution of \[Shell\]\?'
+    check "tui: declined cell" "$OUT/gemini-tui.scrollback.txt" '│ -  Shell rm -rf build'
 fi
+
+# ================================================================ scenario 2: test_fail
+# Other failures; every command allowed. Outputs are named <agent>-test_fail-*.
+answer_all() { # answer_all SESSION DONE-ERE: answer 1 (Yes) to every Claude dialog until done
+    local i=0 end=$((SECONDS + 180)) prev
+    while ((SECONDS < end)); do
+        prev=$(screen "$1")
+        grep -qE -- "$2" <<<"$prev" && return 0
+        if grep -q 'Do you want to proceed?' <<<"$prev"; then
+            i=$((i + 1))
+            save_screen "$1" "approval-$i"
+            T send-keys -t "$1" 1
+            local e2=$((SECONDS + 15))
+            while ((SECONDS < e2)) && [[ $(screen "$1") == "$prev" ]]; do sleep 0.2; done
+        fi
+        sleep 0.3
+    done
+    echo "  FAIL  timeout waiting for /$2/ on $1" >&2
+    FAILS=$((FAILS + 1))
+}
+S1=$SCENARIO
+want_s test_fail || SKIP_S2=1
+SCENARIO=$REPO/tests/fixtures/agents/scenarios/test_fail.json
+DONE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["done_marker"])' "$SCENARIO")
+end_pids "$MOCK_PID"
+start_mock "$PORT"
+if want codex && [[ -z ${SKIP_S2:-} ]]; then
+    run_batch codex-test_fail-exec-json codex CODEX_ENV "${CLOG[@]}" codex exec --json --skip-git-repo-check "$PROMPT"
+    run_batch codex-test_fail-exec-text codex CODEX_ENV "${CLOG[@]}" codex exec --skip-git-repo-check "$PROMPT"
+    check "test_fail exec: pytest failed" "$OUT/codex-test_fail-exec-text.stderr" '^ exited 1 in '
+    check "test_fail exec: exit 127" "$OUT/codex-test_fail-exec-text.stderr" '^ exited 127 in '
+    start_tui codex-test_fail-tui CODEX_ENV codex codex -a on-request
+    if wait_screen codex-test_fail-tui 'Ask Codex to do anything' 60; then
+        type_line codex-test_fail-tui "$PROMPT" 'Working|failing test'
+        wait_screen codex-test_fail-tui "$DONE" 90 && sleep 1
+    fi
+    finish_tui codex-test_fail-tui
+    cp "$(newest "${CLOG[@]}")" "$OUT/codex-test_fail-tui.session.jsonl"
+    check "test_fail tui: pytest failure" "$OUT/codex-test_fail-tui.scrollback.txt" 'Exited \(status 1\) python3 -m pytest -q test_fail.py'
+    check "test_fail tui: exit 127" "$OUT/codex-test_fail-tui.scrollback.txt" 'Exited \(status 127\) nosuchtool'
+    mapfile -t daemons < <(codex_daemon_pids | sort -u)
+    ((${#daemons[@]})) && end_pids "${daemons[@]}"
+fi
+if want claude && [[ -z ${SKIP_S2:-} ]]; then
+    run_batch claude-test_fail-p-stream claude CLAUDE_ENV "${KLOG[@]}" claude -p --output-format stream-json --verbose --allowedTools Bash -- "$PROMPT"
+    run_batch claude-test_fail-p-text claude CLAUDE_ENV "${KLOG[@]}" claude -p --allowedTools Bash -- "$PROMPT"
+    check "test_fail stream-json: exit 127" "$OUT/claude-test_fail-p-stream.stdout" 'Exit code 127'
+    start_tui claude-test_fail-tui CLAUDE_ENV claude claude
+    if wait_screen claude-test_fail-tui '^❯' 60; then
+        type_line claude-test_fail-tui "$PROMPT" 'failing test|Bash\('
+        answer_all claude-test_fail-tui "$DONE"
+        sleep 1
+    fi
+    finish_tui claude-test_fail-tui
+    cp "$(newest "${KLOG[@]}")" "$OUT/claude-test_fail-tui.session.jsonl"
+    check "test_fail tui: exit 127" "$OUT/claude-test_fail-tui.scrollback.txt" 'Error: Exit code 127'
+    check "test_fail tui: pytest failure" "$OUT/claude-test_fail-tui.scrollback.txt" 'assert -1 == 5'
+fi
+if want gemini && [[ -z ${SKIP_S2:-} ]]; then
+    run_batch gemini-test_fail-p-stream gemini GEMINI_ENV "${GLOG[@]}" gemini --allowed-tools run_shell_command --output-format stream-json -p "$PROMPT"
+    run_batch gemini-test_fail-p-text gemini GEMINI_ENV "${GLOG[@]}" gemini --allowed-tools run_shell_command -p "$PROMPT"
+    check "test_fail stream-json: nosuchtool" "$OUT/gemini-test_fail-p-stream.stdout" 'nosuchtool'
+fi
+SCENARIO=$S1
 
 # ================================================================ through wrapper: what was recorded
 if ((USE_WRAPPER)) && command -v sqlite3 >/dev/null; then
     for db in "$OUT"/*.db; do
         [[ -f $db ]] || continue
-        echo "  $(basename "$db"): $(sqlite3 "$db" "select group_concat(event_type || '=' || n, ' ') from (select event_type, count(*) n from events group by event_type)" 2>&1)"
+        echo "  $(basename "$db"): $(sqlite3 "$db" "select group_concat(event_type || '=' || n, ' ') from (select event_type, count(*) n from extraction_events group by event_type)" 2>&1)"
     done
 fi
 
@@ -408,6 +506,7 @@ if ((RECORD)); then
             [[ -f $f && $f != *.db ]] || continue
             n=$(basename "$f")
             n=${n#"$a"-}
+            [[ $n == test_fail-* ]] && mkdir -p "$FIX/$a/test_fail" && n=test_fail/${n#test_fail-}
             # normalise the names: *.stdout of a JSON mode is the stream itself
             case $n in
             *-json.stdout | *-stream.stdout) n=${n%.stdout}.jsonl ;;

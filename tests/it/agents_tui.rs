@@ -16,17 +16,31 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents")
 }
 
-/// The commands the scenario's model asks to run: the only values a command event may have.
+/// The commands the scenarios' model asks to run: the only values a command event may have.
 fn scenario_commands() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(fixtures().join("scenarios/fix_build.json"))
-        .expect("scenario file");
-    let v: Value = serde_json::from_str(&text).expect("scenario json");
-    v["turns"]
-        .as_array()
-        .expect("turns")
-        .iter()
-        .filter_map(|t| t["run"].as_str().map(str::to_owned))
-        .collect()
+    let mut all = BTreeSet::new();
+    for name in ["fix_build", "test_fail"] {
+        let path = fixtures().join(format!("scenarios/{name}.json"));
+        let text = std::fs::read_to_string(&path).expect("scenario file");
+        let v: Value = serde_json::from_str(&text).expect("scenario json");
+        for t in v["turns"].as_array().expect("turns") {
+            if let Some(c) = t["run"].as_str() {
+                all.insert(c.to_owned());
+            }
+        }
+    }
+    all
+}
+
+/// A command as a screen shows it may be cut: Claude wraps a long call (the event has its
+/// first line), Codex ends it with `…`, and `codex exec` prints it shell-quoted (a `'` inside
+/// is `'"'"'`, or the rest switches to double quotes: `'echo '"'a b'"`).
+fn shown_as(event_value: &str, command: &str) -> bool {
+    let v = event_value
+        .trim_end_matches('…')
+        .replace(r#"'"'"'"#, "'")
+        .replace(r#"'"'"#, "'");
+    !v.is_empty() && command.starts_with(v.as_str())
 }
 
 /// `wrapper patterns test --jsonl --agent AGENT` on each fixture, all started at once (each
@@ -100,6 +114,10 @@ const RM: &str = "rm -rf build && git clean -fdx";
 const GCC_ERROR: &str = "expected ‘;’ before ‘return’";
 const CLAUDE_Q: &str = "Do you want to proceed?";
 const CODEX_Q: &str = "Would you like to run the following command?";
+const GEMINI_Q: &str = "Allow execution of [Shell]?";
+const PYTEST_FAIL: &str = "python3 -m pytest -q test_fail.py";
+const NOSUCH: &str = "nosuchtool --version";
+const COUNT: &str = "for f in broken.c test_ok.py test_fail.py; do echo \"== $f\"; wc -l \"$f\"; done && echo 'all files counted; the next step compares them with the build configuration in detail'";
 
 const EXPECT: &[Expect] = &[
     Expect {
@@ -185,6 +203,71 @@ const EXPECT: &[Expect] = &[
         prompts: &[],
         denied: &["Tool execution denied by policy."],
     },
+    Expect {
+        file: "gemini/tui.approval-1.screen.txt",
+        agent: "gemini",
+        commands: &[],
+        errors: &[],
+        exit_codes: &[],
+        prompts: &[GEMINI_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "gemini/tui.approval-3.screen.txt",
+        agent: "gemini",
+        commands: &[GCC, PYTEST],
+        errors: &[],
+        exit_codes: &[],
+        prompts: &[GEMINI_Q],
+        denied: &[],
+    },
+    // scenario test_fail: every command allowed
+    Expect {
+        file: "claude/test_fail/tui.scrollback.txt",
+        agent: "claude",
+        commands: &[PYTEST_FAIL, NOSUCH, COUNT],
+        errors: &[
+            "Exit code 1",
+            "assert -1 == 5",
+            "Exit code 127",
+            "command not found",
+        ],
+        exit_codes: &[("claude_tool_error", "1"), ("claude_tool_error", "127")],
+        prompts: &[],
+        denied: &[],
+    },
+    Expect {
+        file: "claude/test_fail/tui.approval-3.screen.txt",
+        agent: "claude",
+        commands: &[PYTEST_FAIL, NOSUCH, COUNT],
+        errors: &["Exit code 1", "Exit code 127"],
+        exit_codes: &[("claude_tool_error", "127")],
+        prompts: &[CLAUDE_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "codex/test_fail/tui.scrollback.txt",
+        agent: "codex",
+        commands: &[PYTEST_FAIL, NOSUCH, COUNT],
+        errors: &[PYTEST_FAIL, NOSUCH],
+        exit_codes: &[("codex_tui_exited", "1"), ("codex_tui_exited", "127")],
+        prompts: &[],
+        denied: &[],
+    },
+    Expect {
+        file: "codex/test_fail/exec-text.merged.txt",
+        agent: "codex",
+        commands: &[PYTEST_FAIL, NOSUCH, COUNT],
+        errors: &[
+            "exited 1 in",
+            "exited 127 in",
+            "assert -1 == 5",
+            "command not found",
+        ],
+        exit_codes: &[("codex_exec_failed", "1"), ("codex_exec_failed", "127")],
+        prompts: &[],
+        denied: &[],
+    },
 ];
 
 #[test]
@@ -198,12 +281,20 @@ fn agent_screens_yield_every_command_failure_and_approval_question() {
         // no false command: every command event is one the model asked for
         for c in &commands {
             assert!(
-                allowed.contains(*c),
+                allowed.iter().any(|a| shown_as(c, a)),
                 "{}: false command {c:?} (events: {ev:#?})",
                 x.file
             );
         }
-        assert_eq!(commands, x.commands, "{}: commands", x.file);
+        assert_eq!(
+            commands.len(),
+            x.commands.len(),
+            "{}: commands {commands:?}",
+            x.file
+        );
+        for (got, want) in commands.iter().zip(x.commands) {
+            assert!(shown_as(got, want), "{}: {got:?} is not {want:?}", x.file);
+        }
         let mut need = |ok: bool, what: String| {
             want += 1;
             if ok {
@@ -293,4 +384,20 @@ fn recordings_name_the_clients_that_made_them() {
         serde_json::from_str(cast.lines().next().expect("header")).expect("asciicast header");
     assert_eq!(header["version"], 2);
     assert_eq!(header["width"], 120);
+}
+
+/// Gemini's own rules on its final screen: the two commands that ran, and the declined rm as a
+/// refusal (`│ -  Shell rm … │`), not a command. (The generic `dangerous_command` rule still
+/// takes that cancelled cell for a high-risk command; see the fixtures README.)
+#[test]
+fn gemini_declined_cell_is_a_refusal_not_a_command() {
+    let ev = events_of(&[("gemini/tui.scrollback.txt", "gemini")]).remove(0);
+    let ours = |kind: &str| -> Vec<String> {
+        ev.iter()
+            .filter(|e| e["event_type"] == kind && e["pattern"] != "dangerous_command")
+            .map(|e| e["matched_value"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(ours("command"), [GCC, PYTEST]);
+    assert_eq!(ours("denied"), [RM]);
 }
