@@ -281,6 +281,8 @@ enum Item {
     Events(Vec<Event>),
     State(StateChange),
     Git(GitUpdate),
+    /// The agent's own session id, from its JSON stream or session log (`Record::Facts`).
+    AgentSession(String),
     /// Deliver the rest by the deadline, then say how it went.
     Finish(Instant),
 }
@@ -360,6 +362,13 @@ impl Exporter {
         self.dropped.fetch_add((n - take) as u64, Ordering::Relaxed);
         if take == 0 {
             return;
+        }
+        for r in records {
+            if let Record::Facts(f) = r {
+                if let Some(id) = &f.agent_session_id {
+                    let _ = self.tx.send(Item::AgentSession(id.clone()));
+                }
+            }
         }
         let events: Vec<Event> = records
             .iter()
@@ -454,7 +463,7 @@ struct Worker {
     start_wait: Duration,
     git_start: Option<GitStart>,
     git_end: Option<GitEnd>,
-    /// The agent's own session id, once known (see [`agent_session_id`]).
+    /// The agent's own session id, once known (from `Record::Facts`: the agent's JSON stream or session log).
     agent_session: Option<String>,
     report: ExportReport,
 }
@@ -510,9 +519,6 @@ impl Worker {
                 Ok(Item::Events(events)) => {
                     self.queued.fetch_sub(events.len(), Ordering::Relaxed);
                     for e in &events {
-                        if let Some(id) = agent_session_id(e) {
-                            self.agent_session = Some(id);
-                        }
                         let r = event_record(e, &self.common());
                         self.pending.push(r);
                     }
@@ -534,6 +540,7 @@ impl Worker {
                     self.git_pending = false;
                 }
                 Ok(Item::Git(GitUpdate::NotARepository)) => self.git_pending = false,
+                Ok(Item::AgentSession(id)) => self.agent_session = Some(id),
                 Ok(Item::Git(GitUpdate::End(e))) => self.git_end = Some(e),
                 Ok(Item::Finish(deadline)) => {
                     self.ensure_start();
@@ -686,13 +693,6 @@ impl Worker {
         self.report.failed += n;
         self.report.last_error = Some(why);
     }
-}
-
-/// HOOK for the agents' own session ids (the `json` branch decodes them from the agents'
-/// JSON output): return the agent's session id when this event carries it. Once one is
-/// seen, every later record carries it (see [`agent_join_attributes`]).
-fn agent_session_id(_e: &Event) -> Option<String> {
-    None
 }
 
 /// The agent's session id under wrapper's key and under the key the agent's own telemetry

@@ -502,13 +502,13 @@ impl Core {
     ) {
         let matcher = Arc::clone(&self.matcher);
         // JSON Lines are decoded, not grepped (`json.rs`); other lines pay two byte checks.
-        if json::looks_like_object(&text) {
-            if let Some(obj) = json::parse_object(&text) {
+        if json::looks_like_object(text) {
+            if let Some(obj) = json::parse_object(text) {
                 self.json_object(
                     &matcher,
                     stream,
                     &obj,
-                    &text,
+                    text,
                     line_number,
                     truncated,
                     ts,
@@ -517,15 +517,15 @@ impl Core {
                 return;
             }
         }
-        if json::starts_like_object(&text) {
+        if json::starts_like_object(text) {
             // Cut at max_line, or broken: read with its escapes decoded, never as raw text.
             let fresh = PromptState::default();
-            for piece in json::lossy_lines(&text) {
+            for piece in json::lossy_lines(text) {
                 self.text_rules(&matcher, stream, &piece, line_number, truncated, ts, &fresh);
             }
             return;
         }
-        self.text_rules(&matcher, stream, &text, line_number, truncated, ts, &state);
+        self.text_rules(&matcher, stream, text, line_number, truncated, ts, state);
     }
 
     /// Runs the text rules over one line of text (a line of output, or one line of a
