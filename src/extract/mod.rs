@@ -16,6 +16,7 @@ use regex::{RegexSet, RegexSetBuilder};
 use crate::event::{Event, Record, Stream};
 use crate::lines::{clean_line, LineSplitter};
 use codeblock::CodeBlockParser;
+use redact::PemTracker;
 pub use redact::Redactor;
 use rules::{Rule, RuleBook};
 
@@ -225,15 +226,27 @@ struct Core {
     events: u64,
     out: Vec<Record>,
     code_block: Arc<str>,
+    /// Private key blocks followed across lines, per stream.
+    keys: [PemTracker; 2],
+    /// Bytes of a line kept in what is stored. The splitter keeps [`REDACT_SLACK`] more, so
+    /// that a secret across the cut is seen whole and masked before the line is cut.
+    max_line: usize,
     /// Reusable capture slots, one per rule, so matching allocates nothing per line.
     locations: Vec<regex::CaptureLocations>,
 }
 
+/// Bytes read beyond `max_line` so that redaction sees a secret that the cut goes through.
+pub const REDACT_SLACK: usize = 4096;
+
 impl Extractor {
     pub fn new(matcher: Arc<Matcher>, redactor: Arc<Redactor>, max_line: usize) -> Self {
+        let max_line = max_line.max(1);
+        let kept = max_line.saturating_add(REDACT_SLACK);
         Extractor {
-            splitters: [LineSplitter::new(max_line), LineSplitter::new(max_line)],
+            splitters: [LineSplitter::new(kept), LineSplitter::new(kept)],
             core: Core {
+                keys: Default::default(),
+                max_line,
                 locations: matcher
                     .rules
                     .iter()
@@ -337,6 +350,12 @@ impl Core {
             },
         );
         let text = clean_line(raw);
+        // Every line, stored or not: a key's body lines are known only from its BEGIN line.
+        let key_spans = if self.redactor.is_on() {
+            self.keys[stream.index()].line(&text)
+        } else {
+            Default::default()
+        };
 
         if let Some(block) = self.blocks[stream.index()].line(&text, line_number) {
             self.push_block(stream, block, ts);
@@ -350,7 +369,9 @@ impl Core {
         if !hits.matched_any() {
             return;
         }
-        let stored = self.redactor.redact(&text);
+        let redacted = self.redactor.redact_with(&text, key_spans.as_slice());
+        let (stored, cut) = cut_line(redacted, self.max_line);
+        let truncated = truncated || cut || raw.len() > self.max_line;
         let mut line_arc: Option<Arc<str>> = None;
         let prompted = state.prompted(&matcher);
         // Rules that are not prompt rules never looked at the partial line, so only prompt
@@ -406,7 +427,10 @@ impl Core {
         if !hits.matched_any() {
             return;
         }
-        let stored = self.redactor.redact(&text);
+        let key_spans = self.keys[stream.index()].peek(&text);
+        let redacted = self.redactor.redact_with(&text, key_spans.as_slice());
+        let (stored, cut) = cut_line(redacted, self.max_line);
+        let truncated = truncated || cut || raw.len() > self.max_line;
         let line: Arc<str> = Arc::from(&*stored);
         let hit_rules: Vec<usize> = hits.iter().map(|i| matcher.prompt_rules[i]).collect();
         // If the line already is a prompt, only a rule that did not match its text before
@@ -542,10 +566,10 @@ impl Core {
     }
 
     fn push_block(&mut self, stream: Stream, mut b: codeblock::FinishedBlock, ts: &Arc<str>) {
-        if let std::borrow::Cow::Owned(s) = self.redactor.redact(&b.content) {
+        if let std::borrow::Cow::Owned(s) = self.redactor.redact_lines(&b.content) {
             b.content = s;
         }
-        if let std::borrow::Cow::Owned(s) = self.redactor.redact(&b.context) {
+        if let std::borrow::Cow::Owned(s) = self.redactor.redact_lines(&b.context) {
             b.context = s;
         }
         let block = codeblock::to_record(b, stream, ts.clone());
@@ -569,6 +593,26 @@ impl Core {
             auto_confirmable: false,
         }));
         self.out.push(Record::CodeBlock(block));
+    }
+}
+
+/// Cuts redacted text to at most `max` bytes (at a character boundary); says whether it cut.
+/// Redaction ran on the longer text first, so no secret is half-kept at the cut.
+fn cut_line(text: std::borrow::Cow<'_, str>, max: usize) -> (std::borrow::Cow<'_, str>, bool) {
+    use std::borrow::Cow;
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text {
+        Cow::Borrowed(t) => (Cow::Borrowed(&t[..end]), true),
+        Cow::Owned(mut t) => {
+            t.truncate(end);
+            (Cow::Owned(t), true)
+        }
     }
 }
 

@@ -55,6 +55,17 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // compiled in the extraction thread while the agent starts: see `RuleBook::load`.)
     let book = RuleBook::load(&cfg.pattern_sources).map_err(CliError::usage)?;
     let spec = ChildSpec::from_words(cfg.command.clone());
+    // Masking also covers what is stored about the session itself (issue 10).
+    let redactor =
+        Arc::new(Redactor::new(&book, cfg.redact).map_err(|e| CliError::usage(anyhow!(e)))?);
+    redactor
+        .refuse_secret("the agent name", &cfg.agent)
+        .map_err(|e| CliError::usage(anyhow!(e)))?;
+    if let Some(id) = &cfg.session_id {
+        redactor
+            .refuse_secret("--session-id", id)
+            .map_err(|e| CliError::usage(anyhow!(e)))?;
+    }
 
     let session = SessionRow {
         session_id: cfg
@@ -62,13 +73,17 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         agent_name: cfg.agent.clone(),
-        environment: cfg.environment.clone(),
+        environment: cfg
+            .environment
+            .as_deref()
+            .map(|e| redactor.redact_lines(e).into_owned()),
         started_at: now_timestamp(),
         hostname: store::hostname(),
         cwd: std::env::current_dir()
             .ok()
-            .map(|p| p.to_string_lossy().into_owned()),
-        command_json: serde_json::to_string(&spec.argv).unwrap_or_else(|_| "[]".into()),
+            .map(|p| redactor.redact_lines(&p.to_string_lossy()).into_owned()),
+        command_json: serde_json::to_string(&redactor.redact_argv(&spec.argv))
+            .unwrap_or_else(|_| "[]".into()),
         extraction_config_version: book.version(),
         environment_config_version: cfg.config_version.clone(),
         wrapper_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -171,6 +186,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         spawned,
         &cfg,
         book,
+        redactor,
         records_tx.clone(),
         ctl_tx,
         ctl_rx,
@@ -264,6 +280,7 @@ fn supervise(
     spawned: Spawned,
     cfg: &RunConfig,
     book: RuleBook,
+    redactor: Arc<Redactor>,
     records_tx: Option<SyncSender<Msg>>,
     ctl_tx: mpsc::Sender<Control>,
     ctl_rx: Receiver<Control>,
@@ -288,12 +305,12 @@ fn supervise(
         Some(records_tx) => {
             let (chunk_tx, chunk_rx) = queue::queue();
             let backlog = chunk_rx.backlog();
-            let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
+            let (agent, max_line) = (cfg.agent.clone(), cfg.max_line);
             let prompt_idle = cfg.prompt_idle;
             let handle = thread::Builder::new()
                 .name("wrapper-extract".into())
                 .spawn(move || {
-                    let extractor = build_extractor(&book, &agent, redact, max_line);
+                    let extractor = build_extractor(&book, &agent, redactor, max_line);
                     drop(book);
                     extract_loop(chunk_rx, extractor, records_tx, prompt_idle)
                 })
@@ -465,17 +482,20 @@ const BACKLOG_NOTICE: u64 = 16 << 20;
 /// and queueing it meanwhile, so compiling here costs the agent's start nothing. Rules loaded
 /// from files were verified before the spawn; should the rule set as a whole still not compile
 /// (a size limit), output keeps flowing and wrapper says that nothing will be extracted.
-fn build_extractor(book: &RuleBook, agent: &str, redact: bool, max_line: usize) -> Extractor {
-    let built =
-        Matcher::new(book, Some(agent)).and_then(|m| Redactor::new(book, redact).map(|r| (m, r)));
-    let (matcher, redactor) = match built {
-        Ok(pair) => pair,
+fn build_extractor(
+    book: &RuleBook,
+    agent: &str,
+    redactor: Arc<Redactor>,
+    max_line: usize,
+) -> Extractor {
+    let matcher = match Matcher::new(book, Some(agent)) {
+        Ok(m) => m,
         Err(e) => {
             eprintln!("wrapper: warning: {e}; output passes through but nothing is extracted");
-            (Matcher::empty(), Redactor::off())
+            Matcher::empty()
         }
     };
-    Extractor::new(Arc::new(matcher), Arc::new(redactor), max_line)
+    Extractor::new(Arc::new(matcher), redactor, max_line)
 }
 
 /// The extraction thread: chunks in, records out, plus idle-prompt detection (SPEC §2).
