@@ -544,12 +544,8 @@ fn extract_loop(
         };
         if let Some(tx) = &sink {
             if x.has_records() || x.lines() != sent_lines {
-                sent_lines = x.lines();
-                let msg = Msg::Records {
-                    records: x.take(),
-                    lines: sent_lines,
-                };
-                if tx.send(msg).is_err() {
+                let before = std::mem::replace(&mut sent_lines, x.lines());
+                if writer::send_records(tx, x.take(), before, sent_lines).is_err() {
                     sink = None;
                 }
             }

@@ -35,8 +35,68 @@ const SEARCH_IDLE: Duration = Duration::from_secs(1);
 /// Pause between indexing steps while idle, so catching up on a large backlog leaves the
 /// CPU mostly to the agent and new events are taken within milliseconds.
 const SEARCH_STEP_PAUSE: Duration = Duration::from_millis(20);
-/// Messages that may wait in the channel; each holds up to one read chunk's records.
+/// Messages that may wait in the channel; each holds at most [`MAX_MESSAGE_BYTES`] of records
+/// (see [`send_records`]).
 const CHANNEL_DEPTH: usize = 4;
+/// Bytes of records per message into the writer. With [`CHANNEL_DEPTH`] messages waiting and
+/// [`MAX_PENDING_BYTES`] in the writer's batch, the bytes in flight between extraction and
+/// SQLite stay a few MiB whatever the child prints: counting messages or rows alone let
+/// 60 KiB event lines (two copies per event: the line and its value) pile up to 89 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
+/// Bytes of records the writer's pending batch may hold before it commits, whatever
+/// `batch_size` says.
+const MAX_PENDING_BYTES: usize = 2 << 20;
+
+/// About how many bytes of memory a record holds.
+pub fn record_bytes(r: &Record) -> usize {
+    const FIXED: usize = 160;
+    match r {
+        Record::Event(e) => {
+            FIXED
+                + e.original_line.as_deref().map_or(0, str::len)
+                + e.matched_value.as_deref().map_or(0, str::len)
+                + e.metadata_json.as_deref().map_or(0, str::len)
+        }
+        Record::CodeBlock(b) => FIXED + b.content.len() + b.context_json.len() + b.digest.len(),
+    }
+}
+
+/// Sends `records` to the writer in messages of at most [`MAX_MESSAGE_BYTES`] (a single record
+/// larger than that goes alone). Every message but the last carries `lines_before`, so a
+/// commit between them never counts lines whose events are still to come. Blocks while the
+/// channel is full; `Err` when the writer is gone.
+pub fn send_records(
+    tx: &SyncSender<Msg>,
+    records: Vec<Record>,
+    lines_before: u64,
+    lines: u64,
+) -> Result<(), ()> {
+    let total: usize = records.iter().map(record_bytes).sum();
+    if total <= MAX_MESSAGE_BYTES {
+        return tx.send(Msg::Records { records, lines }).map_err(|_| ());
+    }
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for r in records {
+        let n = record_bytes(&r);
+        if !part.is_empty() && bytes + n > MAX_MESSAGE_BYTES {
+            let records = std::mem::take(&mut part);
+            tx.send(Msg::Records {
+                records,
+                lines: lines_before,
+            })
+            .map_err(|_| ())?;
+            bytes = 0;
+        }
+        bytes += n;
+        part.push(r);
+    }
+    tx.send(Msg::Records {
+        records: part,
+        lines,
+    })
+    .map_err(|_| ())
+}
 
 /// A session's lifecycle state (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -323,6 +383,8 @@ struct Writer {
     session: SessionRow,
     spool: Option<Spool>,
     pending: Vec<Record>,
+    /// [`record_bytes`] of `pending`.
+    pending_bytes: usize,
     pending_states: Vec<StateChange>,
     lines: u64,
     lines_committed: u64,
@@ -342,6 +404,7 @@ impl Writer {
             session: cfg.session,
             spool: None,
             pending: Vec::new(),
+            pending_bytes: 0,
             pending_states: Vec::new(),
             lines: 0,
             lines_committed: 0,
@@ -385,11 +448,16 @@ impl Writer {
                     if self.db.is_none() && self.spool.is_none() {
                         continue;
                     }
+                    self.pending_bytes += records.iter().map(record_bytes).sum::<usize>();
                     self.pending.extend(records);
                     oldest.get_or_insert_with(Instant::now);
-                    while self.pending.len() >= self.batch_size {
-                        let rest = self.pending.split_off(self.batch_size);
+                    while self.pending.len() >= self.batch_size
+                        || self.pending_bytes >= MAX_PENDING_BYTES
+                    {
+                        let n = self.batch_size.min(self.pending.len());
+                        let rest = self.pending.split_off(n);
                         let batch = std::mem::replace(&mut self.pending, rest);
+                        self.pending_bytes = self.pending.iter().map(record_bytes).sum();
                         self.commit(batch);
                     }
                     if self.pending.is_empty() && self.lines == self.lines_committed {
@@ -457,6 +525,7 @@ impl Writer {
             self.commit(batch);
         }
         let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         self.commit(batch);
     }
 
