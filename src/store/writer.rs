@@ -70,10 +70,10 @@ pub fn send_records(
     records: Vec<Record>,
     lines_before: u64,
     lines: u64,
-) -> Result<(), ()> {
+) -> Result<(), std::sync::mpsc::SendError<Msg>> {
     let total: usize = records.iter().map(record_bytes).sum();
     if total <= MAX_MESSAGE_BYTES {
-        return tx.send(Msg::Records { records, lines }).map_err(|_| ());
+        return tx.send(Msg::Records { records, lines });
     }
     let mut part = Vec::new();
     let mut bytes = 0;
@@ -84,8 +84,7 @@ pub fn send_records(
             tx.send(Msg::Records {
                 records,
                 lines: lines_before,
-            })
-            .map_err(|_| ())?;
+            })?;
             bytes = 0;
         }
         bytes += n;
@@ -95,7 +94,6 @@ pub fn send_records(
         records: part,
         lines,
     })
-    .map_err(|_| ())
 }
 
 /// A session's lifecycle state (SPEC §6).
