@@ -869,3 +869,54 @@ pub(crate) fn write_state(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Stream;
+
+    fn event(len: usize) -> Record {
+        Record::Event(Event {
+            timestamp: "t".into(),
+            stream: Stream::Stdout,
+            event_type: "error".into(),
+            pattern: "p".into(),
+            matched_value: Some("v".repeat(len)),
+            original_line: Some("l".repeat(len).into()),
+            line_number: 1,
+            metadata_json: None,
+            code_block_language: None,
+            risk_level: None,
+            auto_confirmable: false,
+        })
+    }
+
+    /// Records go in messages of at most `MAX_MESSAGE_BYTES` (one larger record alone), in
+    /// order; only the last message advances the line count.
+    #[test]
+    fn records_are_sent_in_messages_bounded_in_bytes() {
+        let (tx, rx) = sync_channel(1000);
+        let records: Vec<Record> = (0..40).map(|_| event(60 << 10)).collect();
+        send_records(&tx, records, 7, 47).expect("send");
+        send_records(&tx, vec![event(1 << 20)], 47, 48).expect("send");
+        drop(tx);
+        let msgs: Vec<(usize, usize, u64)> = rx
+            .iter()
+            .map(|m| match m {
+                Msg::Records { records, lines } => (
+                    records.len(),
+                    records.iter().map(record_bytes).sum::<usize>(),
+                    lines,
+                ),
+                Msg::State(_) => panic!("a state"),
+            })
+            .collect();
+        let (last, rest) = msgs.split_last().expect("messages");
+        assert_eq!(last.0, 1, "a large record alone");
+        let (tail, parts) = rest.split_last().expect("parts");
+        assert_eq!(tail.2, 47);
+        assert!(parts.iter().all(|m| m.2 == 7 && m.1 <= MAX_MESSAGE_BYTES));
+        assert_eq!(rest.iter().map(|m| m.0).sum::<usize>(), 40);
+        assert!(rest.len() >= 20, "{rest:?}");
+    }
+}
