@@ -323,21 +323,30 @@ fn leading_ws(line: &str) -> usize {
 
 /// Where a `-----BEGIN … PRIVATE KEY-----` (or `… PRIVATE KEY BLOCK-----`) marker starts.
 fn find_begin(line: &str, from: usize) -> Option<usize> {
-    find_marker(line, from, b"-----BEGIN ").map(|(start, _)| start)
+    static BEGIN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"-----BEGIN "));
+    find_marker(line, from, &BEGIN).map(|(start, _)| start)
 }
 
 /// Where the first `-----END … PRIVATE KEY-----` marker at or after `from` ends.
 fn find_end(line: &str, from: usize) -> Option<usize> {
-    find_marker(line, from, b"-----END ").map(|(_, end)| end)
+    static END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"-----END "));
+    find_marker(line, from, &END).map(|(_, end)| end)
 }
 
-/// The first marker `prefix` + `[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----` at or after `from`.
-fn find_marker(line: &str, from: usize, prefix: &[u8]) -> Option<(usize, usize)> {
+/// The first marker `prefix` + `[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----` at or after `from`. The
+/// finder is built once: this runs on every line.
+fn find_marker(
+    line: &str,
+    from: usize,
+    prefix: &memchr::memmem::Finder<'static>,
+) -> Option<(usize, usize)> {
     let bytes = line.as_bytes();
     let mut at = from;
-    while let Some(i) = memchr::memmem::find(&bytes[at..], prefix) {
+    while let Some(i) = prefix.find(&bytes[at..]) {
         let start = at + i;
-        let label_start = start + prefix.len();
+        let label_start = start + prefix.needle().len();
         let label_len = bytes[label_start..]
             .iter()
             .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || **b == b' ')
