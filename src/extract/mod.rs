@@ -22,6 +22,7 @@ use regex::{RegexSet, RegexSetBuilder};
 use crate::event::{Event, Merge, PerStream, Record, SessionFacts, Stream};
 use crate::lines::{clean_line, LineSplitter};
 use codeblock::CodeBlockParser;
+use redact::PemTracker;
 pub use redact::Redactor;
 use rules::{Rule, RuleBook};
 
@@ -281,6 +282,11 @@ struct Core {
     events: u64,
     out: Vec<Record>,
     code_block: Arc<str>,
+    /// Private key blocks followed across lines, per stream.
+    keys: PerStream<PemTracker>,
+    /// Bytes of a line kept in what is stored. The splitter keeps [`REDACT_SLACK`] more, so
+    /// that a secret across the cut is seen whole and masked before the line is cut.
+    max_line: usize,
     /// Reusable capture slots, one per rule, so matching allocates nothing per line.
     locations: Vec<regex::CaptureLocations>,
     json: json::JsonState,
@@ -295,6 +301,9 @@ struct Core {
     /// The previous line and block flags per stream, for rules with a `context`.
     context: context::Tracker,
 }
+
+/// Bytes read beyond `max_line` so that redaction sees a secret that the cut goes through.
+pub const REDACT_SLACK: usize = 4096;
 
 /// Where a decoded JSON object came from.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -319,10 +328,14 @@ const MAX_ORIGINAL: usize = 8 * 1024;
 
 impl Extractor {
     pub fn new(matcher: Arc<Matcher>, redactor: Arc<Redactor>, max_line: usize) -> Self {
+        let max_line = max_line.max(1);
+        let kept = max_line.saturating_add(REDACT_SLACK);
         Extractor {
-            splitters: PerStream::from_fn(|_| LineSplitter::new(max_line)),
+            splitters: PerStream::from_fn(|_| LineSplitter::new(kept)),
             screen: Default::default(),
             core: Core {
+                keys: Default::default(),
+                max_line,
                 context: if matcher.has_context {
                     context::Tracker::new(&matcher.blocks)
                 } else {
@@ -477,24 +490,33 @@ impl Core {
             },
         );
         let text = clean_line(raw);
+        // Every line, stored or not: a key's body lines are known only from its BEGIN line.
+        let keys = if self.redactor.is_on() {
+            self.keys[stream].line(&text)
+        } else {
+            Default::default()
+        };
 
         if let Some(block) = self.blocks[stream].line(&text, line_number) {
             self.push_block(stream, block, ts, JsonSource::Output);
         }
+        let spans = keys.as_slice();
         if self.matcher.has_context {
             let matcher = Arc::clone(&self.matcher);
             self.context.observe(&matcher.blocks, stream.index(), &text);
-            self.match_line(stream, &text, line_number, truncated, &state, ts);
+            self.match_line(stream, &text, spans, line_number, truncated, &state, ts);
             self.context.remember(stream.index(), &text, line_number);
         } else {
-            self.match_line(stream, &text, line_number, truncated, &state, ts);
+            self.match_line(stream, &text, spans, line_number, truncated, &state, ts);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn match_line(
         &mut self,
         stream: Stream,
         text: &str,
+        keys: &[(usize, usize)],
         line_number: u64,
         truncated: bool,
         state: &PromptState,
@@ -520,12 +542,15 @@ impl Core {
         if json::starts_like_object(text) {
             // Cut at max_line, or broken: read with its escapes decoded, never as raw text.
             let fresh = PromptState::default();
+            let mut pem = PemTracker::default();
             for piece in json::lossy_lines(text) {
-                self.text_rules(&matcher, stream, &piece, line_number, truncated, ts, &fresh);
+                let keys = pem.line(&piece);
+                let k = keys.as_slice();
+                self.text_rules(&matcher, stream, &piece, k, line_number, truncated, ts, &fresh);
             }
             return;
         }
-        self.text_rules(&matcher, stream, text, line_number, truncated, ts, state);
+        self.text_rules(&matcher, stream, text, keys, line_number, truncated, ts, state);
     }
 
     /// Runs the text rules over one line of text (a line of output, or one line of a
@@ -536,6 +561,7 @@ impl Core {
         matcher: &Matcher,
         stream: Stream,
         text: &str,
+        keys: &[(usize, usize)],
         line_number: u64,
         truncated: bool,
         ts: &Arc<str>,
@@ -548,7 +574,10 @@ impl Core {
         if !hits.matched_any() {
             return;
         }
-        let stored = self.redactor.redact(text);
+        // Masked first, then cut to max_line: no secret is half-kept at the cut.
+        let redacted = self.redactor.redact_with(text, keys);
+        let (stored, cut) = cut_line(redacted, self.max_line);
+        let truncated = truncated || cut || text.len() > self.max_line;
         let mut line_arc: Option<Arc<str>> = None;
         let prompted = state.prompted(matcher);
         // Rules that are not prompt rules never looked at the partial line, so only prompt
@@ -613,7 +642,10 @@ impl Core {
         if !hits.matched_any() {
             return;
         }
-        let stored = self.redactor.redact(&text);
+        let keys = self.keys[stream].peek(&text);
+        let redacted = self.redactor.redact_with(&text, keys.as_slice());
+        let (stored, cut) = cut_line(redacted, self.max_line);
+        let truncated = truncated || cut || raw.len() > self.max_line;
         let line: Arc<str> = Arc::from(&*stored);
         let hit_rules: Vec<usize> = hits.iter().map(|i| matcher.prompt_rules[i]).collect();
         // If the line already is a prompt, only a rule that did not match its text before
@@ -791,10 +823,10 @@ impl Core {
         ts: &Arc<str>,
         source: JsonSource,
     ) {
-        if let std::borrow::Cow::Owned(s) = self.redactor.redact(&b.content) {
+        if let std::borrow::Cow::Owned(s) = self.redactor.redact_lines(&b.content) {
             b.content = s;
         }
-        if let std::borrow::Cow::Owned(s) = self.redactor.redact(&b.context) {
+        if let std::borrow::Cow::Owned(s) = self.redactor.redact_lines(&b.context) {
             b.context = s;
         }
         let block = codeblock::to_record(b, stream, ts.clone());
@@ -900,7 +932,7 @@ impl Core {
             let Some(event_type) = rule.event_type.clone() else {
                 continue;
             };
-            let value = hit.value.map(|v| self.redactor.redact(&v).into_owned());
+            let value = hit.value.map(|v| self.redactor.redact_lines(&v).into_owned());
             let mut meta = hit.metadata;
             for v in meta.values_mut() {
                 redact_value(&self.redactor, v);
@@ -941,7 +973,10 @@ impl Core {
             }
             let line = original
                 .get_or_insert_with(|| {
-                    let text = json::cap_to(self.redactor.redact(raw).into_owned(), MAX_ORIGINAL);
+                    // A key in one `\n`-escaped string is a whole block on this one line.
+                    let keys = PemTracker::default().line(raw);
+                    let masked = self.redactor.redact_with(raw, keys.as_slice());
+                    let text = json::cap_to(masked.into_owned(), MAX_ORIGINAL);
                     Arc::from(text)
                 })
                 .clone();
@@ -980,8 +1015,12 @@ impl Core {
             // `tool_use_result`): an event from it is recorded once.
             let first = self.out.len();
             let fresh = PromptState::default();
+            // A key in a decoded string spans several of its lines.
+            let mut pem = PemTracker::default();
             json::for_each_string_line_but(obj, &outcome.text_skip, &mut |piece| {
-                self.text_rules(matcher, stream, piece, line_number, truncated, ts, &fresh);
+                let keys = pem.line(piece);
+                let k = keys.as_slice();
+                self.text_rules(matcher, stream, piece, k, line_number, truncated, ts, &fresh);
             });
             self.dedupe_since(first);
         }
@@ -1011,13 +1050,33 @@ impl Core {
 fn redact_value(r: &Redactor, v: &mut serde_json::Value) {
     match v {
         serde_json::Value::String(s) => {
-            if let std::borrow::Cow::Owned(m) = r.redact(s) {
+            if let std::borrow::Cow::Owned(m) = r.redact_lines(s) {
                 *s = m;
             }
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(|x| redact_value(r, x)),
         serde_json::Value::Object(m) => m.values_mut().for_each(|x| redact_value(r, x)),
         _ => {}
+    }
+}
+
+/// Cuts redacted text to at most `max` bytes (at a character boundary); says whether it cut.
+/// Redaction ran on the longer text first, so no secret is half-kept at the cut.
+fn cut_line(text: std::borrow::Cow<'_, str>, max: usize) -> (std::borrow::Cow<'_, str>, bool) {
+    use std::borrow::Cow;
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text {
+        Cow::Borrowed(t) => (Cow::Borrowed(&t[..end]), true),
+        Cow::Owned(mut t) => {
+            t.truncate(end);
+            (Cow::Owned(t), true)
+        }
     }
 }
 

@@ -47,15 +47,48 @@ impl Redactor {
         })
     }
 
+    /// Refuses an identifier the user chose (the agent name, `--session-id`) that a rule finds
+    /// a secret in: it is copied into every event and spool line, and changing it silently
+    /// would break what the user asked for.
+    pub fn refuse_secret(&self, what: &str, value: &str) -> Result<(), String> {
+        match self.finds(value) {
+            Some(rule) => Err(format!(
+                "{what} looks like a secret (the redact rule `{rule}` matches it) and would be \
+                 stored in every event; choose one that holds no secret"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether masking is on at all.
+    pub fn is_on(&self) -> bool {
+        self.set.is_some()
+    }
+
+    /// The name of the first rule that finds a secret in `text`, if any.
+    pub fn finds(&self, text: &str) -> Option<&str> {
+        let set = self.set.as_ref()?;
+        set.matches(text)
+            .iter()
+            .next()
+            .map(|i| &*self.rules[i].0.name)
+    }
+
     /// Returns `text` with every secret masked; borrows when there is none.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.redact_with(text, &[])
+    }
+
+    /// [`Redactor::redact`], also masking the byte ranges in `extra` (found by state kept
+    /// across lines: the body of a private key block) as `[REDACTED:private_key]`.
+    pub fn redact_with<'a>(&self, text: &'a str, extra: &[(usize, usize)]) -> Cow<'a, str> {
         let Some(set) = &self.set else {
             return Cow::Borrowed(text);
         };
         // Nearly every line holds no secret: `is_match` stops at the first hit and can skip
         // through the text with the rules' literal prefixes, where `matches` must track every
         // rule to the end of the line.
-        if !set.is_match(text) {
+        if extra.is_empty() && !set.is_match(text) {
             return Cow::Borrowed(text);
         }
         // Every rule's matches are found in the original text, and where matches overlap
@@ -63,7 +96,12 @@ impl Redactor {
         // together is masked once, named after the match that starts first (the earlier rule
         // on a tie). Replacing rule after rule instead would let a later rule match into an
         // earlier one's `[REDACTED:…]` and leave `[REDACTED:a]]`-like debris.
-        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        // `usize::MAX` as the rule index stands for a private key block.
+        let mut spans: Vec<(usize, usize, usize)> = extra
+            .iter()
+            .filter(|(a, b)| a < b && *b <= text.len())
+            .map(|&(a, b)| (a, usize::MAX, b))
+            .collect();
         for i in set.matches(text).iter() {
             spans.extend(
                 self.rules[i]
@@ -72,6 +110,9 @@ impl Redactor {
                     .filter(|m| !m.is_empty())
                     .map(|m| (m.start(), i, m.end())),
             );
+        }
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
         }
         spans.sort_unstable();
         let mut out = String::with_capacity(text.len());
@@ -86,12 +127,269 @@ impl Redactor {
                 spans.next();
             }
             out.push_str(&text[at..start]);
-            out.push_str(&self.rules[rule].0.replacement);
+            match self.rules.get(rule) {
+                Some((r, _)) => out.push_str(&r.replacement),
+                None => out.push_str(PRIVATE_KEY_MASK),
+            }
             at = end;
         }
         out.push_str(&text[at..]);
         Cow::Owned(out)
     }
+
+    /// Masks a text of many lines (a code block's content), following private key blocks
+    /// across its lines.
+    pub fn redact_lines<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if !self.is_on() {
+            return Cow::Borrowed(text);
+        }
+        let mut keys = PemTracker::default();
+        let mut changed = false;
+        let mut out = String::with_capacity(text.len());
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let spans = keys.line(line);
+            let r = self.redact_with(line, spans.as_slice());
+            changed |= matches!(r, Cow::Owned(_));
+            out.push_str(&r);
+        }
+        if changed {
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    /// The agent's command line as stored (`process_sessions.command_json`): every argument
+    /// through the rules, and the value of a flag whose name says it holds a secret
+    /// (`--api-key VALUE`, `--password=VALUE`, `-H 'X-Api-Token: VALUE'`) masked whatever its
+    /// shape. Masking off (`--no-redact`), the arguments are stored as given.
+    pub fn redact_argv(&self, args: &[String]) -> Vec<String> {
+        if !self.is_on() {
+            return args.to_vec();
+        }
+        let mut out = Vec::with_capacity(args.len());
+        let mut value_of_secret_flag = false;
+        for (i, arg) in args.iter().enumerate() {
+            if value_of_secret_flag && !arg.starts_with('-') {
+                out.push(ARGV_MASK.to_string());
+                value_of_secret_flag = false;
+                continue;
+            }
+            value_of_secret_flag = false;
+            // The program itself is never a flag.
+            if i > 0 && arg.starts_with('-') {
+                let flag = arg.trim_start_matches('-');
+                if let Some((name, value)) = flag.split_once('=') {
+                    if names_a_secret(name) && !value.is_empty() {
+                        let keep = arg.len() - value.len();
+                        out.push(format!("{}{ARGV_MASK}", &arg[..keep]));
+                        continue;
+                    }
+                } else if names_a_secret(flag) {
+                    value_of_secret_flag = true;
+                }
+            }
+            // A header given to curl and the like: `Name: value`, the name saying secret.
+            if let Some((name, value)) = arg.split_once(':') {
+                if !name.is_empty()
+                    && !name.contains(char::is_whitespace)
+                    && names_a_secret(name)
+                    && !value.trim().is_empty()
+                {
+                    out.push(format!("{name}: {ARGV_MASK}"));
+                    continue;
+                }
+            }
+            out.push(self.redact_lines(arg).into_owned());
+        }
+        out
+    }
+}
+
+/// What a private key block's text is replaced with.
+pub const PRIVATE_KEY_MASK: &str = "[REDACTED:private_key]";
+/// What the value of a flag named like a secret is replaced with.
+pub const ARGV_MASK: &str = "[REDACTED:secret_flag]";
+
+/// Whether a flag or header name says its value is secret: `--api-key`, `--token`,
+/// `--client-secret`, `--password`, `--auth`, `Authorization`, `X-Api-Key`, `Cookie`. Words,
+/// not substrings, for the short ones: `--keep-going`, `--author` and `--keyboard` are not.
+fn names_a_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if [
+        "token",
+        "secret",
+        "passw",
+        "passphrase",
+        "credential",
+        "cookie",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+    {
+        return true;
+    }
+    n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+        matches!(
+            w,
+            "key" | "keys" | "apikey" | "accesskey" | "privatekey" | "pwd" | "auth"
+        ) || w.starts_with("authoriz")
+            || w.starts_with("authent")
+    })
+}
+
+/// Follows private key blocks (PEM, OpenSSH, PGP) across lines, whatever wraps them: a fenced
+/// code block, YAML indentation, quotes, or one JSON string with `\n` escapes. Per stream;
+/// every line must go through [`PemTracker::line`] in order, stored or not, since a key's
+/// body lines hold nothing a per-line rule could recognise (the last one is short).
+#[derive(Debug, Default)]
+pub struct PemTracker {
+    /// Inside a block: lines seen since its BEGIN line.
+    inside: Option<u32>,
+}
+
+/// Lines after which an unterminated block is given up (a PGP key of 16 kbit is ~300 lines).
+const MAX_KEY_LINES: u32 = 1024;
+
+impl PemTracker {
+    /// The byte ranges of `line` that belong to a private key block; updates the state.
+    pub fn line(&mut self, line: &str) -> Spans {
+        let mut spans = Spans::default();
+        let mut from = 0;
+        if let Some(n) = self.inside {
+            match find_end(line, 0) {
+                Some(end) => {
+                    spans.push(leading_ws(line), end);
+                    self.inside = None;
+                    from = end;
+                }
+                None if n < MAX_KEY_LINES && is_body_line(line) => {
+                    spans.push(leading_ws(line), line.len());
+                    self.inside = Some(n + 1);
+                    return spans;
+                }
+                None => self.inside = None,
+            }
+        }
+        // A BEGIN marker; the block ends on this line (a `\n`-escaped JSON string) or later.
+        while let Some(begin) = find_begin(line, from) {
+            match find_end(line, begin) {
+                Some(end) => {
+                    spans.push(begin, end);
+                    from = end;
+                }
+                None => {
+                    spans.push(begin, line.len());
+                    self.inside = Some(0);
+                    break;
+                }
+            }
+        }
+        spans
+    }
+
+    /// [`PemTracker::line`] for a partial line, which is seen again once complete: the state
+    /// is left as it is.
+    pub fn peek(&self, line: &str) -> Spans {
+        let mut copy = PemTracker {
+            inside: self.inside,
+        };
+        copy.line(line)
+    }
+}
+
+/// Byte ranges to mask, usually none: no allocation for a line outside any key.
+#[derive(Debug, Default)]
+pub struct Spans(Vec<(usize, usize)>);
+
+impl Spans {
+    fn push(&mut self, a: usize, b: usize) {
+        if a < b {
+            self.0.push((a, b));
+        }
+    }
+
+    pub fn as_slice(&self) -> &[(usize, usize)] {
+        &self.0
+    }
+}
+
+fn leading_ws(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// Where a `-----BEGIN … PRIVATE KEY-----` (or `… PRIVATE KEY BLOCK-----`) marker starts.
+fn find_begin(line: &str, from: usize) -> Option<usize> {
+    static BEGIN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"-----BEGIN "));
+    find_marker(line, from, &BEGIN).map(|(start, _)| start)
+}
+
+/// Where the first `-----END … PRIVATE KEY-----` marker at or after `from` ends.
+fn find_end(line: &str, from: usize) -> Option<usize> {
+    static END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"-----END "));
+    find_marker(line, from, &END).map(|(_, end)| end)
+}
+
+/// The first marker `prefix` + `[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----` at or after `from`. The
+/// finder is built once: this runs on every line.
+fn find_marker(
+    line: &str,
+    from: usize,
+    prefix: &memchr::memmem::Finder<'static>,
+) -> Option<(usize, usize)> {
+    let bytes = line.as_bytes();
+    let mut at = from;
+    while let Some(i) = prefix.find(&bytes[at..]) {
+        let start = at + i;
+        let label_start = start + prefix.needle().len();
+        let label_len = bytes[label_start..]
+            .iter()
+            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || **b == b' ')
+            .count();
+        let label = &line[label_start..label_start + label_len];
+        let rest = &bytes[label_start + label_len..];
+        if (label.ends_with("PRIVATE KEY") || label.ends_with("PRIVATE KEY BLOCK"))
+            && rest.starts_with(b"-----")
+        {
+            return Some((start, label_start + label_len + 5));
+        }
+        at = label_start;
+    }
+    None
+}
+
+/// A line that can be inside a key block: one token of base64 (or hex), or an armour header
+/// (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: …`, `Comment: …`), or nothing, once what may wrap it
+/// is taken away: indentation, quotes, commas, `|`, `>`, comment leaders, a trailing `\n`.
+fn is_body_line(line: &str) -> bool {
+    let t = line
+        .trim()
+        .trim_start_matches(['#', '/', '*', '>', '|', '"', '\'', ' ', '\t'])
+        .trim_end_matches([',', '"', '\'', ';', ' ', '\t'])
+        .trim_end_matches("\\n");
+    if t.is_empty() {
+        return true;
+    }
+    if let Some((name, _)) = t.split_once(": ") {
+        return [
+            "Proc-Type",
+            "DEK-Info",
+            "Comment",
+            "Version",
+            "Hash",
+            "Charset",
+            "MessageID",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h));
+    }
+    t.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
 
 #[cfg(test)]
@@ -111,5 +409,183 @@ mod tests {
             r.redact("key sk-proj-abcdefghijklmnopqrstuvwxyz1234 and DB_PASSWORD=hunter22 here"),
             "key [REDACTED:openai_key] and DB_[REDACTED:secret_assignment] here"
         );
+    }
+
+    fn builtin() -> Redactor {
+        let mut book = RuleBook::load(&crate::extract::rules::builtin_sources()).expect("load");
+        book.verify().expect("verify");
+        Redactor::new(&book, true).expect("redactor")
+    }
+
+    const BODY: [&str; 3] = [
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+        "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu",
+        "q3Lx0Zx==",
+    ];
+
+    /// Every line through one tracker, as the extractor does, masked.
+    fn lines(r: &Redactor, text: &str) -> String {
+        let mut keys = PemTracker::default();
+        text.lines()
+            .map(|l| {
+                let spans = keys.line(l);
+                r.redact_with(l, spans.as_slice()).into_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn assert_no_body(masked: &str) {
+        for b in BODY {
+            assert!(!masked.contains(b), "{b} kept in:\n{masked}");
+        }
+        assert!(
+            !masked.contains("q3Lx0Zx"),
+            "the short last line kept:\n{masked}"
+        );
+    }
+
+    #[test]
+    fn a_private_key_is_masked_whole_whatever_wraps_it() {
+        let r = builtin();
+        let [a, b, c] = BODY;
+        let plain = format!(
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\n{a}\n{b}\n{c}\n-----END RSA PRIVATE KEY-----\nafter"
+        );
+        let fenced = format!("```\n{plain}\n```");
+        let yaml = format!(
+            "tls:\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    {a}\n    {b}\n    {c}\n    -----END PRIVATE KEY-----\n  cert: x"
+        );
+        let json_lines = format!(
+            "[\n  \"-----BEGIN OPENSSH PRIVATE KEY-----\",\n  \"{a}\",\n  \"{c}\",\n  \"-----END OPENSSH PRIVATE KEY-----\"\n]"
+        );
+        for text in [&plain, &fenced, &yaml, &json_lines] {
+            let masked = lines(&r, text);
+            assert_no_body(&masked);
+            assert!(masked.contains(PRIVATE_KEY_MASK), "{masked}");
+        }
+        assert!(
+            lines(&r, &plain).ends_with("\nafter"),
+            "the block ends at END"
+        );
+        // One JSON string, `\n`-escaped (a service-account file), with and without a name.
+        for line in [
+            format!(
+                r#"{{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\n{a}\n{b}\n{c}\n-----END PRIVATE KEY-----\n", "client_email": "x@y"}}"#
+            ),
+            format!(
+                r#"{{"k": "-----BEGIN PRIVATE KEY-----\n{a}\n{b}\n{c}\n-----END PRIVATE KEY-----\n", "client_email": "x@y"}}"#
+            ),
+        ] {
+            let masked = lines(&r, &line);
+            assert_no_body(&masked);
+            assert!(masked.contains("client_email"), "{masked}");
+        }
+        // The same text as a code block's content.
+        assert_no_body(&r.redact_lines(&plain));
+        assert_no_body(&r.redact_lines(&yaml));
+    }
+
+    #[test]
+    fn a_block_without_an_end_stops_at_the_first_line_that_is_not_key_text() {
+        let r = builtin();
+        let masked = lines(
+            &r,
+            "grep -- '-----BEGIN RSA PRIVATE KEY-----' id_rsa\nerror: no such file\nnext line",
+        );
+        assert!(
+            masked.contains("error: no such file\nnext line"),
+            "{masked}"
+        );
+        // A certificate is no secret.
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+        assert_eq!(lines(&r, cert), cert);
+    }
+
+    #[test]
+    fn the_shapes_an_attack_found_are_masked() {
+        let r = builtin();
+        for (text, secret) in [
+            (
+                "aws configure set aws_secret_access_key wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                "wJalrXUtnFEMI",
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                "wJalrXUtnFEMI",
+            ),
+            (
+                "Aws_Secret_Access_Key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                "wJalrXUtnFEMI",
+            ),
+            ("authorization: bearer 0a1b2c3d4e5f6a7b8c9d", "0a1b2c3d4e5f"),
+            ("password=12345678", "12345678"),
+            ("password=\"zebra quokka narwhal axolotl\"", "quokka"),
+            ("password=\"zebra quokka narwhal axolotl\"", "axolotl"),
+            (
+                r#"{"m": "password=\"zebra quokka narwhal axolotl\""}"#,
+                "narwhal",
+            ),
+        ] {
+            let masked = r.redact(text);
+            assert!(!masked.contains(secret), "{text} -> {masked}");
+        }
+        assert_eq!(r.redact("token count: 12"), "token count: 12");
+    }
+
+    #[test]
+    fn argv_values_of_secret_flags_and_secret_shapes_are_masked() {
+        let r = builtin();
+        let argv: Vec<String> = [
+            "codex",
+            "--api-key",
+            "plainvalue1",
+            "-H",
+            "Authorization: Bearer abcdefgh12345678",
+            "-H",
+            "X-Api-Token: tok9876",
+            "--password=hunter2",
+            "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+            "--keep-going",
+            "--author",
+            "Ann",
+            "--model",
+            "o3",
+        ]
+        .map(String::from)
+        .to_vec();
+        let out = r.redact_argv(&argv).join(" ");
+        for secret in [
+            "plainvalue1",
+            "abcdefgh12345678",
+            "tok9876",
+            "hunter2",
+            "ghp_a1B2",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        for kept in [
+            "codex",
+            "--api-key",
+            "--password=",
+            "--keep-going",
+            "--author Ann",
+            "--model o3",
+        ] {
+            assert!(out.contains(kept), "{kept} lost from {out}");
+        }
+        assert_eq!(Redactor::off().redact_argv(&argv), argv);
+    }
+
+    #[test]
+    fn identifiers_that_look_like_secrets_are_refused() {
+        let r = builtin();
+        assert!(r
+            .refuse_secret("--session-id", "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8")
+            .is_err());
+        assert!(r
+            .refuse_secret("--session-id", "nightly-2024-06-01")
+            .is_ok());
+        assert!(r.refuse_secret("the agent name", "codex").is_ok());
     }
 }

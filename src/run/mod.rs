@@ -63,6 +63,17 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     let spec = ChildSpec::from_words(cfg.command.clone());
     // Time offset 0 of the output capture.
     let t0 = std::time::SystemTime::now();
+    // Masking also covers what is stored about the session itself (issue 10).
+    let redactor =
+        Arc::new(Redactor::new(&book, cfg.redact).map_err(|e| CliError::usage(anyhow!(e)))?);
+    redactor
+        .refuse_secret("the agent name", &cfg.agent)
+        .map_err(|e| CliError::usage(anyhow!(e)))?;
+    if let Some(id) = &cfg.session_id {
+        redactor
+            .refuse_secret("--session-id", id)
+            .map_err(|e| CliError::usage(anyhow!(e)))?;
+    }
 
     let session = SessionRow {
         session_id: cfg
@@ -70,13 +81,17 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         agent_name: cfg.agent.clone(),
-        environment: cfg.environment.clone(),
+        environment: cfg
+            .environment
+            .as_deref()
+            .map(|e| redactor.redact_lines(e).into_owned()),
         started_at: format_timestamp(t0),
         hostname: store::hostname(),
         cwd: std::env::current_dir()
             .ok()
-            .map(|p| p.to_string_lossy().into_owned()),
-        command_json: serde_json::to_string(&spec.argv).unwrap_or_else(|_| "[]".into()),
+            .map(|p| redactor.redact_lines(&p.to_string_lossy()).into_owned()),
+        command_json: serde_json::to_string(&redactor.redact_argv(&spec.argv))
+            .unwrap_or_else(|_| "[]".into()),
         extraction_config_version: book.version(),
         environment_config_version: cfg.config_version.clone(),
         wrapper_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -228,9 +243,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
 
     let tx = records_tx.clone();
     let outcome = match spawned {
-        Started::Pipes(s) => supervise(s, &cfg, book, tx, tap, ctl_tx, ctl_rx, reap_all, &state),
+        Started::Pipes(s) => supervise(s, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state),
         Started::Pty(p) => {
-            pty_mode::supervise(p, &cfg, book, tx, tap, ctl_tx, ctl_rx, reap_all, &state)
+            pty_mode::supervise(p, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state)
         }
     };
     sig_handle.close();
@@ -409,6 +424,7 @@ fn supervise(
     spawned: Spawned,
     cfg: &RunConfig,
     book: RuleBook,
+    redactor: Arc<Redactor>,
     records_tx: Option<SyncSender<Msg>>,
     tap: Option<capture::CaptureTap>,
     ctl_tx: mpsc::Sender<Control>,
@@ -427,7 +443,7 @@ fn supervise(
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
-    let (chunk_tx, extract, backlog) = start_extraction(cfg, book, records_tx, None, tap)?;
+    let (chunk_tx, extract, backlog) = start_extraction(cfg, book, redactor, records_tx, None, tap)?;
 
     let (drained_tx, drained_rx) = mpsc::channel::<()>();
     let pump_ctl = ctl_tx.clone();
@@ -598,6 +614,7 @@ type Extraction = (
 fn start_extraction(
     cfg: &RunConfig,
     book: RuleBook,
+    redactor: Arc<Redactor>,
     records_tx: Option<SyncSender<Msg>>,
     screen: Option<pty_mode::ScreenSetup>,
     tap: Option<capture::CaptureTap>,
@@ -607,7 +624,7 @@ fn start_extraction(
     };
     let (chunk_tx, chunk_rx) = queue::queue();
     let backlog = chunk_rx.backlog();
-    let (agent, redact, max_line) = (cfg.agent.clone(), cfg.redact, cfg.max_line);
+    let (agent, max_line) = (cfg.agent.clone(), cfg.max_line);
     let prompt_idle = cfg.prompt_idle;
     // The agent's own session log, read once it has exited (`agents/`).
     let agent_log = std::env::current_dir().ok().and_then(|cwd| {
@@ -616,7 +633,7 @@ fn start_extraction(
     let handle = thread::Builder::new()
         .name("wrapper-extract".into())
         .spawn(move || {
-            let extractor = build_extractor(&book, &agent, redact, max_line);
+            let extractor = build_extractor(&book, &agent, redactor, max_line);
             drop(book);
             match screen {
                 None => extract_loop(chunk_rx, extractor, records_tx, tap, prompt_idle, agent_log),
@@ -642,17 +659,20 @@ const BACKLOG_NOTICE: u64 = 16 << 20;
 /// and queueing it meanwhile, so compiling here costs the agent's start nothing. Rules loaded
 /// from files were verified before the spawn; should the rule set as a whole still not compile
 /// (a size limit), output keeps flowing and wrapper says that nothing will be extracted.
-fn build_extractor(book: &RuleBook, agent: &str, redact: bool, max_line: usize) -> Extractor {
-    let built =
-        Matcher::new(book, Some(agent)).and_then(|m| Redactor::new(book, redact).map(|r| (m, r)));
-    let (matcher, redactor) = match built {
-        Ok(pair) => pair,
+fn build_extractor(
+    book: &RuleBook,
+    agent: &str,
+    redactor: Arc<Redactor>,
+    max_line: usize,
+) -> Extractor {
+    let matcher = match Matcher::new(book, Some(agent)) {
+        Ok(m) => m,
         Err(e) => {
             eprintln!("wrapper: warning: {e}; output passes through but nothing is extracted");
-            (Matcher::empty(), Redactor::off())
+            Matcher::empty()
         }
     };
-    Extractor::new(Arc::new(matcher), Arc::new(redactor), max_line)
+    Extractor::new(Arc::new(matcher), redactor, max_line)
 }
 
 /// Finds and reads the session log the agent wrote; a log that cannot be found or read
@@ -725,12 +745,8 @@ fn extract_loop(
         };
         if let Some(tx) = &sink {
             if x.has_records() || x.lines() != sent_lines {
-                sent_lines = x.lines();
-                let msg = Msg::Records {
-                    records: x.take(),
-                    lines: sent_lines,
-                };
-                if tx.send(msg).is_err() {
+                let before = std::mem::replace(&mut sent_lines, x.lines());
+                if writer::send_records(tx, x.take(), before, sent_lines).is_err() {
                     sink = None;
                 }
             }

@@ -90,6 +90,7 @@ pub(super) fn supervise(
     started: Started,
     cfg: &RunConfig,
     book: RuleBook,
+    redactor: Arc<crate::extract::Redactor>,
     records_tx: Option<SyncSender<Msg>>,
     tap: Option<super::capture::CaptureTap>,
     ctl_tx: mpsc::Sender<Control>,
@@ -103,7 +104,7 @@ pub(super) fn supervise(
         size: Arc::new(AtomicU32::new(pack_size(size.0, size.1))),
     };
     let (chunk_tx, extract, _backlog) =
-        super::start_extraction(cfg, book, records_tx, Some(screen.clone()), tap)?;
+        super::start_extraction(cfg, book, redactor, records_tx, Some(screen.clone()), tap)?;
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 

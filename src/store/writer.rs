@@ -35,8 +35,68 @@ const SEARCH_IDLE: Duration = Duration::from_secs(1);
 /// Pause between indexing steps while idle, so catching up on a large backlog leaves the
 /// CPU mostly to the agent and new events are taken within milliseconds.
 const SEARCH_STEP_PAUSE: Duration = Duration::from_millis(20);
-/// Messages that may wait in the channel; each holds up to one read chunk's records.
+/// Messages that may wait in the channel; each holds at most [`MAX_MESSAGE_BYTES`] of records
+/// (see [`send_records`]).
 const CHANNEL_DEPTH: usize = 4;
+/// Bytes of records per message into the writer. With [`CHANNEL_DEPTH`] messages waiting and
+/// [`MAX_PENDING_BYTES`] in the writer's batch, the bytes in flight between extraction and
+/// SQLite stay a few MiB whatever the child prints: counting messages or rows alone let
+/// 60 KiB event lines (two copies per event: the line and its value) pile up to 89 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
+/// Bytes of records the writer's pending batch may hold before it commits, whatever
+/// `batch_size` says.
+const MAX_PENDING_BYTES: usize = 2 << 20;
+
+/// About how many bytes of memory a record holds.
+pub fn record_bytes(r: &Record) -> usize {
+    const FIXED: usize = 160;
+    match r {
+        Record::Event(e) => {
+            FIXED
+                + e.original_line.as_deref().map_or(0, str::len)
+                + e.matched_value.as_deref().map_or(0, str::len)
+                + e.metadata_json.as_deref().map_or(0, str::len)
+        }
+        Record::CodeBlock(b) => FIXED + b.content.len() + b.context_json.len() + b.digest.len(),
+        Record::Facts(_) => FIXED,
+        Record::Merge(m) => FIXED + m.metadata_json.len(),
+    }
+}
+
+/// Sends `records` to the writer in messages of at most [`MAX_MESSAGE_BYTES`] (a single record
+/// larger than that goes alone). Every message but the last carries `lines_before`, so a
+/// commit between them never counts lines whose events are still to come. Blocks while the
+/// channel is full; `Err` when the writer is gone.
+pub fn send_records(
+    tx: &SyncSender<Msg>,
+    records: Vec<Record>,
+    lines_before: u64,
+    lines: u64,
+) -> Result<(), std::sync::mpsc::SendError<Msg>> {
+    let total: usize = records.iter().map(record_bytes).sum();
+    if total <= MAX_MESSAGE_BYTES {
+        return tx.send(Msg::Records { records, lines });
+    }
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for r in records {
+        let n = record_bytes(&r);
+        if !part.is_empty() && bytes + n > MAX_MESSAGE_BYTES {
+            let records = std::mem::take(&mut part);
+            tx.send(Msg::Records {
+                records,
+                lines: lines_before,
+            })?;
+            bytes = 0;
+        }
+        bytes += n;
+        part.push(r);
+    }
+    tx.send(Msg::Records {
+        records: part,
+        lines,
+    })
+}
 
 /// A session's lifecycle state (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -329,6 +389,8 @@ struct Writer {
     session: SessionRow,
     spool: Option<Spool>,
     pending: Vec<Record>,
+    /// [`record_bytes`] of `pending`.
+    pending_bytes: usize,
     pending_states: Vec<StateChange>,
     lines: u64,
     lines_committed: u64,
@@ -351,6 +413,7 @@ impl Writer {
             session: cfg.session,
             spool: None,
             pending: Vec::new(),
+            pending_bytes: 0,
             pending_states: Vec::new(),
             lines: 0,
             lines_committed: 0,
@@ -399,11 +462,16 @@ impl Writer {
                     if self.db.is_none() && self.spool.is_none() {
                         continue;
                     }
+                    self.pending_bytes += records.iter().map(record_bytes).sum::<usize>();
                     self.pending.extend(records);
                     oldest.get_or_insert_with(Instant::now);
-                    while self.pending.len() >= self.batch_size {
-                        let rest = self.pending.split_off(self.batch_size);
+                    while self.pending.len() >= self.batch_size
+                        || self.pending_bytes >= MAX_PENDING_BYTES
+                    {
+                        let n = self.batch_size.min(self.pending.len());
+                        let rest = self.pending.split_off(n);
                         let batch = std::mem::replace(&mut self.pending, rest);
+                        self.pending_bytes = self.pending.iter().map(record_bytes).sum();
                         self.commit(batch);
                     }
                     if self.pending.is_empty() && self.lines == self.lines_committed {
@@ -483,6 +551,7 @@ impl Writer {
             self.commit(batch);
         }
         let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         self.commit(batch);
     }
 
@@ -877,4 +946,55 @@ pub(crate) fn write_state(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Stream;
+
+    fn event(len: usize) -> Record {
+        Record::Event(Event {
+            timestamp: "t".into(),
+            stream: Stream::Stdout,
+            event_type: "error".into(),
+            pattern: "p".into(),
+            matched_value: Some("v".repeat(len)),
+            original_line: Some("l".repeat(len).into()),
+            line_number: 1,
+            metadata_json: None,
+            code_block_language: None,
+            risk_level: None,
+            auto_confirmable: false,
+        })
+    }
+
+    /// Records go in messages of at most `MAX_MESSAGE_BYTES` (one larger record alone), in
+    /// order; only the last message advances the line count.
+    #[test]
+    fn records_are_sent_in_messages_bounded_in_bytes() {
+        let (tx, rx) = sync_channel(1000);
+        let records: Vec<Record> = (0..40).map(|_| event(60 << 10)).collect();
+        send_records(&tx, records, 7, 47).expect("send");
+        send_records(&tx, vec![event(1 << 20)], 47, 48).expect("send");
+        drop(tx);
+        let msgs: Vec<(usize, usize, u64)> = rx
+            .iter()
+            .map(|m| match m {
+                Msg::Records { records, lines } => (
+                    records.len(),
+                    records.iter().map(record_bytes).sum::<usize>(),
+                    lines,
+                ),
+                Msg::State(_) => panic!("a state"),
+            })
+            .collect();
+        let (last, rest) = msgs.split_last().expect("messages");
+        assert_eq!(last.0, 1, "a large record alone");
+        let (tail, parts) = rest.split_last().expect("parts");
+        assert_eq!(tail.2, 47);
+        assert!(parts.iter().all(|m| m.2 == 7 && m.1 <= MAX_MESSAGE_BYTES));
+        assert_eq!(rest.iter().map(|m| m.0).sum::<usize>(), 40);
+        assert!(rest.len() >= 20, "{rest:?}");
+    }
 }

@@ -480,12 +480,15 @@ fn with_nowhere_to_spool_the_loss_is_said_and_counted() {
     assert_eq!(code, 0, "the agent was disturbed: {err}");
     let want = numbered("a", n1) + &numbered("b", n2);
     assert!(out == want.as_bytes(), "passthrough changed");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
-    assert!(lines[0].contains("EVENTS ARE BEING LOST"), "{err}");
-    assert!(!lines[0].contains("import-spool"), "names no file: {err}");
+    // (A loaded machine may also make the output queue want to spill, which it cannot with
+    // no temporary directory either: that says so on a line of its own.)
+    let lost: Vec<&str> = err.lines().filter(|l| l.contains("LOST")).collect();
+    assert_eq!(lost.len(), 1, "{err}");
+    assert!(!err.contains("import-spool"), "names no file: {err}");
     assert!(
-        lines[1].contains(&format!("{n2} events of session lost were lost")),
+        err.lines()
+            .last()
+            .is_some_and(|l| l.contains(&format!("{n2} events of session lost were lost"))),
         "{err}"
     );
 }

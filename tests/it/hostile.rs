@@ -418,3 +418,57 @@ fn deeply_nested_and_mistyped_pattern_files_are_clear_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Long lines that each yield an event (SPEC §9, issue 10 part 4): every event holds its line
+/// and its value, 120 KiB together. Counted in messages and rows, the writer let 500 of them
+/// (its batch) wait for a commit: 60 MiB and more; bounded in bytes it commits every 2 MiB. The
+/// long flush interval makes the writer wait for a full batch, so the case does not depend on
+/// which side of the machine is faster.
+#[test]
+fn long_event_lines_stay_in_bounded_memory() {
+    let env = Env::new();
+    let gen = "x=$(printf '%61440s' '' | tr ' ' x); i=0; \
+               while [ $i -lt 600 ]; do printf 'error: %s\\n' \"$x\"; i=$((i+1)); done";
+    let want = expected_sha(&env, gen);
+    let mut sha = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    let sha_in = sha.stdin.take().expect("stdin");
+    let mut w = env
+        .run_cmd("codex", &["--flush-interval", "60s"], &["sh", "-c", gen])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(sha_in))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn wrapper");
+    let status_path = format!("/proc/{}/status", w.id());
+    let (mut hwm, mut anon) = (0, 0);
+    while let Ok(status) = std::fs::read_to_string(&status_path) {
+        let Some(h) = status_kib(&status, "VmHWM:") else {
+            break;
+        };
+        hwm = hwm.max(h);
+        anon = anon.max(status_kib(&status, "RssAnon:").unwrap_or(0));
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(w.wait().expect("wait").success());
+    let mut got = String::new();
+    sha.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut got)
+        .expect("read");
+    sha.wait().expect("sha256sum");
+    eprintln!("600 events of 60 KiB: peak VmHWM {hwm} KiB, peak RssAnon {anon} KiB");
+    assert_eq!(got.split_whitespace().next(), Some(want.as_str()));
+    assert!(
+        anon < ANON_BUDGET_KIB,
+        "wrapper used {anon} KiB of its own memory"
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM extraction_events WHERE length(original_line) > 61000"),
+        600
+    );
+}
