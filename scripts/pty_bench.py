@@ -15,7 +15,7 @@ one key at a time. Three ways, rounds interleaved:
   wrapper+db  the same with --db: the screen model and SQLite run beside it.
 Added latency = (wrapper - direct) and (wrapper - script), median and p99.
 
-Throughput. `gen_log.py N` piped into `cat` on a pty, output to /dev/null, under
+Throughput. `scripts/gen_log.py N` (the same as ../shared/bench/gen_log.py) piped into `cat` on a pty, output to /dev/null, under
 `script -q -c cat /dev/null` and under `wrapper --pty` (and with --db) in the same run,
 interleaved, best of 3 wall times. Both echo the input (the pty's ECHO is on for piped input,
 as under script), so each writes the log twice.
@@ -34,7 +34,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GEN = os.path.join(HERE, "..", "..", "shared", "bench", "gen_log.py")
+GEN = os.path.join(HERE, "gen_log.py")
 
 
 def pct(values, p):
@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--keys", type=int, default=2000)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-latency", action="store_true")
     a = ap.parse_args()
     w = os.path.abspath(a.wrapper)
     tmp = tempfile.mkdtemp(prefix="pty-bench-")
@@ -139,11 +140,18 @@ def main():
         del ways["script"]
     lat = {k: [] for k in ways}
     per = max(1, a.keys // a.rounds)
-    for _ in range(a.rounds):
+    for _ in range(0 if a.skip_latency else a.rounds):
         for k, argv in ways.items():
             lat[k] += echo_samples(argv, per)
+    if not a.skip_latency:
+        report_latency(lat, per * a.rounds)
+    throughput(a, w, tmp, db)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_latency(lat, n):
     print("\n## keystroke to echo (µs)")
-    print(f"{'':12} {'median':>8} {'p99':>8}  (n={per * a.rounds})")
+    print(f"{'':12} {'median':>8} {'p99':>8}  (n={n})")
     for k, v in lat.items():
         print(f"{k:12} {statistics.median(v) / 1000:8.1f} {pct(v, 99) / 1000:8.1f}")
     base = statistics.median(lat["direct"])
@@ -152,6 +160,9 @@ def main():
               f"p99 {(pct(lat[k], 99) - pct(lat['direct'], 99)) / 1000:.1f} µs over direct")
         if "script" in lat:
             print(f"   vs script: median {(statistics.median(lat[k]) - statistics.median(lat['script'])) / 1000:+.1f} µs")
+
+
+def throughput(a, w, tmp, db):
 
     log = os.path.join(tmp, "log.txt")
     with open(log, "wb") as f:
@@ -172,7 +183,6 @@ def main():
     print(f"\n## cat of gen_log.py {a.lines} ({size / 1e6:.1f} MB) on a pty, best of {a.rounds}")
     for k, (t, rss) in best.items():
         print(f"{k:26} {t:7.2f} s  {size / t / 1e6:6.1f} MB/s  peak RSS {rss / 1024:6.1f} MiB")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

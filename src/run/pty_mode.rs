@@ -156,7 +156,6 @@ pub(super) fn supervise(
         pump: None,
         stop_signal: None,
         kill_deadline: None,
-        wake_w: &wake_w,
     };
     loop {
         if sup.finished() {
@@ -227,7 +226,6 @@ struct Supervisor<'a> {
     pump: Option<pump::PumpReport>,
     stop_signal: Option<i32>,
     kill_deadline: Option<Instant>,
-    wake_w: &'a OwnedFd,
 }
 
 impl Supervisor<'_> {
@@ -332,7 +330,6 @@ impl Supervisor<'_> {
             }
             self.kill_deadline = None;
         }
-        let _ = self.wake_w;
     }
 }
 

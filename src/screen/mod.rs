@@ -95,19 +95,25 @@ impl Observer for Watch {
     }
 }
 
-/// A hash of the visible text and which screen is active.
+/// A hash of the visible text and which screen is active (FNV-1a over the characters: run
+/// after every read that drew something, so it must be cheap, and it needs no resistance to
+/// crafted collisions — a collision only delays a settle).
 fn fingerprint(t: &Terminal) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (t.active_screen_kind() == ScreenKind::Alternate).hash(&mut h);
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |v: u32| {
+        h ^= u64::from(v);
+        h = h.wrapping_mul(PRIME);
+    };
+    mix(u32::from(t.active_screen_kind() == ScreenKind::Alternate));
     for line in t.screen().visible_lines() {
         for c in line.chars() {
-            c.hash(&mut h);
+            mix(u32::from(c));
         }
-        '\n'.hash(&mut h);
+        mix(u32::from('\n'));
     }
     // Never 0, the hash of "nothing shown yet".
-    h.finish() | 1
+    h | 1
 }
 
 /// The visible rows' text, trailing blanks trimmed; blank rows dropped.

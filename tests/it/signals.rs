@@ -230,8 +230,9 @@ fn at_a_terminal_the_agent_can_read_it_and_ctrl_c_reaches_it_once() {
     );
     let script = env.path("agent.sh");
     std::fs::write(&script, agent).expect("write agent");
+    // Pipe mode's hand-over of the terminal (PTY mode's Ctrl-C: tests/it/pty.rs).
     let inner = format!(
-        "{} codex --db {} --no-default-patterns -- sh {}",
+        "{} codex --no-pty --db {} --no-default-patterns -- sh {}",
         bin().display(),
         env.db().display(),
         script.display()
