@@ -504,13 +504,10 @@ impl Visible {
 
 /// The edits that mask `raw` (whole segments, starting and ending at safe places).
 fn mask_edits(m: &Masker, raw: &[u8]) -> Vec<Edit> {
-    // The common case: plain text without a secret, checked for the whole region at once.
-    if memchr(0x1b, raw).is_none() {
-        if let Ok(text) = std::str::from_utf8(raw) {
-            if m.clean(text) {
-                return Vec::new();
-            }
-        }
+    // The common case: text without escape sequences or a secret, checked for the whole
+    // region at once (invalid UTF-8 as U+FFFD, borrowed when there is none).
+    if memchr(0x1b, raw).is_none() && m.clean(&String::from_utf8_lossy(raw)) {
+        return Vec::new();
     }
     let vis = visible(raw);
     let has_strings = vis.spans.iter().any(|s| s.string);
