@@ -81,9 +81,6 @@ impl Probe {
         thread::Builder::new()
             .name("wrapper-git".into())
             .spawn(move || {
-                let redactor = redact
-                    .and_then(|b| Redactor::new(&b, true).ok())
-                    .unwrap_or_else(Redactor::off);
                 let started = probe_start(&cwd, timeout);
                 let Some((mut start, repo)) = started else {
                     tracing::debug!("git: {} is not in a work tree", cwd.display());
@@ -91,6 +88,10 @@ impl Probe {
                     let _ = done_tx.send(());
                     return;
                 };
+                // Compiled only now: most sessions outside a repository never need it.
+                let redactor = redact
+                    .and_then(|b| Redactor::new(&b, true).ok())
+                    .unwrap_or_else(Redactor::off);
                 start.remote_url = start.remote_url.map(|u| redactor.redact(&u).into_owned());
                 if repo.is_some() && head0.is_some() {
                     start.head_start = head0;
