@@ -179,6 +179,26 @@ def db_figures(path):
             "per_pattern": per_pattern, "code_blocks": blocks}
 
 
+def check_capture(path, n_bytes, label):
+    """The capture of a database run: every output byte stored (the standard input has no
+    secret, so masking changes nothing), and how small it is."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT coalesce(sum(raw_bytes), 0), coalesce(sum(stored_bytes), 0), "
+                          "coalesce(sum(frames), 0), coalesce(sum(blocks), 0) "
+                          "FROM capture_sessions").fetchone()
+        blob = con.execute("SELECT coalesce(sum(length(data)), 0) FROM capture_blocks").fetchone()[0]
+    finally:
+        con.close()
+    raw, stored, frames, blocks = row
+    if raw != n_bytes:
+        fail(f"{label}: capture holds {raw} bytes of output, the input has {n_bytes}")
+    if blob != stored:
+        fail(f"{label}: capture_sessions says {stored} stored bytes, the blocks hold {blob}")
+    return {"raw_bytes": raw, "stored_bytes": stored, "frames": frames, "blocks": blocks,
+            "ratio": stored / raw if raw else None}
+
+
 def check_db(path, expect_events, expect_lines, expect_per_pattern=None, label="database run"):
     f = db_figures(path)
     problems = []
@@ -303,6 +323,10 @@ def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, pe
          lambda db: [[w, "bench", "--events-out", "/dev/null", "--", "cat", inp]]),
         ("wrapper + database", "wrapper",
          lambda db: [[w, "bench", "--db", db, "--", "cat", inp]]),
+        # Output capture is on by default with the database; this row is the same pipeline
+        # without it, so the difference is what capture costs (issue 13: at most 10%).
+        ("wrapper + db, no capture", "wrapper",
+         lambda db: [[w, "bench", "--db", db, "--no-capture", "--", "cat", inp]]),
     ]
     samples = {name: [] for name, _, _ in cmds}
     rss = {name: [] for name, _, _ in cmds}
@@ -324,10 +348,13 @@ def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, pe
                 t, peak, codes = rss_tool.measure(mk(db))
             if any(codes):
                 fail(f"{name}: exit codes {codes}")
-            if name == "wrapper + database":
-                f = check_db(db, expect_events, n_lines, per_pattern, f"round {r} database run")
-                checks.append({"round": r, "events": f["events"],
-                               "total_lines_processed": f["total_lines_processed"]})
+            if name.startswith("wrapper + d"):
+                f = check_db(db, expect_events, n_lines, per_pattern, f"round {r} {name} run")
+                row = {"round": r, "command": name, "events": f["events"],
+                       "total_lines_processed": f["total_lines_processed"]}
+                if name == "wrapper + database":
+                    row["capture"] = check_capture(db, n_bytes, f"round {r} database run")
+                checks.append(row)
             rm_db(db)
             if timed:
                 samples[name].append(t)
@@ -463,6 +490,15 @@ def main():
     log("verify: passthrough is byte-exact in every mode; reference event count from --events-out")
     expect_events, per_pattern, vdb, notes = verify(w, inp, work, in_sha, n_bytes)
     f = check_db(vdb, expect_events, n_lines, per_pattern, "verify database run")
+    check_capture(vdb, n_bytes, "verify database run")
+    con = sqlite3.connect(f"file:{vdb}?mode=ro", uri=True)
+    sid = con.execute("SELECT session_id FROM process_sessions").fetchone()[0]
+    con.close()
+    replayed = subprocess.run([w, "replay", "--db", vdb, sid], capture_output=True, check=True).stdout
+    if hashlib.sha256(replayed).hexdigest() != in_sha:
+        fail(f"verify: `wrapper replay` of the capture is not the input ({len(replayed)} bytes)")
+    log("  the capture replays to the input byte for byte")
+    del replayed
     rm_db(vdb)
     log(f"  {expect_events} events from --events-out == {f['events']} committed; "
         f"{f['total_lines_processed']} lines processed; {f['code_blocks']} code blocks")
@@ -481,6 +517,20 @@ def main():
         print(f"note: {s}")
     print(f"every database run committed {expect_events} events (== --events-out) and "
           f"counted {n_lines} lines")
+    by = {r["command"]: r for r in rows}
+    caps = [c["capture"] for c in checks if "capture" in c]
+    if caps and "wrapper + db, no capture" in by:
+        on, off = by["wrapper + database"], by["wrapper + db, no capture"]
+        cost = on["median_s"] / off["median_s"] - 1
+        ratio = max(c["ratio"] for c in caps)
+        report["capture"] = {"cost": cost, "stored_ratio": ratio, "runs": caps,
+                             "peak_rss_mib": on["peak_rss_mib"]}
+        print(f"capture: {cost * 100:+.1f}% pipeline time (median {on['median_s']:.3f} s on, "
+              f"{off['median_s']:.3f} s off; bar <= 10%: {'met' if cost <= 0.10 else 'NOT met'}); "
+              f"stored {caps[-1]['stored_bytes']} bytes for {caps[-1]['raw_bytes']} of output = "
+              f"{ratio:.3f}x (bar <= 0.3x: {'met' if ratio <= 0.3 else 'NOT met'}) in "
+              f"{caps[-1]['blocks']} blocks, {caps[-1]['frames']} frames; peak RSS "
+              f"{on['peak_rss_mib']:.1f} MiB (bar < 32: {'met' if on['peak_rss_mib'] < 32 else 'NOT met'})")
 
     if "latency" not in skip:
         lat = latency.measure(w, work, a.lat_samples, starts=a.start_runs, log=log)

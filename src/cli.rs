@@ -37,6 +37,7 @@ does not know is an error there, so put `--` before commands that take options.
 Options for running an agent (all described in `wrapper run --help`): --enable-db, --db PATH,
 --patterns PATH (repeatable), --no-default-patterns, --session-id ID, --env NAME,
 --batch-size N, --flush-interval DUR, --kill-after DUR, --events-out PATH, --no-redact,
+--no-capture,
 --max-line SIZE, --prompt-idle DUR, --subreaper, --config PATH, -q/--quiet, -v/--verbose.
 Environment: WRAPPER_DB, WRAPPER_ENABLE_DB, WRAPPER_ENV; config file:
 $XDG_CONFIG_HOME/wrapper/config.toml.
@@ -91,6 +92,10 @@ pub enum Command {
     Backup(crate::cmd::backup::BackupArgs),
     /// Serve the query API, a live tail of events and a web page over HTTP
     Serve(crate::cmd::serve::ServeArgs),
+    /// Play a captured session in the terminal with its original timing
+    Replay(crate::cmd::replay::ReplayArgs),
+    /// Export a captured session: asciicast v2/v3, a text transcript, or its events
+    Export(crate::cmd::export::ExportArgs),
 }
 
 /// Options of the run path. All but the agent and command can also be set in config.toml.
@@ -139,6 +144,10 @@ pub struct RunArgs {
     /// Store text as it is, without masking secrets (for this run only)
     #[arg(long)]
     pub no_redact: bool,
+
+    /// Do not store the raw output for replay and export (stored by default with the database)
+    #[arg(long)]
+    pub no_capture: bool,
 
     /// Longest line kept for extraction; longer lines are cut (output is never cut) [default: 64KiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]

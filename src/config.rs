@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub events_out: Option<PathBuf>,
     pub redact: Option<bool>,
     pub subreaper: Option<bool>,
+    /// Store the raw output for replay and export (with the database; default true).
+    pub capture: Option<bool>,
 }
 
 /// A loaded config file with where it came from.
@@ -112,6 +114,8 @@ pub struct RunConfig {
     pub kill_after: Duration,
     pub events_out: Option<EventsOut>,
     pub redact: bool,
+    /// Store the raw output (only with a database).
+    pub capture: bool,
     pub max_line: usize,
     pub prompt_idle: Duration,
     pub subreaper: bool,
@@ -234,6 +238,7 @@ impl RunConfig {
                 .unwrap_or(DEFAULT_KILL_AFTER),
             events_out,
             redact: !args.no_redact && file.redact.unwrap_or(true),
+            capture: !args.no_capture && file.capture.unwrap_or(true),
             max_line,
             prompt_idle: args
                 .prompt_idle

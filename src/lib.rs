@@ -6,6 +6,8 @@
 //! [`extract`] match → [`store::writer`] batch → SQLite ([`store`]).
 //! Beside it, the query side: [`cmd`] (one file per subcommand) and [`output`].
 
+pub mod capture;
+pub mod cast;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -60,6 +62,8 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Prune(a) => cmd::prune::run(a),
         Command::Backup(a) => cmd::backup::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Replay(a) => cmd::replay::run(a),
+        Command::Export(a) => cmd::export::run(a),
     };
     match result {
         Ok(code) => code,

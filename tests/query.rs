@@ -954,8 +954,13 @@ fn db_path_check_and_migrate_still_work() {
         env.ok(&["db", "path"]).trim(),
         env.db().to_string_lossy().as_ref()
     );
-    assert!(env.ok(&["db", "check"]).contains("ok (schema version 2)"));
-    assert!(env.ok(&["db", "migrate"]).contains("schema version 2"));
+    let latest = wrapper::store::schema::LATEST;
+    assert!(env
+        .ok(&["db", "check"])
+        .contains(&format!("ok (schema version {latest})")));
+    assert!(env
+        .ok(&["db", "migrate"])
+        .contains(&format!("schema version {latest}")));
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub fn run(args: DbArgs) -> CliResult<i32> {
                 .map_err(|e| CliError::usage(anyhow!("{}: {e}", path.display())))?;
             if check == ["ok"] {
                 crate::outln!("{}: ok (schema version {v})", path.display())?;
+                if let Ok(c) = store::capture::sizes(&conn) {
+                    crate::outln!("{}", crate::cmd::stats::capture_line(&c))?;
+                }
                 if abandoned > 0 {
                     crate::outln!(
                         "marked {abandoned} session(s) whose wrapper is gone as abandoned"

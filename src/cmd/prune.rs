@@ -17,8 +17,16 @@ use crate::time::Edge;
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Sessions started before WHEN go: a duration ago (30d, 12h), a date or an RFC 3339 time
-    #[arg(long, value_name = "WHEN", required = true)]
-    pub older_than: String,
+    #[arg(
+        long,
+        value_name = "WHEN",
+        required_unless_present = "captures_older_than"
+    )]
+    pub older_than: Option<String>,
+    /// Drop only the captured output (replay, export) of ended sessions started before WHEN;
+    /// their events stay
+    #[arg(long, value_name = "WHEN")]
+    pub captures_older_than: Option<String>,
     /// Show what would be deleted, delete nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -31,13 +39,59 @@ pub struct PruneArgs {
 }
 
 pub fn run(args: PruneArgs) -> CliResult<i32> {
-    let cutoff =
-        view::bound("older-than", Some(&args.older_than), Edge::Start)?.unwrap_or_default();
+    let captures_cutoff = match &args.captures_older_than {
+        Some(w) => view::bound("captures-older-than", Some(w), Edge::Start)?,
+        None => None,
+    };
+    let cutoff = match &args.older_than {
+        Some(w) => view::bound("older-than", Some(w), Edge::Start)?,
+        None => None,
+    };
     let (conn, path) = view::open_db(&args.db)?;
+    let dropped = match &captures_cutoff {
+        Some(c) => Some(query::drop_captures(&conn, c, args.dry_run).map_err(view::query_error)?),
+        None => None,
+    };
+    let Some(cutoff) = cutoff else {
+        let (Some(d), Some(c)) = (dropped, captures_cutoff) else {
+            return Ok(0);
+        };
+        if args.json {
+            output::print_json(&serde_json::json!({ "captures": d }))?;
+            return Ok(0);
+        }
+        view::line(format!(
+            "{} the captured output of {} sessions started before {c} ({}){}",
+            if d.dry_run { "would drop" } else { "dropped" },
+            d.sessions.len(),
+            crate::cmd::replay::human_bytes(d.stored_bytes),
+            if d.dry_run {
+                " (dry run: nothing deleted)"
+            } else {
+                "; their events stay"
+            }
+        ))?;
+        return Ok(0);
+    };
     let report = query::prune(&conn, &cutoff, args.dry_run).map_err(view::query_error)?;
     if args.json {
-        output::print_json(&report)?;
+        let mut v = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+        if let (Some(d), Some(obj)) = (dropped, v.as_object_mut()) {
+            obj.insert(
+                "captures".into(),
+                serde_json::to_value(d).map_err(anyhow::Error::from)?,
+            );
+        }
+        output::print_json(&v)?;
         return Ok(0);
+    }
+    if let Some(d) = &dropped {
+        view::line(format!(
+            "{} the captured output of {} more sessions ({})",
+            if d.dry_run { "would drop" } else { "dropped" },
+            d.sessions.len(),
+            crate::cmd::replay::human_bytes(d.stored_bytes),
+        ))?;
     }
     if report.sessions.is_empty() {
         view::line(format!(
@@ -59,7 +113,7 @@ pub fn run(args: PruneArgs) -> CliResult<i32> {
         output::print_table(t)?;
     }
     view::line(format!(
-        "{} {} sessions started before {cutoff}: {} events, {} code blocks, {} state changes{}",
+        "{} {} sessions started before {cutoff}: {} events, {} code blocks, {} state changes, {} of captured output{}",
         if args.dry_run {
             "would delete"
         } else {
@@ -69,6 +123,7 @@ pub fn run(args: PruneArgs) -> CliResult<i32> {
         report.events,
         report.code_blocks,
         report.state_changes,
+        crate::cmd::replay::human_bytes(report.capture_bytes),
         if args.dry_run {
             " (dry run: nothing deleted)".to_string()
         } else {

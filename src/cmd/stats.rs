@@ -39,11 +39,40 @@ pub fn run(args: StatsArgs) -> CliResult<i32> {
     };
     let (conn, _) = view::open_db(&args.db)?;
     let stats = query::stats(&conn, &filter).map_err(view::query_error)?;
+    let capture = crate::store::capture::sizes(&conn).unwrap_or_default();
     if args.json {
-        output::print_json(&stats)?;
+        let mut v = serde_json::to_value(&stats).map_err(anyhow::Error::from)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "capture".into(),
+                serde_json::to_value(&capture).map_err(anyhow::Error::from)?,
+            );
+        }
+        output::print_json(&v)?;
         return Ok(0);
     }
-    print_human(&stats)
+    print_human(&stats)?;
+    view::line(capture_line(&capture))?;
+    Ok(0)
+}
+
+/// One line on captured output (all sessions, whatever the filters).
+pub fn capture_line(c: &crate::store::capture::Sizes) -> String {
+    use crate::cmd::replay::human_bytes;
+    let ratio = if c.raw_bytes > 0 {
+        format!(
+            ", {:.2}× of the output",
+            c.stored_bytes as f64 / c.raw_bytes as f64
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "capture       {} sessions, {} of output stored in {}{ratio}",
+        c.sessions,
+        human_bytes(c.raw_bytes),
+        human_bytes(c.stored_bytes)
+    )
 }
 
 fn percent(rate: Option<f64>) -> String {

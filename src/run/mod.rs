@@ -11,6 +11,7 @@
 //!   exit, and then finishes the session in order — drain, extract the rest, commit, record
 //!   the final state — so that nothing read is lost on any path.
 
+pub mod capture;
 pub mod child;
 pub mod pump;
 pub mod queue;
@@ -55,6 +56,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // compiled in the extraction thread while the agent starts: see `RuleBook::load`.)
     let book = RuleBook::load(&cfg.pattern_sources).map_err(CliError::usage)?;
     let spec = ChildSpec::from_words(cfg.command.clone());
+    let started = std::time::SystemTime::now();
 
     let session = SessionRow {
         session_id: cfg
@@ -63,7 +65,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         agent_name: cfg.agent.clone(),
         environment: cfg.environment.clone(),
-        started_at: now_timestamp(),
+        started_at: format_timestamp(started),
         hostname: store::hostname(),
         cwd: std::env::current_dir()
             .ok()
@@ -113,6 +115,32 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         None
     };
     let records_tx = sink.as_ref().map(Sink::sender);
+    // Output capture (issue 13): with the database, unless --no-capture.
+    let (tap, capture) = match (&records_tx, has_db && cfg.capture) {
+        (Some(tx), true) => {
+            let redact = RuleBook {
+                redact: book.redact.clone(),
+                ..RuleBook::default()
+            };
+            let (tap, c) = capture::start(
+                redact,
+                cfg.redact,
+                started,
+                store::capture::Mode::Pipe,
+                None,
+                tx.clone(),
+            )
+            .map_err(|e| CliError::internal(anyhow!("cannot start the capture thread: {e}")))?;
+            (Some(tap), Some(c))
+        }
+        _ => (None, None),
+    };
+    let finish_capture = |tap: Option<capture::CaptureTap>, c: Option<capture::Capture>| {
+        drop(tap);
+        if let Some(c) = c {
+            c.finish();
+        }
+    };
     let state = |st: StateChange| {
         if let Some(tx) = &records_tx {
             let _ = tx.send(Msg::State(st));
@@ -146,6 +174,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
                 pid: None,
                 metadata: Some(json!({ "error": e.source.to_string() })),
             });
+            finish_capture(tap, capture);
             drop(records_tx);
             if let Some(s) = sink {
                 s.finish();
@@ -172,12 +201,16 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         &cfg,
         book,
         records_tx.clone(),
+        tap,
         ctl_tx,
         ctl_rx,
         reap_all,
         &state,
     );
     sig_handle.close();
+    // The extraction thread has ended and dropped the tap: the last blocks go in now, before
+    // the final state.
+    finish_capture(None, capture);
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -261,6 +294,7 @@ fn supervise(
     cfg: &RunConfig,
     book: RuleBook,
     records_tx: Option<SyncSender<Msg>>,
+    tap: Option<capture::CaptureTap>,
     ctl_tx: mpsc::Sender<Control>,
     ctl_rx: Receiver<Control>,
     reap_all: bool,
@@ -291,7 +325,7 @@ fn supervise(
                 .spawn(move || {
                     let extractor = build_extractor(&book, &agent, redact, max_line);
                     drop(book);
-                    extract_loop(chunk_rx, extractor, records_tx, prompt_idle)
+                    extract_loop(chunk_rx, extractor, records_tx, tap, prompt_idle)
                 })
                 .context("cannot start the extraction thread")?;
             (Some(chunk_tx), Some(handle), Some(backlog))
@@ -480,6 +514,7 @@ fn extract_loop(
     rx: queue::Receiver,
     mut x: Extractor,
     sink: SyncSender<Msg>,
+    tap: Option<capture::CaptureTap>,
     prompt_idle: Duration,
 ) -> (u64, u64) {
     use crate::event::Stream;
@@ -499,6 +534,9 @@ fn extract_loop(
                 let ts: Arc<str> = format_timestamp(chunk.at).into();
                 x.feed(chunk.stream, &chunk.data, &ts);
                 last_data[chunk.stream.index()] = Some((Instant::now(), ts));
+                if let Some(tap) = &tap {
+                    tap.output(chunk.stream, chunk.data, chunk.at);
+                }
                 false
             }
             Err(RecvTimeoutError::Timeout) => {

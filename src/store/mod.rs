@@ -4,6 +4,7 @@
 //! check happen in exactly one place. The run path hands its connection to the writer thread
 //! ([`writer`]); query commands read through [`query`].
 
+pub mod capture;
 pub mod fts;
 pub mod query;
 pub mod schema;

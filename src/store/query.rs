@@ -1111,6 +1111,21 @@ pub fn search(
 // ---------------------------------------------------------------------------------------------
 // Prune
 
+/// `prune --captures-older-than`: drops the captured output of ended sessions that started
+/// before `cutoff`, keeping the sessions and their events.
+pub fn drop_captures(
+    conn: &Connection,
+    cutoff: &str,
+    dry_run: bool,
+) -> QueryResult<super::capture::DropReport> {
+    Ok(super::capture::drop_older_than(
+        conn,
+        cutoff,
+        &final_states_sql(),
+        dry_run,
+    )?)
+}
+
 /// What a prune removed (or, dry, would remove).
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneReport {
@@ -1119,6 +1134,8 @@ pub struct PruneReport {
     pub event_counts: i64,
     pub code_blocks: i64,
     pub state_changes: i64,
+    /// Compressed bytes of captured output that go with the sessions.
+    pub capture_bytes: i64,
     pub dry_run: bool,
 }
 
@@ -1149,6 +1166,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
         event_counts: 0,
         code_blocks: 0,
         state_changes: 0,
+        capture_bytes: 0,
         dry_run,
     };
     if report.sessions.is_empty() {
@@ -1193,6 +1211,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
     report.event_counts = count("event_counts", DOOMED)?;
     report.code_blocks = count("code_blocks", &gone_blocks)?;
     report.state_changes = count("process_state_changes", DOOMED)?;
+    report.capture_bytes = super::capture::stored_where(&tx, DOOMED)?;
     if dry_run {
         tx.execute_batch("DROP TABLE temp.prune_sessions; DROP TABLE temp.prune_refs")?;
         tx.commit()?;
@@ -1228,6 +1247,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
              WHERE r.digest = code_blocks.digest) \
          WHERE digest IN (SELECT digest FROM temp.prune_refs);"
     ))?;
+    super::capture::delete_where(&tx, DOOMED)?;
     for table in [
         "extraction_events",
         "event_counts",

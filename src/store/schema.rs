@@ -5,7 +5,7 @@
 //! so migrations add, never rename.
 
 /// `(version, sql)`: migration `version` brings `user_version` from `version - 1` to `version`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// The schema version this wrapper writes.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -135,4 +135,47 @@ CREATE TABLE IF NOT EXISTS fts_state (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO fts_state (fts_table, indexed_through) VALUES
     ('extraction_events_fts', 0), ('code_blocks_fts', 0);
+"#;
+
+/// Output capture (SPEC §10, issue 13; `store::capture`): the agent's output, masked, as
+/// index rows per frame and compressed blocks of many frames. `kind` is the stream's name
+/// (`stdout`, `stderr`, `pty`) or `resize` (the frame's bytes are then `COLSxROWS`).
+const V3: &str = r#"
+CREATE TABLE IF NOT EXISTS capture_sessions (
+    session_id TEXT PRIMARY KEY,
+    -- Unix microseconds of time offset 0.
+    t0_us INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    cols INTEGER,
+    rows INTEGER,
+    frames INTEGER NOT NULL DEFAULT 0,
+    raw_bytes INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    blocks INTEGER NOT NULL DEFAULT 0,
+    duration_us INTEGER NOT NULL DEFAULT 0,
+    -- Set by `prune --captures-older-than`: the bytes are gone, the events stay.
+    dropped_at TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS capture_blocks (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    codec TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS capture_frames (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    offset_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    len INTEGER NOT NULL,
+    block_id INTEGER NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS idx_capture_blocks_session ON capture_blocks(session_id, first_seq);
 "#;

@@ -112,6 +112,8 @@ pub enum Msg {
         lines: u64,
     },
     State(StateChange),
+    /// Captured output (`store::capture`), stored at once in its own transaction.
+    Capture(super::capture::Write),
 }
 
 /// Where `--events-out` goes.
@@ -309,6 +311,8 @@ struct Writer {
     report: SinkReport,
     /// Wakes the checkpointer after a commit (never blocks: a pending tick is enough).
     checkpoint_ticks: Option<SyncSender<()>>,
+    /// Storing captured output failed once (warned); later blocks are dropped.
+    capture_failed: bool,
 }
 
 impl Writer {
@@ -327,6 +331,7 @@ impl Writer {
             lines_committed: 0,
             report: SinkReport::default(),
             checkpoint_ticks: None,
+            capture_failed: false,
         }
     }
 
@@ -376,6 +381,7 @@ impl Writer {
                         oldest = None;
                     }
                 }
+                Ok(Msg::Capture(c)) => self.write_capture(c),
                 Ok(Msg::State(st)) => {
                     self.pending_states.push(st);
                     self.commit_pending();
@@ -503,6 +509,44 @@ impl Writer {
         self.spool = Some(spool);
         // The connection may be in any state now; it is not used again.
         self.db = None;
+    }
+
+    /// Stores captured output. If the database has failed, the capture is given up with one
+    /// warning (the spool keeps events, not bytes).
+    /// A database that fails here fails for events too: the writer switches to its spool
+    /// as a failed commit would (one warning), and the rest of the output is not captured.
+    fn write_capture(&mut self, c: super::capture::Write) {
+        if self.capture_failed {
+            return;
+        }
+        let Some((conn, path)) = &self.db else {
+            self.capture_failed = true;
+            tracing::debug!("no database: the rest of the output is not captured");
+            return;
+        };
+        let sid = &self.session.session_id;
+        let mut attempt = 0;
+        loop {
+            let written = super::check_not_moved(conn).and_then(|()| match &c {
+                super::capture::Write::Start { t0_us, mode, size } => {
+                    super::capture::start(conn, sid, *t0_us, *mode, *size)
+                }
+                super::capture::Write::Blocks(b) => super::capture::write_blocks(conn, sid, b),
+            });
+            match written {
+                Ok(()) => return,
+                Err(e) if is_busy(&e) && attempt < 5 => attempt += 1,
+                Err(e) => {
+                    self.capture_failed = true;
+                    let path = path.clone();
+                    // What is pending goes to the spool with the session's state.
+                    let batch = std::mem::take(&mut self.pending);
+                    self.start_spool(&path, &e.to_string());
+                    self.commit(batch);
+                    return;
+                }
+            }
+        }
     }
 
     fn write_events_out(&mut self, records: &[Record]) {

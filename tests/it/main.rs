@@ -1,5 +1,6 @@
 //! Integration tests: the real binary, real child processes, real signals, real SQLite files.
 
+mod capture;
 mod corpus;
 mod hardening;
 mod harness;
