@@ -55,7 +55,7 @@ URL="${BASE}?token=${TOKEN}#session=check-codex-1"
 chrome() {
   "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --disable-extensions \
-    --user-data-dir="$WORK/profile-$1" --window-size=1280,860 --virtual-time-budget=5000 \
+    --user-data-dir="$WORK/profile-$1" --window-size=1280,1280 --virtual-time-budget=5000 \
     "${@:2}" 2> "$WORK/chrome-$1.err"
 }
 
@@ -72,9 +72,16 @@ check "the error's text"                    'mismatched types'
 check "the prompt and its risk"             'Do you want to run rm -rf target?'
 check "state changes in the timeline"       'class="state-change state-failed"'
 check "the event counts"                    'test_result 1'
-if grep -q 'id="player"' "$WORK/dom.html" && grep -q 'id="player-box"[^>]*hidden' "$WORK/dom.html"; then
-  echo "note the player is hidden: no capture for this session"
-fi
+check "the replay player is shown"         'class="ap-wrapper'
+python3 - "$WORK/dom.html" <<'PY' && echo "ok   the player shows the captured screen" || { echo "FAIL the player does not show the captured output"; fail=1; }
+import re, sys
+dom = open(sys.argv[1], encoding="utf-8").read()
+player = dom[dom.find('id="player"'):]
+player = player[:player.find('>Timeline')]
+text = re.sub(r"<[^>]+>", "", player)
+sys.exit(0 if "mismatched types" in text.replace("\xa0", " ") else 1)
+PY
+if grep -q 'id="player-box"[^>]*hidden' "$WORK/dom.html"; then echo "FAIL the player box is hidden"; fail=1; fi
 
 mkdir -p "$(dirname "$SHOT")"
 chrome shot --screenshot="$SHOT" --hide-scrollbars "$URL" > /dev/null

@@ -126,6 +126,9 @@ pub struct SessionDetail {
     pub event_counts: Vec<EventCount>,
     pub code_blocks: Vec<CodeBlockRecord>,
     pub code_blocks_total: i64,
+    /// The captured output's facts, `null` when nothing was captured; play it from
+    /// `/api/replay/session/{id}` or `/api/export/session/{id}.cast`.
+    pub capture: Option<crate::store::capture::CaptureInfo>,
 }
 
 /// `GET /api/query/session/{id}` (a full id or a unique prefix)
@@ -156,6 +159,7 @@ pub async fn session(
                     },
                 )?,
                 code_blocks_total: query::code_block_count(c, &id)?,
+                capture: crate::store::capture::info(c, &id).map_err(query::QueryError::from)?,
             }))
         })
         .await
@@ -456,7 +460,9 @@ pub async fn index() -> Json<serde_json::Value> {
             "GET /api/query/stats/pattern/{pattern}?since=|days=",
             "GET /api/query/timeline?agent=&from=&to=&limit=",
             "GET /api/query/search?q=&agent=&raw=&limit=",
-            "GET /api/events/stream?agent=&session=&type=&pattern=&risk=&after=  (Server-Sent Events; Last-Event-ID resumes)"
+            "GET /api/events/stream?agent=&session=&type=&pattern=&risk=&after=  (Server-Sent Events; Last-Event-ID resumes)",
+            "GET /api/replay/session/{id}?speed=&from=&idle_limit=  (Server-Sent Events with the original timing)",
+            "GET /api/export/session/{id}.cast|.txt|.jsonl?format=asciicast-v3&idle_limit="
         ],
         "docs": "docs/SERVE.md"
     }))

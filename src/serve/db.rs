@@ -64,6 +64,18 @@ impl Db {
         result
     }
 
+    /// Runs `f` on a pooled connection outside any transaction, for long readers (a replay,
+    /// an export) that must not pin one snapshot, and so the WAL, for their whole length.
+    pub fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let conn = self.take()?;
+        let result = f(&conn);
+        self.give(conn);
+        result
+    }
+
     fn take(&self) -> Result<Connection, ApiError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {

@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod page;
 pub mod params;
+pub mod replay;
 pub mod tail;
 
 use std::future::Future;
@@ -81,9 +82,13 @@ pub fn router(state: AppState, access: Arc<Access>) -> Router {
         .route("/api/query/timeline", get(api::timeline))
         .route("/api/query/search", get(api::search))
         .route("/api/events/stream", get(tail::stream))
+        .route("/api/replay/session/{id}", get(replay::replay))
+        .route("/api/export/session/{file}", get(replay::export))
         .route("/", get(page::index))
         .route("/assets/app.js", get(page::app_js))
         .route("/assets/app.css", get(page::app_css))
+        .route("/assets/asciinema-player.min.js", get(page::player_js))
+        .route("/assets/asciinema-player.css", get(page::player_css))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

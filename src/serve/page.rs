@@ -9,11 +9,16 @@ use axum::response::{IntoResponse, Response};
 const INDEX: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
 const APP_CSS: &str = include_str!("page/app.css");
+/// asciinema-player 3.18.0 from npm, unmodified (Apache-2.0; see page/vendor/README).
+const PLAYER_JS: &str = include_str!("page/vendor/asciinema-player.min.js");
+const PLAYER_CSS: &str = include_str!("page/vendor/asciinema-player.css");
 
 /// Only our own files, no inline script, no framing: what the page needs and nothing else.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
-    frame-ancestors 'none'";
+/// The player compiles its terminal emulator from WebAssembly (`'wasm-unsafe-eval'`, which
+/// allows no JavaScript eval) and sizes its rows with inline styles.
+pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
+    font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = body.into_response();
@@ -33,4 +38,12 @@ pub async fn app_js() -> Response {
 
 pub async fn app_css() -> Response {
     asset(APP_CSS, "text/css; charset=utf-8")
+}
+
+pub async fn player_js() -> Response {
+    asset(PLAYER_JS, "text/javascript; charset=utf-8")
+}
+
+pub async fn player_css() -> Response {
+    asset(PLAYER_CSS, "text/css; charset=utf-8")
 }

@@ -808,3 +808,112 @@ fn serve_refuses_unsafe_or_bad_settings_with_exit_2() {
     assert_eq!(text.matches(&token).count(), 1);
     drop(s);
 }
+
+#[test]
+fn serve_replays_and_exports_a_captured_session() {
+    let env = Env::new();
+    let out = env
+        .run_cmd(
+            "codex",
+            &["--session-id", "cap-1"],
+            &[
+                "sh",
+                "-c",
+                "printf '\\033[31merror: red\\033[0m\\n'; sleep 0.3; echo 'done ✓'",
+            ],
+        )
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let out = env
+        .run_cmd(
+            "codex",
+            &["--session-id", "nocap-1", "--no-capture"],
+            &["echo", "error: x"],
+        )
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let s = Server::tcp(&env, &[]);
+
+    // The file `asciinema play` reads, the same bytes `wrapper export` writes.
+    let r = s.get("/api/export/session/cap.cast");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/x-asciicast"));
+    let cli = env
+        .cmd()
+        .args(["export", "cap-1", "--db"])
+        .arg(env.db())
+        .output()
+        .expect("export");
+    assert_eq!(r.body.as_bytes(), &cli.stdout[..]);
+    assert!(
+        r.body.contains("\\u001b[31merror: red\\u001b[0m\\r\\n"),
+        "{}",
+        r.body
+    );
+    let v3 = s.get("/api/export/session/cap-1.cast?format=asciicast-v3");
+    assert!(
+        v3.body.starts_with("{\"version\":3") || v3.body.contains("\"version\":3"),
+        "{}",
+        v3.body
+    );
+    assert!(s
+        .get("/api/export/session/cap-1.txt")
+        .body
+        .contains("done ✓"));
+
+    // The replay: start, the output in order with growing times, the exit, the end.
+    let (_, mut sse) = s.stream("/api/replay/session/cap-1?speed=4", &[]);
+    let mut kinds = Vec::new();
+    let mut output = String::new();
+    let mut last_t = 0.0;
+    while let Some(ev) = sse.next() {
+        if ev.comment {
+            continue;
+        }
+        if ev.event != "start" && ev.event != "end" {
+            let j: serde_json::Value = serde_json::from_str(&ev.data).expect("json");
+            let t = j["t"].as_f64().expect("t");
+            assert!(t >= last_t, "times go forward: {t} after {last_t}");
+            last_t = t;
+            if ev.event == "output" {
+                output.push_str(j["data"].as_str().unwrap_or_default());
+            }
+        }
+        kinds.push(ev.event);
+    }
+    assert_eq!(kinds.first().map(String::as_str), Some("start"));
+    assert_eq!(kinds.last().map(String::as_str), Some("end"));
+    assert!(
+        kinds.iter().any(|k| k == "marker") && kinds.iter().any(|k| k == "exit"),
+        "{kinds:?}"
+    );
+    assert_eq!(output, "\u{1b}[31merror: red\u{1b}[0m\r\ndone ✓\r\n");
+
+    for (path, code, word) in [
+        ("/api/replay/session/nocap-1", 404, "no captured output"),
+        (
+            "/api/export/session/nocap-1.cast",
+            404,
+            "no captured output",
+        ),
+        ("/api/replay/session/nope", 404, "nope"),
+        ("/api/replay/session/cap-1?speed=0", 400, "speed"),
+        ("/api/replay/session/cap-1?from=soon", 400, "from"),
+        (
+            "/api/export/session/cap-1.txt?format=asciicast-v3",
+            400,
+            "format",
+        ),
+        ("/api/export/session/cap-1.exe", 404, ".cast"),
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, code, "{path}: {}", r.body);
+        r.error_code();
+        assert!(r.body.contains(word), "{path}: {}", r.body);
+    }
+    let j = s.get("/api/query/session/cap-1").json();
+    assert_eq!(j["capture"]["mode"], "pipe", "{j}");
+    assert!(s.get("/api/query/session/nocap-1").json()["capture"].is_null());
+}

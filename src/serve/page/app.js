@@ -122,9 +122,26 @@ async function openSession(id, focusEvent) {
   sel.replaceChildren(el("option", { value: "" }, "all events"),
     ...Object.keys(types).sort().map((t) => el("option", { value: t }, t)));
   state.stateChanges = d.state_changes;
-  if (window.wrapperPlayer) window.wrapperPlayer(s, $("player-box"), $("player"));
+  showPlayer(s, d.capture);
   await loadTimeline(false, focusEvent);
   follow(s);
+}
+
+// The captured output in asciinema-player (vendored, Apache-2.0), from the asciicast export.
+function showPlayer(s, capture) {
+  if (state.player) { state.player.dispose(); state.player = null; }
+  const box = $("player-box");
+  const el = $("player");
+  el.replaceChildren();
+  box.hidden = !(capture && !capture.dropped_at && window.AsciinemaPlayer);
+  if (box.hidden) return;
+  const url = `/api/export/session/${encodeURIComponent(s.session_id)}.cast`;
+  $("cast-link").href = url;
+  // The poster is the last screen: what the user saw when the agent finished.
+  const end = (Math.max(0, capture.duration_us) / 1e6 + 0.001).toFixed(3);
+  state.player = window.AsciinemaPlayer.create(url, el, {
+    fit: "width", idleTimeLimit: 2, poster: `npt:${end}`, terminalFontSize: "13px",
+  });
 }
 
 async function loadTimeline(earlier, focusEvent) {
