@@ -259,6 +259,8 @@ struct Core {
     /// Digests of the code blocks recorded from the output.
     seen_blocks: HashSet<String>,
     log_path: Option<String>,
+    /// Whether a session log will be read: only then is `seen` kept.
+    expect_log: bool,
 }
 
 /// Where a decoded JSON object came from.
@@ -278,6 +280,9 @@ const FAILURE_LINES: u64 = 3;
 
 /// Keys kept in [`Core::seen`] at most, so a session of millions of events stays bounded.
 const MAX_SEEN: usize = 100_000;
+
+/// Output lines kept per event type and value (the same error a million times).
+const MAX_SEEN_PER_KEY: usize = 1024;
 
 /// Longest raw JSON line kept as an event's `original_line`.
 const MAX_ORIGINAL: usize = 8 * 1024;
@@ -305,6 +310,7 @@ impl Extractor {
                 screen_errors: BTreeSet::new(),
                 seen_blocks: HashSet::new(),
                 log_path: None,
+                expect_log: false,
             },
         }
     }
@@ -336,6 +342,12 @@ impl Extractor {
             &ts,
             JsonSource::Log(n),
         );
+    }
+
+    /// Says that the agent's session log will be fed in at the end ([`Extractor::feed_log_line`]):
+    /// from now on the events it may confirm are remembered (otherwise that costs nothing).
+    pub fn expect_log(&mut self) {
+        self.core.expect_log = true;
     }
 
     /// Records the path of the session log that was read, with the session's facts.
@@ -663,7 +675,7 @@ impl Core {
             meta.push(b'}');
             String::from_utf8(meta).unwrap_or_default()
         });
-        if let Some(v) = &value {
+        if let Some(v) = value.as_ref().filter(|_| self.expect_log) {
             if self.matcher.json_types.contains(&r.rule.event_type) {
                 let t = r.rule.event_type.clone();
                 self.remember(t, v, line_number);
@@ -736,14 +748,20 @@ impl Core {
 
     /// Notes an event recorded from the output that a session log may confirm later.
     fn remember(&mut self, event_type: Arc<str>, value: &str, line_number: u64) {
+        if !self.expect_log {
+            return;
+        }
         if &*event_type == ERROR && self.screen_errors.len() < MAX_SEEN {
             self.screen_errors.insert(line_number);
         }
         if self.seen.len() < MAX_SEEN {
-            self.seen
+            let lines = self
+                .seen
                 .entry((event_type, value.to_string()))
-                .or_default()
-                .push_back(line_number);
+                .or_default();
+            if lines.len() < MAX_SEEN_PER_KEY {
+                lines.push_back(line_number);
+            }
         }
     }
 

@@ -293,7 +293,10 @@ fn supervise(
             let handle = thread::Builder::new()
                 .name("wrapper-extract".into())
                 .spawn(move || {
-                    let extractor = build_extractor(&book, &agent, redact, max_line);
+                    let mut extractor = build_extractor(&book, &agent, redact, max_line);
+                    if agent_log.is_some() {
+                        extractor.expect_log();
+                    }
                     drop(book);
                     extract_loop(chunk_rx, extractor, records_tx, prompt_idle, agent_log)
                 })
