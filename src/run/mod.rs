@@ -484,7 +484,8 @@ fn build_extractor(book: &RuleBook, agent: &str, redact: bool, max_line: usize) 
 /// Finds and reads the session log the agent wrote; a log that cannot be found or read
 /// costs the session nothing but a debug line.
 fn read_agent_log(q: &crate::agents::LogQuery, x: &mut Extractor) {
-    match q.find(SystemTime::now()) {
+    let named = x.facts().agent_session_id;
+    match q.find(SystemTime::now(), named.as_deref()) {
         None => tracing::debug!(
             "no {:?} session log found under {}",
             q.kind,
