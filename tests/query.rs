@@ -784,6 +784,14 @@ fn an_old_database_gains_search_by_migration() {
         let c = env.conn();
         c.execute_batch(
             "DROP TABLE extraction_events_fts; DROP TABLE code_blocks_fts; DROP TABLE fts_state; \
+             ALTER TABLE process_sessions DROP COLUMN agent_session_id; \
+             ALTER TABLE process_sessions DROP COLUMN agent_model; \
+             ALTER TABLE process_sessions DROP COLUMN input_tokens; \
+             ALTER TABLE process_sessions DROP COLUMN cached_input_tokens; \
+             ALTER TABLE process_sessions DROP COLUMN output_tokens; \
+             ALTER TABLE process_sessions DROP COLUMN cost_usd; \
+             ALTER TABLE process_sessions DROP COLUMN cost_note; \
+             ALTER TABLE process_sessions DROP COLUMN agent_log_path; \
              PRAGMA user_version = 1;",
         )
         .expect("make it a v1 database");
@@ -794,7 +802,7 @@ fn an_old_database_gains_search_by_migration() {
         .conn()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, wrapper::store::schema::LATEST);
 }
 
 // --- prune ---------------------------------------------------------------------------------
@@ -954,8 +962,13 @@ fn db_path_check_and_migrate_still_work() {
         env.ok(&["db", "path"]).trim(),
         env.db().to_string_lossy().as_ref()
     );
-    assert!(env.ok(&["db", "check"]).contains("ok (schema version 2)"));
-    assert!(env.ok(&["db", "migrate"]).contains("schema version 2"));
+    let latest = wrapper::store::schema::LATEST;
+    assert!(env
+        .ok(&["db", "check"])
+        .contains(&format!("ok (schema version {latest})")));
+    assert!(env
+        .ok(&["db", "migrate"])
+        .contains(&format!("schema version {latest}")));
 }
 
 #[test]
