@@ -70,8 +70,7 @@ fn decode(c: &mut Criterion) {
         let redactor = Arc::new(Redactor::new(&book, true).expect("redact rules compile"));
         g.bench_function(format!("extract_builtin_{agent}"), |b| {
             b.iter(|| {
-                let mut x =
-                    Extractor::new(matcher.clone(), redactor.clone(), DEFAULT_MAX_LINE);
+                let mut x = Extractor::new(matcher.clone(), redactor.clone(), DEFAULT_MAX_LINE);
                 let mut events = 0usize;
                 for chunk in input.chunks(64 * 1024) {
                     x.feed(Stream::Stdout, chunk, &ts);

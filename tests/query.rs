@@ -794,6 +794,14 @@ fn an_old_database_gains_search_by_migration() {
         let c = env.conn();
         c.execute_batch(
             "DROP TABLE extraction_events_fts; DROP TABLE code_blocks_fts; DROP TABLE fts_state; \
+             ALTER TABLE process_sessions DROP COLUMN agent_session_id; \
+             ALTER TABLE process_sessions DROP COLUMN agent_model; \
+             ALTER TABLE process_sessions DROP COLUMN input_tokens; \
+             ALTER TABLE process_sessions DROP COLUMN cached_input_tokens; \
+             ALTER TABLE process_sessions DROP COLUMN output_tokens; \
+             ALTER TABLE process_sessions DROP COLUMN cost_usd; \
+             ALTER TABLE process_sessions DROP COLUMN cost_note; \
+             ALTER TABLE process_sessions DROP COLUMN agent_log_path; \
              PRAGMA user_version = 1;",
         )
         .expect("make it a v1 database");
@@ -804,7 +812,7 @@ fn an_old_database_gains_search_by_migration() {
         .conn()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, wrapper::store::schema::LATEST);
 }
 
 // --- prune ---------------------------------------------------------------------------------

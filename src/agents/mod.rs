@@ -98,8 +98,11 @@ impl LogQuery {
         })
     }
 
-    /// The log this session wrote, if one is found.
-    pub fn find(&self, ended: SystemTime) -> Option<PathBuf> {
+    /// The log this session wrote, if one is found. `agent_session_id`, when the agent's
+    /// output named it (Codex's `thread.started`, Claude's `init`), picks the file by name —
+    /// both agents name their logs after it — so sessions run at once in one directory are
+    /// told apart; otherwise the nearest start in the window and directory wins.
+    pub fn find(&self, ended: SystemTime, agent_session_id: Option<&str>) -> Option<PathBuf> {
         let from = self.started.checked_sub(SLACK).unwrap_or(self.started);
         let until = ended + SLACK;
         let files = match self.kind {
@@ -107,6 +110,19 @@ impl LogQuery {
             Kind::Codex => codex_candidates(&self.home, from, until),
         };
         let start_ms = epoch_ms(&format_timestamp(self.started)).unwrap_or(0);
+        let named = |p: &PathBuf| {
+            agent_session_id.is_some_and(|id| {
+                !id.is_empty()
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains(id))
+            })
+        };
+        if let Some(p) = files
+            .iter()
+            .find(|p| named(p) && modified_between(p, from, until))
+        {
+            return Some(p.clone());
+        }
         files
             .into_iter()
             .filter(|p| modified_between(p, from, until))

@@ -489,6 +489,7 @@ fn field_value<'v>(
             };
             map.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
         }
+        FieldSpec::First(specs) => specs.iter().find_map(|s| field_value(s, look)),
         FieldSpec::Diff(a, b) => {
             let (a, b) = (look(a)?.as_f64()?, look(b)?.as_f64()?);
             let d = a - b;

@@ -172,6 +172,8 @@ pub enum FieldSpec {
     },
     /// `a - b` of two numeric fields (e.g. `completed_at_ms` - `started_at_ms`).
     Diff(FieldPath, FieldPath),
+    /// The first of these that gives a value.
+    First(Vec<FieldSpec>),
 }
 
 /// Session facts a rule can set (`session`) or add to (`add`).
@@ -424,6 +426,15 @@ fn field_spec(v: &toml::Value) -> Result<FieldSpec, String> {
                     `path` and `map`, or `diff`"
                 .into(),
         );
+    }
+    if let toml::Value::Array(a) = v {
+        if a.iter().any(|x| matches!(x, toml::Value::Table(_))) {
+            return a
+                .iter()
+                .map(field_spec)
+                .collect::<Result<_, _>>()
+                .map(FieldSpec::First);
+        }
     }
     paths_of(v).map(FieldSpec::Path)
 }

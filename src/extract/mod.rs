@@ -300,6 +300,8 @@ struct Core {
     log_path: Option<String>,
     /// The previous line and block flags per stream, for rules with a `context`.
     context: context::Tracker,
+    /// Whether a session log will be read: only then is `seen` kept.
+    expect_log: bool,
 }
 
 /// Bytes read beyond `max_line` so that redaction sees a secret that the cut goes through.
@@ -322,6 +324,9 @@ const FAILURE_LINES: u64 = 3;
 
 /// Keys kept in [`Core::seen`] at most, so a session of millions of events stays bounded.
 const MAX_SEEN: usize = 100_000;
+
+/// Output lines kept per event type and value (the same error a million times).
+const MAX_SEEN_PER_KEY: usize = 1024;
 
 /// Longest raw JSON line kept as an event's `original_line`.
 const MAX_ORIGINAL: usize = 8 * 1024;
@@ -359,6 +364,7 @@ impl Extractor {
                 screen_errors: BTreeSet::new(),
                 seen_blocks: HashSet::new(),
                 log_path: None,
+                expect_log: false,
             },
         }
     }
@@ -390,6 +396,12 @@ impl Extractor {
             &ts,
             JsonSource::Log(n),
         );
+    }
+
+    /// Says that the agent's session log will be fed in at the end ([`Extractor::feed_log_line`]):
+    /// from now on the events it may confirm are remembered (otherwise that costs nothing).
+    pub fn expect_log(&mut self) {
+        self.core.expect_log = true;
     }
 
     /// Records the path of the session log that was read, with the session's facts.
@@ -793,7 +805,7 @@ impl Core {
             meta.push(b'}');
             String::from_utf8(meta).unwrap_or_default()
         });
-        if let Some(v) = &value {
+        if let Some(v) = value.as_ref().filter(|_| self.expect_log) {
             if self.matcher.json_types.contains(&r.rule.event_type) {
                 let t = r.rule.event_type.clone();
                 self.remember(t, v, line_number);
@@ -866,14 +878,20 @@ impl Core {
 
     /// Notes an event recorded from the output that a session log may confirm later.
     fn remember(&mut self, event_type: Arc<str>, value: &str, line_number: u64) {
+        if !self.expect_log {
+            return;
+        }
         if &*event_type == ERROR && self.screen_errors.len() < MAX_SEEN {
             self.screen_errors.insert(line_number);
         }
         if self.seen.len() < MAX_SEEN {
-            self.seen
+            let lines = self
+                .seen
                 .entry((event_type, value.to_string()))
-                .or_default()
-                .push_back(line_number);
+                .or_default();
+            if lines.len() < MAX_SEEN_PER_KEY {
+                lines.push_back(line_number);
+            }
         }
     }
 

@@ -633,7 +633,10 @@ fn start_extraction(
     let handle = thread::Builder::new()
         .name("wrapper-extract".into())
         .spawn(move || {
-            let extractor = build_extractor(&book, &agent, redactor, max_line);
+            let mut extractor = build_extractor(&book, &agent, redactor, max_line);
+            if agent_log.is_some() {
+                extractor.expect_log();
+            }
             drop(book);
             match screen {
                 None => extract_loop(chunk_rx, extractor, records_tx, tap, prompt_idle, agent_log),
@@ -678,7 +681,8 @@ fn build_extractor(
 /// Finds and reads the session log the agent wrote; a log that cannot be found or read
 /// costs the session nothing but a debug line.
 pub(crate) fn read_agent_log(q: &crate::agents::LogQuery, x: &mut Extractor) {
-    match q.find(SystemTime::now()) {
+    let named = x.facts().agent_session_id;
+    match q.find(SystemTime::now(), named.as_deref()) {
         None => tracing::debug!(
             "no {:?} session log found under {}",
             q.kind,

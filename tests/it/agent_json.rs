@@ -12,45 +12,70 @@ use crate::harness::Env;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/streams")
+        .join("tests/fixtures")
         .join(name)
 }
 
-/// The directory the recordings ran in; the fake agent puts this test's own in its place.
-const RECORDED_CWD: &str = "/tmp/wrapper-rec/proj";
-
-/// Which recorded run to replay.
+/// Which recorded run to replay: its stdout, stderr and session log (under tests/fixtures/),
+/// and the directory it ran in (the fake agent puts this test's own in its place).
 struct Recording {
     agent: &'static str,
-    name: &'static str,
+    out: String,
+    err: Option<String>,
+    log: String,
+    cwd: &'static str,
 }
 
 impl Recording {
+    /// One of ours (tests/fixtures/streams/, scripts/record_agent_json.sh).
+    fn ours(agent: &'static str, name: &str) -> Recording {
+        let log = if agent == "codex" {
+            "rollout.jsonl"
+        } else {
+            "log.jsonl"
+        };
+        Recording {
+            agent,
+            out: format!("streams/{name}.out"),
+            err: Some(format!("streams/{name}.err")),
+            log: format!("streams/{name}.{log}"),
+            cwd: "/tmp/wrapper-rec/proj",
+        }
+    }
+
+    /// One of the `real` recordings (tests/fixtures/agents/, scripts/real-agents.sh).
+    fn real(agent: &'static str, out: &str, err: Option<&str>, log: &str) -> Recording {
+        Recording {
+            agent,
+            out: format!("agents/{agent}/{out}"),
+            err: err.map(|e| format!("agents/{agent}/{e}")),
+            log: format!("agents/{agent}/{log}"),
+            cwd: "/tmp/wrapper-real-agents/proj",
+        }
+    }
+
     /// A shell script that writes the session log where the agent would and prints the
     /// recorded stdout and stderr.
     fn script(&self, env: &Env) -> String {
-        let out = fixture(&format!("{}.out", self.name));
-        let err = fixture(&format!("{}.err", self.name));
-        let (log, dest) = match self.agent {
-            "codex" => (
-                fixture(&format!("{}.rollout.jsonl", self.name)),
-                format!(
-                    "{}/sessions/$(date -u +%Y/%m/%d)",
-                    env.path("codex-home").display()
-                ),
+        let dest = match self.agent {
+            "codex" => format!(
+                "{}/sessions/$(date -u +%Y/%m/%d)",
+                env.path("codex-home").display()
             ),
-            _ => (
-                fixture(&format!("{}.log.jsonl", self.name)),
-                format!("{}/projects/-proj", env.path("claude-home").display()),
-            ),
+            _ => format!("{}/projects/-proj", env.path("claude-home").display()),
         };
+        let err = self
+            .err
+            .as_ref()
+            .map(|e| format!("cat '{}' >&2", fixture(e).display()))
+            .unwrap_or_else(|| "true".into());
         format!(
             "set -e; d=\"{dest}\"; mkdir -p \"$d\"; \
-             sed \"s#{RECORDED_CWD}#$PWD#g\" '{log}' > \"$d/rollout-test.jsonl\"; \
-             cat '{out}'; cat '{err}' >&2",
-            log = log.display(),
-            out = out.display(),
-            err = err.display(),
+             sed \"s#{cwd}#$PWD#g\" '{log}' > \"$d/rollout-test.jsonl\"; \
+             cat '{out}'; {err}",
+            cwd = self.cwd,
+            log = fixture(&self.log).display(),
+            out = fixture(&self.out).display(),
         )
     }
 
@@ -73,7 +98,7 @@ impl Recording {
             String::from_utf8_lossy(&out.stderr)
         );
         // The agent's output reaches the terminal byte for byte.
-        let recorded = std::fs::read(fixture(&format!("{}.out", self.name))).expect("fixture");
+        let recorded = std::fs::read(fixture(&self.out)).expect("fixture");
         assert_eq!(out.stdout, recorded);
     }
 }
@@ -125,11 +150,7 @@ fn common_checks(env: &Env, block_events: i64) {
 #[test]
 fn codex_exec_json_commands_errors_code_blocks_and_tokens() {
     let env = Env::new();
-    Recording {
-        agent: "codex",
-        name: "codex_exec_json",
-    }
-    .run(&env);
+    Recording::ours("codex", "codex_exec_json").run(&env);
     assert_eq!(
         commands(&env),
         ["gcc broken.c -o broken|1|1", "python3 -m pytest -q|5|1"]
@@ -180,40 +201,9 @@ fn codex_exec_json_commands_errors_code_blocks_and_tokens() {
 }
 
 #[test]
-fn codex_exec_text_commands_get_exit_status_and_duration_from_the_rollout() {
-    let env = Env::new();
-    Recording {
-        agent: "codex",
-        name: "codex_exec_text",
-    }
-    .run(&env);
-    assert_eq!(
-        commands(&env),
-        ["gcc broken.c -o broken|1|1", "python3 -m pytest -q|5|1"]
-    );
-    // The failure is the screen's ` exited N` error, confirmed by the log: one per command.
-    assert_eq!(
-        env.query_strings(
-            "SELECT pattern || ':' || json_extract(metadata_json, '$.exit_code') || ':' || \
-             json_extract(metadata_json, '$.confirmed_by') FROM extraction_events \
-             WHERE pattern LIKE 'codex%failed' ORDER BY id"
-        ),
-        ["codex_exec_failed:1:log", "codex_exec_failed:5:log"]
-    );
-    assert_eq!(count(&env, "event_type = 'denied'"), 1);
-    // Codex prints its final message twice, on stdout and in the stderr transcript: two
-    // sightings of one block, stored once.
-    common_checks(&env, 2);
-}
-
-#[test]
 fn claude_stream_json_pairs_tool_calls_and_records_denials_and_cost() {
     let env = Env::new();
-    Recording {
-        agent: "claude",
-        name: "claude_stream_json",
-    }
-    .run(&env);
+    Recording::ours("claude", "claude_stream_json").run(&env);
     assert_eq!(
         commands(&env),
         [
@@ -250,55 +240,13 @@ fn claude_stream_json_pairs_tool_calls_and_records_denials_and_cost() {
 }
 
 #[test]
-fn claude_text_mode_is_covered_by_the_session_log() {
-    let env = Env::new();
-    Recording {
-        agent: "claude",
-        name: "claude_text",
-    }
-    .run(&env);
-    // The screen shows only the final answer: the commands come from the log.
-    assert_eq!(
-        commands(&env),
-        [
-            "gcc broken.c -o broken|1|1",
-            "python3 -m pytest -q|5|1",
-            "rm -rf build && git clean -fdx|-|1"
-        ]
-    );
-    assert_eq!(
-        count(
-            &env,
-            "event_type = 'command' AND json_extract(metadata_json, '$.source') = 'log'"
-        ),
-        3
-    );
-    assert_eq!(count(&env, "pattern = 'claude_tool_failed'"), 3);
-    assert_eq!(
-        count(
-            &env,
-            "event_type = 'denied' AND pattern = 'claude_log_denied'"
-        ),
-        1
-    );
-    common_checks(&env, 1);
-    // No result line in text mode: tokens are the sum of the logged responses, no cost.
-    assert_eq!(
-        env.query_strings(
-            "SELECT input_tokens || '/' || output_tokens || '/' || coalesce(cost_usd, 'none') FROM process_sessions"
-        ),
-        ["7200/126/none"]
-    );
-}
-
-#[test]
 fn stats_and_show_report_tokens_and_cost_per_agent_day_and_session() {
     let env = Env::new();
     for (agent, name) in [
         ("claude", "claude_stream_json"),
         ("codex", "codex_exec_json"),
     ] {
-        Recording { agent, name }.run(&env);
+        Recording::ours(agent, name).run(&env);
     }
     let out = env
         .cmd()
@@ -365,9 +313,9 @@ fn a_log_of_another_directory_is_not_this_sessions() {
     std::fs::create_dir_all(&d).expect("mkdir");
     let script = format!(
         "cp '{}' '{}/x.jsonl'; cat '{}'",
-        fixture("claude_text.log.jsonl").display(),
+        fixture("streams/claude_text.log.jsonl").display(),
         d.display(),
-        fixture("claude_text.out").display()
+        fixture("streams/claude_text.out").display()
     );
     let out = env
         .cmd()
@@ -383,4 +331,170 @@ fn a_log_of_another_directory_is_not_this_sessions() {
         env.query_strings("SELECT coalesce(agent_log_path, 'none') FROM process_sessions"),
         ["none"]
     );
+}
+
+/// A look at what each recording of the `real` branch gives, for the tests below.
+fn summary(env: &Env) -> Vec<String> {
+    env.query_strings(
+        "SELECT event_type || '|' || pattern || '|' || substr(replace(coalesce(matched_value, ''), char(10), ' '), 1, 40) \
+         || '|' || coalesce(json_extract(metadata_json, '$.exit_code'), '-') \
+         || '|' || coalesce(json_extract(metadata_json, '$.confirmed_by'), json_extract(metadata_json, '$.source'), 'screen') \
+         FROM extraction_events WHERE event_type IN ('command', 'error', 'denied', 'code_block') ORDER BY id",
+    )
+}
+
+/// The `real` branch's recordings (another run of each client, another directory): every
+/// shell command one command event with exit status and duration, every failure an error,
+/// the denial recorded, the code block stored once, tokens on the session.
+fn check_real(r: Recording, commands_expected: &[&str], failures: &str, denied: &str) -> Env {
+    let env = Env::new();
+    r.run(&env);
+    let got = commands(&env);
+    for c in commands_expected {
+        assert_eq!(
+            got.iter().filter(|g| g == c).count(),
+            1,
+            "{c} once in {got:?}\n{:#?}",
+            summary(&env)
+        );
+    }
+    assert_eq!(
+        count(
+            &env,
+            &format!("event_type = 'error' AND pattern = '{failures}'")
+        ),
+        commands_expected
+            .iter()
+            .filter(|c| !c.contains("|0|"))
+            .count() as i64,
+        "{:#?}",
+        summary(&env)
+    );
+    assert_eq!(
+        count(
+            &env,
+            &format!("event_type = 'denied' AND pattern = '{denied}'")
+        ),
+        1
+    );
+    assert_eq!(env.query_i64("SELECT count(*) FROM code_blocks"), 1);
+    assert_eq!(
+        count(
+            &env,
+            "matched_value LIKE '%nbroken%' OR (original_line LIKE '{\"%' \
+             AND json_extract(coalesce(metadata_json, '{}'), '$.source') IS NULL)"
+        ),
+        0
+    );
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM process_sessions WHERE input_tokens > 0 AND output_tokens > 0 \
+             AND agent_log_path IS NOT NULL AND agent_session_id IS NOT NULL"
+        ),
+        1
+    );
+    env
+}
+
+const GCC_FAILS: &str = "gcc broken.c -o broken|1|1";
+const PYTEST_PASSES: &str = "python3 -m pytest -q|0|1";
+
+#[test]
+fn real_codex_exec_json() {
+    let r = Recording::real(
+        "codex",
+        "exec-json.jsonl",
+        Some("exec-json.stderr.txt"),
+        "exec-json.session.jsonl",
+    );
+    check_real(
+        r,
+        &[GCC_FAILS, PYTEST_PASSES],
+        "codex_json_command_failed",
+        "codex_log_rejected",
+    );
+}
+
+#[test]
+fn real_codex_exec_text() {
+    let r = Recording::real(
+        "codex",
+        "exec-text.stdout.txt",
+        Some("exec-text.stderr.txt"),
+        "exec-text.session.jsonl",
+    );
+    let env = check_real(
+        r,
+        &[GCC_FAILS, PYTEST_PASSES],
+        "codex_exec_failed",
+        "codex_log_rejected",
+    );
+    assert_eq!(count(&env, "pattern = 'codex_log_command_failed'"), 0);
+}
+
+#[test]
+fn real_claude_stream_json() {
+    let r = Recording::real(
+        "claude",
+        "p-stream.jsonl",
+        Some("p-stream.stderr.txt"),
+        "p-stream.session.jsonl",
+    );
+    let env = check_real(
+        r,
+        &[
+            GCC_FAILS,
+            PYTEST_PASSES,
+            "rm -rf build && git clean -fdx|-|1",
+        ],
+        "claude_tool_failed",
+        "claude_denied",
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM process_sessions WHERE cost_usd > 0 AND cost_note LIKE '%estimate%'"),
+        1
+    );
+}
+
+#[test]
+fn real_claude_text() {
+    let r = Recording::real(
+        "claude",
+        "p-text.stdout.txt",
+        Some("p-text.stderr.txt"),
+        "p-text.session.jsonl",
+    );
+    check_real(
+        r,
+        &[
+            GCC_FAILS,
+            PYTEST_PASSES,
+            "rm -rf build && git clean -fdx|-|1",
+        ],
+        "claude_tool_failed",
+        "claude_log_denied",
+    );
+}
+
+/// The TUIs: what their screens cannot show exactly, their logs can.
+#[test]
+fn real_tuis_are_covered_by_their_session_logs() {
+    let r = Recording::real("claude", "tui.scrollback.txt", None, "tui.session.jsonl");
+    check_real(
+        r,
+        &[
+            GCC_FAILS,
+            PYTEST_PASSES,
+            "rm -rf build && git clean -fdx|-|1",
+        ],
+        "claude_tool_failed",
+        "claude_log_denied",
+    );
+    let env = Env::new();
+    Recording::real("codex", "tui.scrollback.txt", None, "tui.session.jsonl").run(&env);
+    let got = commands(&env);
+    for c in [GCC_FAILS, PYTEST_PASSES] {
+        assert_eq!(got.iter().filter(|g| *g == c).count(), 1, "{got:?}");
+    }
+    assert_eq!(env.query_i64("SELECT count(*) FROM code_blocks"), 1);
 }
