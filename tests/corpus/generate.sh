@@ -380,7 +380,7 @@ public class Main {
 T
   (cd "$r" && javac Main.java)
   run runtime java-exception "$r" 'java Main'
-  TOOL_VERSION="mvn -v"
+  TOOL_VERSION="mvn -v | sed 's/\x1b\[[0-9;]*m//g'"
   local m="$WORK/maven"; rm -rf "$m"; mkdir -p "$m/src/main/java/shop"
   cat >"$m/pom.xml" <<'T'
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -681,6 +681,7 @@ log.error("giving up after 3 retries")
 cfg = {}
 print(cfg["port"])
 T
+  TOOL_VERSION="python3 --version"
   run runtime python-traceback "$p" 'python3 app.py'
 }
 
