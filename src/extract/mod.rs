@@ -6,9 +6,9 @@
 //! produced something to store.
 
 pub mod codeblock;
+pub mod context;
 pub mod json;
 pub mod json_rules;
-pub mod context;
 pub mod lint;
 pub mod redact;
 pub mod rules;
@@ -558,11 +558,29 @@ impl Core {
             for piece in json::lossy_lines(text) {
                 let keys = pem.line(&piece);
                 let k = keys.as_slice();
-                self.text_rules(&matcher, stream, &piece, k, line_number, truncated, ts, &fresh);
+                self.text_rules(
+                    &matcher,
+                    stream,
+                    &piece,
+                    k,
+                    line_number,
+                    truncated,
+                    ts,
+                    &fresh,
+                );
             }
             return;
         }
-        self.text_rules(&matcher, stream, text, keys, line_number, truncated, ts, state);
+        self.text_rules(
+            &matcher,
+            stream,
+            text,
+            keys,
+            line_number,
+            truncated,
+            ts,
+            state,
+        );
     }
 
     /// Runs the text rules over one line of text (a line of output, or one line of a
@@ -950,7 +968,9 @@ impl Core {
             let Some(event_type) = rule.event_type.clone() else {
                 continue;
             };
-            let value = hit.value.map(|v| self.redactor.redact_lines(&v).into_owned());
+            let value = hit
+                .value
+                .map(|v| self.redactor.redact_lines(&v).into_owned());
             let mut meta = hit.metadata;
             for v in meta.values_mut() {
                 redact_value(&self.redactor, v);
@@ -1038,7 +1058,16 @@ impl Core {
             json::for_each_string_line_but(obj, &outcome.text_skip, &mut |piece| {
                 let keys = pem.line(piece);
                 let k = keys.as_slice();
-                self.text_rules(matcher, stream, piece, k, line_number, truncated, ts, &fresh);
+                self.text_rules(
+                    matcher,
+                    stream,
+                    piece,
+                    k,
+                    line_number,
+                    truncated,
+                    ts,
+                    &fresh,
+                );
             });
             self.dedupe_since(first);
         }

@@ -243,10 +243,12 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
 
     let tx = records_tx.clone();
     let outcome = match spawned {
-        Started::Pipes(s) => supervise(s, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state),
-        Started::Pty(p) => {
-            pty_mode::supervise(p, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state)
-        }
+        Started::Pipes(s) => supervise(
+            s, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state,
+        ),
+        Started::Pty(p) => pty_mode::supervise(
+            p, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state,
+        ),
     };
     sig_handle.close();
     // The extraction thread has ended and dropped the tap: the last blocks go in now, before
@@ -443,7 +445,8 @@ fn supervise(
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
-    let (chunk_tx, extract, backlog) = start_extraction(cfg, book, redactor, records_tx, None, tap)?;
+    let (chunk_tx, extract, backlog) =
+        start_extraction(cfg, book, redactor, records_tx, None, tap)?;
 
     let (drained_tx, drained_rx) = mpsc::channel::<()>();
     let pump_ctl = ctl_tx.clone();

@@ -6,8 +6,8 @@
 
 pub mod capture;
 pub mod fts;
-mod probe;
 pub mod git;
+mod probe;
 pub mod query;
 pub mod schema;
 pub mod spool;

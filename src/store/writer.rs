@@ -72,10 +72,10 @@ pub fn send_records(
     records: Vec<Record>,
     lines_before: u64,
     lines: u64,
-) -> Result<(), std::sync::mpsc::SendError<Msg>> {
+) -> Result<(), WriterGone> {
     let total: usize = records.iter().map(record_bytes).sum();
     if total <= MAX_MESSAGE_BYTES {
-        return tx.send(Msg::Records { records, lines });
+        return tx.send(Msg::Records { records, lines }).map_err(|_| WriterGone);
     }
     let mut part = Vec::new();
     let mut bytes = 0;
@@ -86,7 +86,8 @@ pub fn send_records(
             tx.send(Msg::Records {
                 records,
                 lines: lines_before,
-            })?;
+            })
+            .map_err(|_| WriterGone)?;
             bytes = 0;
         }
         bytes += n;
@@ -96,7 +97,12 @@ pub fn send_records(
         records: part,
         lines,
     })
+    .map_err(|_| WriterGone)
 }
+
+/// The writer thread has ended (it stops taking records only when it is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterGone;
 
 /// A session's lifecycle state (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -986,7 +992,7 @@ mod tests {
                     records.iter().map(record_bytes).sum::<usize>(),
                     lines,
                 ),
-                Msg::State(_) => panic!("a state"),
+                _ => panic!("not records"),
             })
             .collect();
         let (last, rest) = msgs.split_last().expect("messages");
