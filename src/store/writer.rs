@@ -75,7 +75,9 @@ pub fn send_records(
 ) -> Result<(), WriterGone> {
     let total: usize = records.iter().map(record_bytes).sum();
     if total <= MAX_MESSAGE_BYTES {
-        return tx.send(Msg::Records { records, lines }).map_err(|_| WriterGone);
+        return tx
+            .send(Msg::Records { records, lines })
+            .map_err(|_| WriterGone);
     }
     let mut part = Vec::new();
     let mut bytes = 0;
