@@ -840,7 +840,7 @@ fn prune_dry_run_deletes_nothing() {
     assert_eq!(table_count(&env, "extraction_events", "alpha-1111"), 4);
     let text = env.ok(&["prune", "--older-than", "30d", "--dry-run"]);
     assert!(
-        text.contains("would delete 1 sessions") && text.contains("nothing deleted"),
+        text.contains("would delete 1 session started") && text.contains("nothing deleted"),
         "{text}"
     );
     assert_eq!(
@@ -861,7 +861,7 @@ fn prune_deletes_old_sessions_with_everything_under_them() {
     );
     env.age("alpha-1111", "2020-03-01");
     let text = env.ok(&["prune", "--older-than", "2020-06-01"]);
-    assert!(text.contains("deleted 1 sessions"), "{text}");
+    assert!(text.contains("deleted 1 session started"), "{text}");
     for table in [
         "process_sessions",
         "process_state_changes",

@@ -244,7 +244,11 @@ fn test(
     out.flush().map_err(output::io_error)?;
     drop(out);
     if !jsonl {
-        eprintln!("{} lines, {count} events", x.lines());
+        eprintln!(
+            "{}, {}",
+            crate::cmd::view::counted(x.lines(), "line"),
+            crate::cmd::view::counted(count, "event")
+        );
     }
     Ok(0)
 }

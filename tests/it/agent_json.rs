@@ -187,7 +187,8 @@ fn codex_exec_json_commands_errors_code_blocks_and_tokens() {
     assert_eq!(
         count(
             &env,
-            "event_type = 'denied' AND pattern = 'codex_log_rejected'"
+            "event_type = 'denied' AND (pattern = 'codex_log_rejected' \
+             OR json_extract(metadata_json, '$.confirmed_by') = 'log')"
         ),
         1
     );
@@ -361,7 +362,12 @@ fn check_real(r: Recording, commands_expected: &[&str], failures: &str, denied: 
     assert_eq!(
         count(
             &env,
-            &format!("event_type = 'error' AND pattern = '{failures}'")
+            // The log's failure, or a failure the screen showed and the log confirmed (stored
+            // once, under the screen's rule).
+            &format!(
+                "event_type = 'error' AND (pattern = '{failures}' \
+                 OR json_extract(metadata_json, '$.confirmed_by') = 'log')"
+            )
         ),
         commands_expected
             .iter()
@@ -373,9 +379,14 @@ fn check_real(r: Recording, commands_expected: &[&str], failures: &str, denied: 
     assert_eq!(
         count(
             &env,
-            &format!("event_type = 'denied' AND pattern = '{denied}'")
+            &format!(
+                "event_type = 'denied' AND (pattern = '{denied}' \
+                 OR json_extract(metadata_json, '$.confirmed_by') = 'log')"
+            )
         ),
-        1
+        1,
+        "{:#?}",
+        summary(&env)
     );
     assert_eq!(env.query_i64("SELECT count(*) FROM code_blocks"), 1);
     assert_eq!(

@@ -104,11 +104,25 @@ impl Term {
     }
 
     /// What appeared on the screen after the first `marker`.
+    /// What wrapper wrote after `marker`, less its closing summary line ("wrapper: session …
+    /// recorded in …", run/summary.rs), which must come last if it comes at all.
     fn after(&self, marker: &str) -> String {
         let text = self.screen.text();
-        match text.find(marker) {
+        let rest = match text.find(marker) {
             Some(i) => text[i + marker.len()..].to_string(),
             None => panic!("{marker:?} not on the screen: {text:?}"),
+        };
+        match rest.find("wrapper: session ") {
+            Some(i) => {
+                let (head, summary) = rest.split_at(i);
+                assert!(
+                    summary.contains(" recorded in ") && summary.ends_with("\r\n"),
+                    "the summary is the last line: {rest:?}"
+                );
+                assert_eq!(summary.matches('\n').count(), 1, "{rest:?}");
+                head.to_string()
+            }
+            None => rest,
         }
     }
 }
