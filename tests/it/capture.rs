@@ -418,19 +418,8 @@ fn replay_in_a_terminal_pauses_steps_quits_on_q_and_restores_the_terminal() {
     // At 1/100 speed "second" is 100 s away: it can only appear by stepping.
     let mut cmd = env.cmd();
     cmd.args(["replay", "tty", "--speed", "0.01", "--db"])
-        .arg(env.db())
-        .stdin(slave.try_clone().expect("dup"))
-        .stdout(slave.try_clone().expect("dup"))
-        .stderr(slave.try_clone().expect("dup"));
-    // SAFETY: setsid and ioctl are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .arg(env.db());
+    on_pty_slave(&mut cmd, &slave);
     let mut child = cmd.spawn().expect("spawn replay");
     let master = std::fs::File::from(pty.master);
     let mut keys = master.try_clone().expect("dup master");

@@ -5,7 +5,6 @@
 //! they say.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use crate::harness::*;
@@ -21,18 +20,7 @@ fn on_pty(mut cmd: Command, cols: u16) -> (i32, String) {
     };
     let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
     let slave = pty.slave;
-    cmd.stdin(slave.try_clone().expect("dup"))
-        .stdout(slave.try_clone().expect("dup"))
-        .stderr(slave.try_clone().expect("dup"));
-    // SAFETY: setsid and ioctl are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    on_pty_slave(&mut cmd, &slave);
     let mut child = cmd.spawn().expect("spawn on a pty");
     // The command holds its copies of the slave until dropped: the master reads EOF only
     // once every one is closed.

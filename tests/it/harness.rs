@@ -340,3 +340,21 @@ pub fn process_gone(pid: i32) -> bool {
 pub const EXACT_FLOOD: &str = "rm -f stop; trap ': > stop' TERM INT HUP; \
      ( trap '' TERM INT HUP; i=0; while [ ! -e stop ]; do i=$((i+1)); echo \"error: line $i\"; done; \
        echo \"wrote $i\" >&2 ) & echo ready; wait; wait; exit 7";
+
+/// Gives `cmd` the pty `slave` as stdin, stdout, stderr and controlling terminal, in a session of
+/// its own: how a terminal emulator starts a program.
+pub fn on_pty_slave(cmd: &mut Command, slave: &std::os::fd::OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave.try_clone().expect("dup"));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
