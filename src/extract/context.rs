@@ -35,6 +35,7 @@
 //! except for block starts and bodies, which one more `RegexSet` pass per line follows (only
 //! when some rule uses a block).
 
+use crate::event::{PerStream, Stream};
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use toml::Spanned;
@@ -259,10 +260,14 @@ impl Conditions {
             return false;
         }
         let mut t = Tracker::new(&blocks);
-        t.observe(&blocks, 0, prev);
-        t.remember(0, prev, 1);
-        t.observe(&blocks, 0, line);
-        main.is_match(line) && me.holds(t.previous(0).map(|p| p.0), t.inside(0))
+        t.observe(&blocks, Stream::Stdout, prev);
+        t.remember(Stream::Stdout, prev, 1);
+        t.observe(&blocks, Stream::Stdout, line);
+        main.is_match(line)
+            && me.holds(
+                t.previous(Stream::Stdout).map(|p| p.0),
+                t.inside(Stream::Stdout),
+            )
     }
 }
 
@@ -326,7 +331,7 @@ struct StreamState {
 /// Per-extractor state: the previous line and the block flags of each stream.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    streams: [StreamState; 2],
+    streams: PerStream<StreamState>,
     /// Whether any rule needs the previous line (otherwise nothing is copied per line).
     keep_previous: bool,
 }
@@ -337,7 +342,7 @@ impl Tracker {
             keep_previous: true,
             ..Tracker::default()
         };
-        for s in &mut t.streams {
+        for s in &mut t.streams.0 {
             s.inside = vec![false; blocks.specs.len()];
         }
         t
@@ -349,7 +354,7 @@ impl Tracker {
     }
 
     /// Updates the block flags of `stream` for `line`, the line about to be matched.
-    pub fn observe(&mut self, blocks: &Blocks, stream: usize, line: &str) {
+    pub fn observe(&mut self, blocks: &Blocks, stream: Stream, line: &str) {
         let Some(set) = &blocks.set else { return };
         let hits = set.matches(line);
         let s = &mut self.streams[stream];
@@ -359,7 +364,7 @@ impl Tracker {
     }
 
     /// Makes `line` the previous line of `stream`, once it has been matched.
-    pub fn remember(&mut self, stream: usize, line: &str, line_number: u64) {
+    pub fn remember(&mut self, stream: Stream, line: &str, line_number: u64) {
         if !self.keep_previous {
             return;
         }
@@ -374,14 +379,14 @@ impl Tracker {
         }
     }
 
-    pub fn previous(&self, stream: usize) -> Option<(&str, u64)> {
+    pub fn previous(&self, stream: Stream) -> Option<(&str, u64)> {
         self.streams[stream]
             .prev
             .as_ref()
             .map(|(t, n)| (t.as_str(), *n))
     }
 
-    pub fn inside(&self, stream: usize) -> &[bool] {
+    pub fn inside(&self, stream: Stream) -> &[bool] {
         &self.streams[stream].inside
     }
 }
@@ -412,9 +417,9 @@ mod tests {
         let mut t = Tracker::new(&blocks);
         let mut fired = Vec::new();
         for line in ["+ ls", "@@ -1 +1 @@", "+x", " y", "+ z", "done", "+ echo"] {
-            t.observe(&blocks, 0, line);
-            fired.push(conds.holds(None, t.inside(0)));
-            t.remember(0, line, 1);
+            t.observe(&blocks, Stream::Stdout, line);
+            fired.push(conds.holds(None, t.inside(Stream::Stdout)));
+            t.remember(Stream::Stdout, line, 1);
         }
         assert_eq!(fired, [true, false, false, false, false, true, true]);
     }

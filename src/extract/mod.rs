@@ -515,9 +515,9 @@ impl Core {
         let spans = keys.as_slice();
         if self.matcher.has_context {
             let matcher = Arc::clone(&self.matcher);
-            self.context.observe(&matcher.blocks, stream.index(), &text);
+            self.context.observe(&matcher.blocks, stream, &text);
             self.match_line(stream, &text, spans, line_number, truncated, &state, ts);
-            self.context.remember(stream.index(), &text, line_number);
+            self.context.remember(stream, &text, line_number);
         } else {
             self.match_line(stream, &text, spans, line_number, truncated, &state, ts);
         }
@@ -751,7 +751,7 @@ impl Core {
     /// previous line; `None` when the event is about this line.
     fn previous_line_for(&self, r: &CompiledRule, stream: Stream) -> Option<Option<(String, u64)>> {
         let c = r.context.as_ref()?;
-        let si = stream.index();
+        let si = stream;
         let prev = self.context.previous(si);
         if !c.holds(prev.map(|p| p.0), self.context.inside(si)) {
             return Some(None);

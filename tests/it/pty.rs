@@ -496,3 +496,37 @@ fn the_config_key_pty_is_checked_and_obeyed() {
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).contains("PIPED"));
 }
+
+/// PTY mode with the built-in rules, which include rules that look at the previous line
+/// (`[pattern.context]`): their per-stream state must cover the pty stream too (it once had
+/// two slots, and the first pty line panicked the extraction thread: exit 125).
+#[test]
+fn built_in_rules_with_context_work_on_the_pty_stream() {
+    let mut t = Term::new(80, 24);
+    let mut cmd = t.env.cmd();
+    cmd.args(["codex", "--pty", "--db"]).arg(t.env.db()).args([
+        "--",
+        "sh",
+        "-c",
+        "printf 'npm error code E404\\nnpm error 404 Not Found\\n+ make test\\nerror[E0308]: mismatched types\\nDO''NE\\n'",
+    ]);
+    t.start(cmd);
+    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    assert_eq!(outcome(&t.env), "completed:0:");
+    let got = t.env.query_strings(
+        "SELECT stream || ' ' || event_type || ' ' || pattern FROM extraction_events \
+         WHERE event_type IN ('error', 'command') ORDER BY line_number, id",
+    );
+    assert!(got.iter().all(|g| g.starts_with("pty ")), "{got:?}");
+    // The npm block's headline only (a context rule), the traced command, the compiler error.
+    let npm = got.iter().filter(|g| g.contains("npm_error")).count();
+    assert_eq!(npm, 1, "{got:?}");
+    assert!(
+        got.iter().any(|g| g.ends_with("command shell_xtrace")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|g| g.ends_with("error rust_error")),
+        "{got:?}"
+    );
+}
