@@ -530,3 +530,51 @@ fn built_in_rules_with_context_work_on_the_pty_stream() {
         "{got:?}"
     );
 }
+
+/// PTY mode's output is captured as one `pty` stream with the terminal's size, masked, and
+/// exports to an asciicast of that size.
+#[test]
+fn pty_output_is_captured_masked_and_exports_with_the_terminal_size() {
+    let mut t = Term::new(100, 30);
+    let mut cmd = t.env.cmd();
+    cmd.args(["codex", "--pty", "--db"]).arg(t.env.db()).args([
+        "--",
+        "sh",
+        "-c",
+        "printf '\\033[31mred\\033[0m key sk-abcdefghijklmnop1234 DO''NE\\n'",
+    ]);
+    t.start(cmd);
+    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    assert_eq!(
+        t.env
+            .query_strings("SELECT mode || ' ' || cols || 'x' || rows FROM capture_sessions"),
+        ["pty 100x30"]
+    );
+    let sid = t
+        .env
+        .query_strings("SELECT session_id FROM process_sessions")
+        .remove(0);
+    let cast = t.env.path("s.cast");
+    let out = t
+        .env
+        .cmd()
+        .args(["export", &sid, "--db"])
+        .arg(t.env.db())
+        .arg("-o")
+        .arg(&cast)
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&cast).expect("cast");
+    let header: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("header")).expect("json");
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(100), Some(30))
+    );
+    assert!(text.contains("\\u001b[31mred\\u001b[0m"), "{text}");
+    assert!(
+        text.contains("DONE") && !text.contains("sk-abcdefghijklmnop1234"),
+        "{text}"
+    );
+}
