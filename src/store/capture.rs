@@ -374,14 +374,7 @@ pub fn drop_older_than(
     final_states: &str,
     dry_run: bool,
 ) -> rusqlite::Result<DropReport> {
-    let tx = rusqlite::Transaction::new_unchecked(
-        conn,
-        if dry_run {
-            TransactionBehavior::Deferred
-        } else {
-            TransactionBehavior::Immediate
-        },
-    )?;
+    let tx = super::retention_transaction(conn, dry_run)?;
     let sql = format!(
         "SELECT c.session_id, c.stored_bytes FROM capture_sessions c \
          JOIN process_sessions s ON s.session_id = c.session_id \

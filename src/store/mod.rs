@@ -200,6 +200,21 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The transaction a retention command (`prune`, `prune --captures-older-than`) runs in: a
+/// dry run only reads, so it takes no write lock; a real one takes it up front, so the rows it
+/// counts are the rows it deletes.
+pub fn retention_transaction(
+    conn: &Connection,
+    dry_run: bool,
+) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    let behavior = if dry_run {
+        TransactionBehavior::Deferred
+    } else {
+        TransactionBehavior::Immediate
+    };
+    rusqlite::Transaction::new_unchecked(conn, behavior)
+}
+
 /// Brings the schema to [`schema::LATEST`]. Safe when many processes open the same new file
 /// at once: the version is re-read inside an immediate (write-locked) transaction.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@
 //! key the filtering index already holds.
 
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 /// States that end a session (SPEC §6). Only these may be pruned; they are the denominator of
@@ -1151,14 +1151,7 @@ pub struct PruneReport {
 /// under it, in one transaction; the FTS indexes lose the same rows. Live sessions are never
 /// touched. With `dry_run`, counts the same rows and changes nothing.
 pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<PruneReport> {
-    let tx = rusqlite::Transaction::new_unchecked(
-        conn,
-        if dry_run {
-            TransactionBehavior::Deferred
-        } else {
-            TransactionBehavior::Immediate
-        },
-    )?;
+    let tx = super::retention_transaction(conn, dry_run)?;
     let finals = final_states_sql();
     let mut stmt = tx.prepare(&format!(
         "SELECT {SESSION_COLUMNS} FROM process_sessions \

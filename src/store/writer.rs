@@ -479,7 +479,8 @@ impl Writer {
                         let n = self.batch_size.min(self.pending.len());
                         let rest = self.pending.split_off(n);
                         let batch = std::mem::replace(&mut self.pending, rest);
-                        self.pending_bytes = self.pending.iter().map(record_bytes).sum();
+                        let sent: usize = batch.iter().map(record_bytes).sum();
+                        self.pending_bytes = self.pending_bytes.saturating_sub(sent);
                         self.commit(batch);
                     }
                     if self.pending.is_empty() && self.lines == self.lines_committed {

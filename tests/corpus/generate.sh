@@ -103,6 +103,8 @@ mod tests {
         assert!(v[i] > 0);
     }
 
+    // Not one of wrapper's tests: a file of the broken demo project this script writes, so that
+    // the recorded `cargo test` output shows libtest's "ignored" count and `... ignored` line.
     #[test]
     #[ignore]
     fn slow_one() {}
