@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import sqlite3
@@ -120,8 +121,11 @@ class Rss:
 
 def run_pipeline(stages, stdout=DEVNULL):
     """Run argv stages connected by pipes, stdin from /dev/null, the last stage's stdout to
-    `stdout`, every stderr to /dev/null. Returns (wall seconds, exit codes)."""
+    `stdout`, every stderr to /dev/null. Returns (wall seconds, CPU seconds, exit codes):
+    CPU is user + system time of every process of the pipeline and their children (a
+    wrapper's agent included), from getrusage(RUSAGE_CHILDREN) around the run."""
     procs = []
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     prev = DEVNULL
     for i, argv in enumerate(stages):
@@ -133,7 +137,10 @@ def run_pipeline(stages, stdout=DEVNULL):
         prev = None if last else p.stdout
         procs.append(p)
     codes = [p.wait() for p in procs]
-    return time.perf_counter() - t0, None, codes
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, cpu, codes
 
 
 def capture(argv):
@@ -380,6 +387,7 @@ def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, pe
                      lambda db: [[w, "bench", "--db", db, "--otlp-endpoint", otlp_url,
                                   "--", "cat", inp]]))
     samples = {name: [] for name, _, _ in cmds}
+    cpus = {name: [] for name, _, _ in cmds}
     rss = {name: [] for name, _, _ in cmds}
     checks = []
     # Round 0: warm-up, untimed, under the RSS launcher. Rounds 1..runs: timed, no launcher.
@@ -394,7 +402,7 @@ def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, pe
             db = os.path.join(work, f"run-{r}.db")
             rm_db(db)
             if timed:
-                t, _, codes = run_pipeline(mk(db))
+                t, cpu, codes = run_pipeline(mk(db))
             else:
                 t, peak, codes = rss_tool.measure(mk(db))
             if any(codes):
@@ -409,6 +417,7 @@ def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, pe
             rm_db(db)
             if timed:
                 samples[name].append(t)
+                cpus[name].append(cpu)
             else:
                 rss[name].append(peak)
         log(f"  round {r}{'' if timed else ' (untimed, peak RSS)'} done")
@@ -426,6 +435,11 @@ def throughput(w, inp, work, rss_tool, runs, n_lines, n_bytes, expect_events, pe
             "median_s": med, "min_s": min(samples[name]), "max_s": max(samples[name]),
             "lines_per_s": n_lines / med, "mb_per_s": n_bytes / med / 1e6,
             "ratio_to_cat": med / base,
+            "ratio_to_script": (med / statistics.median(samples["script -q -c cat"])
+                                if samples.get("script -q -c cat") else None),
+            # What a user pays: user + system CPU seconds per million input lines.
+            "cpu_s": statistics.median(cpus[name]),
+            "cpu_s_per_m_lines": statistics.median(cpus[name]) / n_lines * 1e6,
             "peak_rss_mib": max(rss[name]) / 1024,
             "samples_s": samples[name],
         })
@@ -483,6 +497,45 @@ def memory(w, inp, work, rss_tool, big_gb, long_gb, in_lines, in_bytes):
     return out
 
 
+def queries(w, inp, work, sessions=3, runs=7):
+    """Query speed on a database of 1 M+ events (issue 17, item 5): the input recorded
+    `sessions` times into one database, then each query command run `runs` times as a user
+    runs it (a whole process: start-up, open, query, print to a pipe). Median and max ms."""
+    db = os.path.join(work, "queries.db")
+    rm_db(db)
+    for _ in range(sessions):
+        _, _, codes = run_pipeline([[w, "bench", "--db", db, "--no-capture", "--", "cat", inp]])
+        if any(codes):
+            fail(f"queries: recording exited {codes}")
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    events = con.execute("SELECT count(*) FROM extraction_events").fetchone()[0]
+    sid = con.execute("SELECT session_id FROM process_sessions ORDER BY id DESC").fetchone()[0]
+    con.close()
+    cmds = [
+        ("events --agent bench (first page)", ["events", "--agent", "bench"]),
+        ("events --type error (first page)", ["events", "--type", "error"]),
+        ("events --session S (first page)", ["events", "--session", sid]),
+        ("events (first page)", ["events"]),
+        ("stats", ["stats"]),
+        ("stats --agent bench", ["stats", "--agent", "bench"]),
+        ("sessions", ["sessions"]),
+    ]
+    out = []
+    for name, args in cmds:
+        argv = [w] + args + ["--db", db]
+        ts = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            ts.append((time.perf_counter() - t0) * 1000)
+            if r.returncode != 0:
+                fail(f"queries: {shlex.join(argv)} exited {r.returncode}: {r.stderr[-300:]!r}")
+        out.append({"query": name, "argv": shlex.join(argv), "median_ms": statistics.median(ts),
+                    "max_ms": max(ts), "samples_ms": ts})
+    rm_db(db)
+    return {"events": events, "sessions": sessions, "runs": runs, "queries": out}
+
+
 # ---------------------------------------------------------------- report
 
 def fmt_rate(x):
@@ -490,12 +543,15 @@ def fmt_rate(x):
 
 
 def print_table(rows):
-    head = f"{'command':<27}{'median s':>10}{'lines/s':>10}{'MB/s':>9}{'x cat|cat':>11}{'peak RSS MiB':>14}"
+    head = (f"{'command':<27}{'median s':>10}{'lines/s':>10}{'MB/s':>9}{'x cat|cat':>11}"
+            f"{'x script':>10}{'CPU s/M lines':>15}{'peak RSS MiB':>14}")
     print("\n" + head)
     print("-" * len(head))
     for r in rows:
+        xs = f"{r['ratio_to_script']:.2f}" if r.get("ratio_to_script") else "-"
         print(f"{r['command']:<27}{r['median_s']:>10.3f}{fmt_rate(r['lines_per_s']):>10}"
-              f"{r['mb_per_s']:>9.0f}{r['ratio_to_cat']:>11.1f}{r['peak_rss_mib']:>14.1f}")
+              f"{r['mb_per_s']:>9.0f}{r['ratio_to_cat']:>11.1f}{xs:>10}"
+              f"{r['cpu_s_per_m_lines']:>15.2f}{r['peak_rss_mib']:>14.1f}")
 
 
 def main():
@@ -510,7 +566,7 @@ def main():
     ap.add_argument("--long-gb", type=float, default=1)
     ap.add_argument("--lat-samples", type=int, default=200)
     ap.add_argument("--start-runs", type=int, default=30)
-    ap.add_argument("--skip", default="", help="comma list of: latency, memory, otlp")
+    ap.add_argument("--skip", default="", help="comma list of: latency, memory, otlp, queries")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     w, inp, work = os.path.abspath(a.wrapper), os.path.abspath(a.input), a.work
@@ -573,6 +629,18 @@ def main():
     print(f"every database run committed {expect_events} events (== --events-out) and "
           f"counted {n_lines} lines")
     by = {r["command"]: r for r in rows}
+    if "script -q -c cat" in by:
+        sc, cat = by["script -q -c cat"]["median_s"], by["cat | cat"]["median_s"]
+        targets = [("wrapper + database", sc, 1.0, "x script"),
+                   ("wrapper extraction", sc, 0.5, "x script"),
+                   ("wrapper passthrough", cat, 1.5, "x cat|cat")]
+        report["targets"] = []
+        print("targets (issue 17), medians of this run:")
+        for name, base_s, bar, unit in targets:
+            if name in by:
+                x = by[name]["median_s"] / base_s
+                report["targets"].append({"command": name, "ratio": x, "bar": bar, "unit": unit})
+                print(f"  {name:<24} {x:6.2f} {unit:<9} (bar <= {bar}: {'met' if x <= bar else 'NOT met'})")
     caps = [c["capture"] for c in checks if "capture" in c]
     if caps and "wrapper + db, no capture" in by:
         on, off = by["wrapper + database"], by["wrapper + db, no capture"]
@@ -601,6 +669,14 @@ def main():
               f"{rate['bytes_per_record'] or 0:.0f} bytes/record); wrapper took {rate['wall_s']:.2f} s")
         if rate["warning"]:
             print(f"  wrapper said: {rate['warning']}")
+    if "queries" not in skip:
+        log("queries: the input recorded 3 times into one database, each query 7 times")
+        q = queries(w, inp, work)
+        report["queries"] = q
+        print(f"\nQueries on {q['events']} events ({q['sessions']} sessions), whole process, "
+              f"{q['runs']} runs (bar for the first page of events --agent and stats: < 50 ms)")
+        for r in q["queries"]:
+            print(f"  {r['query']:<36} median {r['median_ms']:6.1f} ms   max {r['max_ms']:6.1f} ms")
     if "latency" not in skip:
         lat = latency.measure(w, work, a.lat_samples, starts=a.start_runs, log=log)
         report["latency"] = lat

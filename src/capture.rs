@@ -44,6 +44,8 @@ pub const MAX_PENDING: usize = 64 * 1024;
 pub const MAX_REORDER: usize = 1 << 20;
 /// The compressor named in `capture_blocks.codec`.
 pub const CODEC: &str = "zstd";
+/// A block stored uncompressed (only if the compressor failed).
+pub const RAW_CODEC: &str = "raw";
 /// zstd level 1: on the standard input 0.21× (level 3: 0.20×) at a third of level 3's CPU.
 const ZSTD_LEVEL: i32 = 1;
 
@@ -130,11 +132,12 @@ pub enum CodecError {
 
 /// Decompresses a block's bytes (`raw_len` of them).
 pub fn decode(codec: &str, data: &[u8], raw_len: usize) -> Result<Vec<u8>, CodecError> {
-    if codec != CODEC {
-        return Err(CodecError::UnknownCodec(codec.to_string()));
-    }
-    let out = zstd::bulk::decompress(data, raw_len.max(1))
-        .map_err(|e| CodecError::Damaged(e.to_string()))?;
+    let out = match codec {
+        CODEC => zstd::bulk::decompress(data, raw_len.max(1))
+            .map_err(|e| CodecError::Damaged(e.to_string()))?,
+        RAW_CODEC => data.to_vec(),
+        _ => return Err(CodecError::UnknownCodec(codec.to_string())),
+    };
     if out.len() != raw_len {
         return Err(CodecError::Damaged(format!(
             "{} bytes where the index says {raw_len}",
@@ -420,7 +423,18 @@ fn visible(raw: &[u8]) -> Visible {
             });
         }
     };
-    for (i, &b) in raw.iter().enumerate() {
+    let mut i = 0;
+    while i < raw.len() {
+        if scan == Scan::Ground {
+            // Plain text up to the next escape or invalid byte is visible as it is.
+            let run = text_run(&raw[i..]);
+            if !run.is_empty() {
+                text.push_str(run);
+                i += run.len();
+                continue;
+            }
+        }
+        let b = raw[i];
         if matches!(scan, Scan::Utf8(_)) && b & 0xc0 != 0x80 {
             // A character cut short: its bytes show as U+FFFD, this byte starts afresh.
             push_invalid(&mut text, &mut spans, unit, i - unit);
@@ -446,6 +460,7 @@ fn visible(raw: &[u8]) -> Visible {
             Step::Invalid => push_invalid(&mut text, &mut spans, unit, i + 1 - unit),
             Step::Inside => {}
         }
+        i += 1;
     }
     match scan {
         Scan::Ground => {}
@@ -654,6 +669,9 @@ struct StreamState {
     seg_end: usize,
     /// Just after the last blank outside a sequence: where an overlong segment is cut.
     blank: usize,
+    /// The last read stored whole: a character or sequence left unfinished at the end of the
+    /// stream is stored at [`Encoder::finish`] as the rest of that read.
+    last_piece: Option<Piece>,
 }
 
 impl StreamState {
@@ -686,7 +704,26 @@ impl StreamState {
             };
         } else {
             let mut started = false;
-            for (i, &b) in new.iter().enumerate() {
+            let mut i = 0;
+            while i < new.len() {
+                if self.scan == Scan::Ground {
+                    // Complete characters up to the next escape: safe after each, so after
+                    // the run; its last line end and blank are found from the end.
+                    let run = text_run(&new[i..]).len();
+                    if run > 0 {
+                        let r = &new[i..i + run];
+                        if let Some(k) = memrchr2(b'\n', b'\r', r) {
+                            self.seg_end = base + i + k + 1;
+                        }
+                        if let Some(k) = memrchr2(b' ', b'\t', r) {
+                            self.blank = base + i + k + 1;
+                        }
+                        self.safe = base + i + run;
+                        i += run;
+                        continue;
+                    }
+                }
+                let b = new[i];
                 let before = self.scan;
                 match self.scan.step(b, &mut started) {
                     Step::Text | Step::EscEnd | Step::Invalid => {
@@ -706,9 +743,21 @@ impl StreamState {
                         }
                     }
                 }
+                i += 1;
             }
         }
         self.scanned = self.pending.len();
+    }
+}
+
+/// The longest start of `b` that is complete UTF-8 characters before any escape (ESC) or
+/// invalid byte: text the byte scanner would pass one `Step::Text` at a time.
+fn text_run(b: &[u8]) -> &str {
+    let end = memchr(0x1b, b).unwrap_or(b.len());
+    match std::str::from_utf8(&b[..end]) {
+        Ok(t) => t,
+        // Only on invalid input: the valid start, validated again.
+        Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default(),
     }
 }
 
@@ -757,6 +806,9 @@ pub struct Encoder {
     cur: Vec<u8>,
     sealed: Vec<Block>,
     totals: Totals,
+    /// One compression context for every block: a fresh one per block costs an allocation
+    /// of several hundred KiB and its clearing each time.
+    zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl Encoder {
@@ -776,6 +828,7 @@ impl Encoder {
             cur: Vec::new(),
             sealed: Vec::new(),
             totals: Totals::default(),
+            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL).ok(),
         }
     }
 
@@ -890,6 +943,9 @@ impl Encoder {
             }
             start = end.max(start);
         }
+        if whole > 0 {
+            st.last_piece = Some(st.pieces[whole - 1]);
+        }
         st.pieces.drain(..whole);
         for p in &mut st.pieces {
             p.end -= cut;
@@ -947,6 +1003,11 @@ impl Encoder {
         });
         self.next_out += 1;
         self.totals.frames += 1;
+        if self.cur.capacity() == 0 {
+            // A block ends at the first frame past the target: room for that frame, so the
+            // buffer never doubles to twice the target.
+            self.cur.reserve(BLOCK_TARGET + MAX_PENDING);
+        }
         self.cur.extend_from_slice(data);
         self.seal_if_full();
     }
@@ -962,14 +1023,18 @@ impl Encoder {
         if self.cur_frames.is_empty() {
             return;
         }
-        let raw = std::mem::take(&mut self.cur);
-        let data = zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap_or_else(|_| raw.clone());
-        let codec = CODEC;
+        // The buffer is kept for the next block: no new allocation per block.
+        let raw_len = self.cur.len();
+        let (data, codec) = match self.zstd.as_mut().map(|z| z.compress(&self.cur)) {
+            Some(Ok(data)) => (data, CODEC),
+            _ => (self.cur.clone(), RAW_CODEC),
+        };
+        self.cur.clear();
         self.totals.stored_bytes += data.len() as u64;
         self.totals.blocks += 1;
         self.sealed.push(Block {
             frames: std::mem::take(&mut self.cur_frames),
-            raw_len: raw.len(),
+            raw_len,
             codec,
             data,
         });
@@ -988,7 +1053,15 @@ impl Encoder {
     /// Masks and stores every held-back tail, seals the last block.
     pub fn finish(&mut self) -> Vec<Block> {
         for i in 0..self.streams.len() {
-            let n = self.streams[i].1.pending.len();
+            let st = &mut self.streams[i].1;
+            let n = st.pending.len();
+            if n > 0 && st.pieces.is_empty() {
+                // Every read was stored up to its last safe place (no masking holds lines
+                // back): the unfinished bytes after it go with the last read.
+                if let Some(p) = st.last_piece {
+                    st.pieces.push(Piece { end: n, ..p });
+                }
+            }
             self.emit(i, n);
         }
         self.release();
@@ -1125,6 +1198,37 @@ mod tests {
                     "cut at {cut}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn visible_text_takes_runs_of_text_whole_and_still_sees_every_byte() {
+        // Runs of valid text between escapes are taken at once; sequences, stray bytes and a
+        // character cut at the end are read byte by byte, as before.
+        let raw = b"ab \xc3\xa9\x1b[31mred\x1b[0m \xff x\xe2\x9c\x93 \x1b]0;t\x07end \xe2\x9c";
+        let v = visible(raw);
+        assert_eq!(v.text, "ab \u{e9}red \u{FFFD} x\u{2713} end \u{FFFD}");
+        let zero: Vec<_> = v
+            .spans
+            .iter()
+            .filter(|s| s.vis_len == 0)
+            .map(|s| (s.raw, s.raw_len))
+            .collect();
+        assert_eq!(zero, vec![(5, 5), (13, 4), (25, 6)]);
+        let bad: Vec<_> = v
+            .spans
+            .iter()
+            .filter(|s| s.vis_len > 0)
+            .map(|s| (s.raw, s.raw_len))
+            .collect();
+        assert_eq!(bad, vec![(18, 1), (35, 2)]);
+        // The same bytes in two reads cut anywhere give the same frames back.
+        for cut in 1..raw.len() {
+            let f = run(
+                Masker::off(),
+                &[(Stream::Stdout, &raw[..cut]), (Stream::Stdout, &raw[cut..])],
+            );
+            assert_eq!(joined(&f, Stream::Stdout), raw, "cut at {cut}");
         }
     }
 

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -257,11 +259,18 @@ pub struct Sink {
 impl Sink {
     pub fn start(mut cfg: SinkConfig) -> io::Result<Sink> {
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
-        let checkpointer = match &cfg.db {
+        if let Some((conn, _)) = &cfg.db {
+            // Appends touch the right edge of each B-tree and a few index leaves: 1 MiB of
+            // page cache holds them (SQLite's default is 2 MiB; peak RSS, docs/PERFORMANCE.md).
+            let _ = conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"));
+        }
+        let checkpointer = match &mut cfg.db {
             Some((conn, path)) => Checkpointer::start(conn, path),
             None => None,
         };
-        let ticks = checkpointer.as_ref().map(|c| c.tick.clone());
+        let ticks = checkpointer
+            .as_ref()
+            .map(|c| (c.tick.clone(), Arc::clone(&c.wal_pages)));
         let handle = thread::Builder::new()
             .name("wrapper-writer".into())
             .spawn(move || {
@@ -290,27 +299,54 @@ impl Sink {
 
 /// Copies committed pages from the WAL into the database file on a second connection and
 /// thread, so the writer's commits do not also pay for checkpoints (about a sixth of its time
-/// when done inline). PASSIVE checkpoints never block the writer or readers. The writer's own
-/// auto-checkpoint stays on as a backstop with a higher threshold, so the WAL stays bounded
-/// even if this thread falls behind.
+/// when done inline). PASSIVE checkpoints never block the writer or readers.
+///
+/// With a checkpointer, the writer's own connection runs `synchronous = OFF`: in WAL mode at
+/// NORMAL it would fsync the WAL each time it starts reusing the file after a complete
+/// checkpoint, which on the standard input was ~45 fsyncs of 25-30 ms each, a quarter of the
+/// writer's wall time spent waiting. Durability is unchanged: at NORMAL a commit is durable
+/// only after the next checkpoint's sync anyway, and every checkpoint (this thread's, the
+/// writer's backstop below, and the one on closing) runs at NORMAL, syncing the WAL before it
+/// copies pages into the database file, so a crash or power loss can lose the last commits,
+/// as before, but never corrupt the file. The writer's backstop replaces SQLite's
+/// auto-checkpoint (which would run at the writer's OFF): when the WAL has grown past
+/// [`WRITER_AUTOCHECKPOINT`] pages because this thread fell behind, the writer checkpoints at
+/// NORMAL itself.
 struct Checkpointer {
     tick: SyncSender<()>,
     handle: JoinHandle<()>,
+    /// Pages in the WAL after the writer's last commit (SQLite's WAL hook).
+    wal_pages: Arc<AtomicI32>,
 }
+
+/// The writer connection's page cache, KiB.
+const WRITER_CACHE_KIB: u32 = 1024;
 
 /// Shortest time between two background checkpoints.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// WAL pages after which the writer checkpoints itself anyway (SQLite's default is 1000).
-const WRITER_AUTOCHECKPOINT: u32 = 8000;
+const WRITER_AUTOCHECKPOINT: i32 = 32000;
+
+/// The writer's checkpoint when the checkpointer fell behind, at NORMAL (see [`Checkpointer`]).
+fn backstop_checkpoint(conn: &Connection) {
+    let _ = conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA wal_checkpoint(PASSIVE); PRAGMA synchronous = OFF;",
+    );
+}
 
 impl Checkpointer {
-    fn start(writer: &Connection, path: &Path) -> Option<Checkpointer> {
+    fn start(writer: &mut Connection, path: &Path) -> Option<Checkpointer> {
+        let wal_pages = Arc::new(AtomicI32::new(0));
+        let pages = Arc::clone(&wal_pages);
+        // Replaces SQLite's auto-checkpoint on this connection (see above).
         writer
-            .execute_batch(&format!(
-                "PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}"
-            ))
+            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n: i32| {
+                pages.store(n, Ordering::Relaxed);
+                Ok(())
+            }))
             .ok()?;
+        writer.execute_batch("PRAGMA synchronous = OFF").ok()?;
         let (tick, rx) = sync_channel::<()>(1);
         let path = path.to_path_buf();
         let handle = thread::Builder::new()
@@ -341,7 +377,11 @@ impl Checkpointer {
                 }
             })
             .ok()?;
-        Some(Checkpointer { tick, handle })
+        Some(Checkpointer {
+            tick,
+            handle,
+            wal_pages,
+        })
     }
 
     fn finish(self) {
@@ -403,8 +443,9 @@ struct Writer {
     lines: u64,
     lines_committed: u64,
     report: SinkReport,
-    /// Wakes the checkpointer after a commit (never blocks: a pending tick is enough).
-    checkpoint_ticks: Option<SyncSender<()>>,
+    /// Wakes the checkpointer after a commit (never blocks: a pending tick is enough), and
+    /// the WAL's size after the last commit.
+    checkpoint_ticks: Option<(SyncSender<()>, Arc<AtomicI32>)>,
     /// Storing captured output failed once (warned); later blocks are dropped.
     capture_failed: bool,
     outputs: crate::sink::Outputs,
@@ -507,6 +548,10 @@ impl Writer {
         if let Some(out) = &mut self.events_out {
             let _ = out.flush();
         }
+        if let Some((conn, _)) = &self.db {
+            // Whatever checkpoint closing the connection runs, it runs at NORMAL.
+            let _ = conn.execute_batch("PRAGMA synchronous = NORMAL");
+        }
         if let Some(s) = &mut self.spool {
             s.flush();
             (self.report.events_spooled, self.report.events_lost) = s.counts();
@@ -540,15 +585,23 @@ impl Writer {
         match super::check_not_moved(conn).and_then(|()| super::fts::step(conn, fts::IDLE_CHUNK)) {
             Ok((n, more)) => {
                 if n > 0 {
-                    if let Some(t) = &self.checkpoint_ticks {
-                        let _ = t.try_send(());
-                    }
+                    self.after_commit();
                 }
                 more
             }
             Err(e) => {
                 tracing::debug!("search indexing postponed: {e}");
                 false
+            }
+        }
+    }
+
+    /// Wakes the checkpointer; checkpoints here if it fell far behind.
+    fn after_commit(&self) {
+        if let (Some((tick, pages)), Some((conn, _))) = (&self.checkpoint_ticks, &self.db) {
+            let _ = tick.try_send(());
+            if pages.load(Ordering::Relaxed) > WRITER_AUTOCHECKPOINT {
+                backstop_checkpoint(conn);
             }
         }
     }
@@ -589,9 +642,7 @@ impl Writer {
                         Ok(events) => {
                             self.report.events_committed += events;
                             self.lines_committed = self.lines;
-                            if let Some(t) = &self.checkpoint_ticks {
-                                let _ = t.try_send(());
-                            }
+                            self.after_commit();
                             return;
                         }
                         // Lock contention beyond the busy timeout: try again, it is not a fault.
@@ -822,7 +873,11 @@ const ROW_PARAMS: usize = 11;
 
 /// `INSERT … VALUES (?1, ?2, ?3, …, ?13), (?1, ?2, ?14, …)`: `rows` rows sharing `?1`/`?2`.
 fn insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO extraction_events ({EVENT_COLUMNS}) VALUES ");
+    // OR FAIL: a NOT NULL violation stops the statement without undoing its earlier rows,
+    // so SQLite keeps no statement journal for it (with the default ABORT it copies every
+    // page the statement changes; 7% of the writer's time). The transaction is rolled back
+    // on any error anyway.
+    let mut sql = format!("INSERT OR FAIL INTO extraction_events ({EVENT_COLUMNS}) VALUES ");
     for r in 0..rows {
         if r > 0 {
             sql.push(',');
