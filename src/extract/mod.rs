@@ -13,6 +13,7 @@ pub mod lint;
 pub mod redact;
 pub mod rules;
 mod screen;
+mod sets;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -32,7 +33,8 @@ pub const CODE_BLOCK: &str = "code_block";
 /// The rules that apply to one agent, compiled for matching.
 #[derive(Debug)]
 pub struct Matcher {
-    set: RegexSet,
+    /// Every text rule, for whole lines (`sets.rs`).
+    set: sets::RuleSets,
     rules: Vec<CompiledRule>,
     /// Rules with `prompt = true`, matched against idle partial lines.
     prompt_set: RegexSet,
@@ -109,7 +111,8 @@ impl Matcher {
         }
         blocks.build()?;
         let has_context = rules.iter().any(|r| r.context.is_some());
-        let set = build_set(rules.iter().map(|r| r.rule.set_source()))?;
+        let sources: Vec<String> = rules.iter().map(|r| r.rule.set_source()).collect();
+        let set = sets::RuleSets::new(&sources)?;
         let prompt_rules: Vec<usize> = rules
             .iter()
             .enumerate()
@@ -144,7 +147,7 @@ impl Matcher {
     /// No rules at all: lines are still split and counted.
     pub fn empty() -> Matcher {
         Matcher {
-            set: RegexSet::empty(),
+            set: sets::RuleSets::empty(),
             rules: Vec::new(),
             prompt_set: RegexSet::empty(),
             prompt_rules: Vec::new(),
@@ -604,7 +607,7 @@ impl Core {
             return;
         }
         let hits = matcher.set.matches(text);
-        if !hits.matched_any() {
+        if hits.is_empty() {
             return;
         }
         // Masked first, then cut to max_line: no secret is half-kept at the cut.
@@ -616,7 +619,7 @@ impl Core {
         // Rules that are not prompt rules never looked at the partial line, so only prompt
         // rules can add a prompt to a line that already is one.
         let order = matcher.emission_order(
-            hits.iter(),
+            hits.iter().copied(),
             &state.fired,
             |i| !prompted || (matcher.rules[i].rule.prompt && !state.seen.contains(&i)),
             stream,
