@@ -303,6 +303,8 @@ struct Core {
     log_path: Option<String>,
     /// The previous line and block flags per stream, for rules with a `context`.
     context: context::Tracker,
+    /// This thread's caches for the text rules' sets.
+    set_scratch: sets::Scratch,
     /// Whether a session log will be read: only then is `seen` kept.
     expect_log: bool,
 }
@@ -368,6 +370,7 @@ impl Extractor {
                 seen_blocks: HashSet::new(),
                 log_path: None,
                 expect_log: false,
+                set_scratch: sets::Scratch::default(),
             },
         }
     }
@@ -606,10 +609,11 @@ impl Core {
         if matcher.rules.is_empty() {
             return;
         }
-        let hits = matcher.set.matches(text);
+        let hits = matcher.set.matches(&mut self.set_scratch, text);
         if hits.is_empty() {
             return;
         }
+        let hits = hits.to_vec();
         // Masked first, then cut to max_line: no secret is half-kept at the cut.
         let redacted = self.redactor.redact_with(text, keys);
         let (stored, cut) = cut_line(redacted, self.max_line);

@@ -14,16 +14,37 @@
 //! unanchored set is a handful of rules. Which rules match is the same either way; only the
 //! cost changes.
 
-use regex::{RegexSet, RegexSetBuilder};
+//!
+//! The sets are regex-automata's meta regexes, built as `regex::RegexSet` builds its own,
+//! searched with a [`Scratch`] the extraction thread keeps: no pattern set allocated and no
+//! cache taken from a pool per line.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind, PatternSet};
 use regex_syntax::hir::Look;
 
 /// Compile-size limit of each set (a hostile rule file is refused by the per-rule limit).
 const SET_SIZE_LIMIT: usize = 256 << 20;
 
+/// Tells sets apart, so a [`Scratch`] is never used with a set it was not made for.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
 /// Rules matched per line: indexes into the rules the sets were built from.
 #[derive(Debug)]
 pub struct RuleSets {
-    groups: Vec<(RegexSet, Vec<usize>)>,
+    id: usize,
+    groups: Vec<(Regex, Vec<usize>)>,
+}
+
+/// What searching needs on one thread: each set's cache and match set, and the hits.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    id: usize,
+    caches: Vec<(meta::Cache, PatternSet)>,
+    hits: Vec<usize>,
 }
 
 impl RuleSets {
@@ -43,33 +64,66 @@ impl RuleSets {
             if members.is_empty() {
                 continue;
             }
-            let set = RegexSetBuilder::new(members.iter().map(|&i| sources[i].as_str()))
-                .size_limit(SET_SIZE_LIMIT)
-                .build()
+            // What `regex::RegexSetBuilder` configures: every pattern that matches, on
+            // text, without capture groups.
+            let re = meta::Builder::new()
+                .configure(
+                    meta::Config::new()
+                        .match_kind(MatchKind::All)
+                        .utf8_empty(true)
+                        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+                        .nfa_size_limit(Some(SET_SIZE_LIMIT)),
+                )
+                .syntax(syntax::Config::new().utf8(true))
+                .build_many(
+                    &members
+                        .iter()
+                        .map(|&i| sources[i].as_str())
+                        .collect::<Vec<_>>(),
+                )
                 .map_err(|e| format!("the rule set cannot be compiled as a whole: {e}"))?;
-            groups.push((set, members));
+            groups.push((re, members));
         }
-        Ok(RuleSets { groups })
+        Ok(RuleSets {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            groups,
+        })
     }
 
     /// No rules.
     pub fn empty() -> RuleSets {
-        RuleSets { groups: Vec::new() }
+        RuleSets {
+            id: 0,
+            groups: Vec::new(),
+        }
     }
 
     /// The rules whose regex matches somewhere in `text`, in ascending order.
-    pub fn matches(&self, text: &str) -> Vec<usize> {
-        let mut hits = Vec::new();
-        for (set, members) in &self.groups {
-            let m = set.matches(text);
-            if m.matched_any() {
-                hits.extend(m.iter().map(|j| members[j]));
-            }
+    pub fn matches<'s>(&self, scratch: &'s mut Scratch, text: &str) -> &'s [usize] {
+        if scratch.id != self.id || scratch.caches.len() != self.groups.len() {
+            *scratch = Scratch {
+                id: self.id,
+                caches: self
+                    .groups
+                    .iter()
+                    .map(|(re, _)| (re.create_cache(), PatternSet::new(re.pattern_len())))
+                    .collect(),
+                hits: Vec::new(),
+            };
+        }
+        scratch.hits.clear();
+        let input = Input::new(text);
+        for ((re, members), (cache, set)) in self.groups.iter().zip(&mut scratch.caches) {
+            set.clear();
+            re.which_overlapping_matches_with(cache, &input, set);
+            scratch
+                .hits
+                .extend(set.iter().map(|p| members[p.as_usize()]));
         }
         if self.groups.len() > 1 {
-            hits.sort_unstable();
+            scratch.hits.sort_unstable();
         }
-        hits
+        &scratch.hits
     }
 }
 
@@ -100,7 +154,8 @@ mod tests {
         ];
         let s = sets(&srcs);
         assert_eq!(s.groups.len(), 2);
-        let one = RegexSet::new(srcs).expect("one set");
+        let one = regex::RegexSet::new(srcs).expect("one set");
+        let mut scratch = Scratch::default();
         for line in [
             "error[E0308]: mismatched types in src/main.rs:3 see https://x.org/a",
             "WARNING: unused in lib.rs:9",
@@ -109,7 +164,7 @@ mod tests {
             "",
         ] {
             let want: Vec<usize> = one.matches(line).iter().collect();
-            assert_eq!(s.matches(line), want, "{line:?}");
+            assert_eq!(s.matches(&mut scratch, line), want, "{line:?}");
         }
     }
 
@@ -122,6 +177,13 @@ mod tests {
         assert!(!starts_anchored(r"a^?"));
         assert!(!starts_anchored(r"(?:^a|b)"));
         assert!(!starts_anchored(r"\^a"));
-        assert!(RuleSets::empty().matches("x").is_empty());
+        assert!(RuleSets::empty()
+            .matches(&mut Scratch::default(), "x")
+            .is_empty());
+        // A scratch made for one set is remade for another.
+        let (a, b) = (sets(&["^a"]), sets(&["b", "^c"]));
+        let mut scratch = Scratch::default();
+        assert_eq!(a.matches(&mut scratch, "ab"), [0]);
+        assert_eq!(b.matches(&mut scratch, "cb"), [0, 1]);
     }
 }
