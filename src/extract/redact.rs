@@ -3,6 +3,7 @@
 //! never redacted: passthrough happens before this module sees a byte.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet, RegexSetBuilder};
 
@@ -12,7 +13,11 @@ use super::rules::{compile, RedactRule, RuleBook};
 pub struct Redactor {
     /// `None` when redaction is off (`--no-redact`) or there are no rules.
     set: Option<RegexSet>,
-    rules: Vec<(RedactRule, Regex)>,
+    /// Each rule with its own regex, compiled the first time the set finds that rule's
+    /// secret (most never are): compiling all of them up front doubled the start-up cost of
+    /// masking the agent's command line before the spawn. The set compiling proves each one
+    /// compiles; should one not, the whole text it was asked about is masked instead.
+    rules: Vec<(RedactRule, OnceLock<Option<Regex>>)>,
 }
 
 impl Redactor {
@@ -32,15 +37,18 @@ impl Redactor {
             .size_limit(64 << 20)
             .build()
             .map_err(|e| format!("the redact rules cannot be compiled as a whole: {e}"))?;
-        let mut rules = Vec::with_capacity(book.redact.len());
-        for r in &book.redact {
-            let re = match &r.regex {
-                Some(re) => re.clone(),
-                None => compile(&r.regex_src, false)
-                    .map_err(|e| format!("redact rule `{}` ({}): {e}", r.name, r.origin))?,
-            };
-            rules.push((r.clone(), re));
-        }
+        let rules = book
+            .redact
+            .iter()
+            .map(|r| {
+                // A user's rule was compiled (and checked) when its file was read.
+                let re = OnceLock::new();
+                if let Some(compiled) = &r.regex {
+                    let _ = re.set(Some(compiled.clone()));
+                }
+                (r.clone(), re)
+            })
+            .collect();
         Ok(Redactor {
             set: Some(set),
             rules,
@@ -103,13 +111,15 @@ impl Redactor {
             .map(|&(a, b)| (a, usize::MAX, b))
             .collect();
         for i in set.matches(text).iter() {
-            spans.extend(
-                self.rules[i]
-                    .1
-                    .find_iter(text)
-                    .filter(|m| !m.is_empty())
-                    .map(|m| (m.start(), i, m.end())),
-            );
+            let (rule, re) = &self.rules[i];
+            match re.get_or_init(|| compile(&rule.regex_src, false).ok()) {
+                Some(re) => spans.extend(
+                    re.find_iter(text)
+                        .filter(|m| !m.is_empty())
+                        .map(|m| (m.start(), i, m.end())),
+                ),
+                None => spans.push((0, i, text.len())),
+            }
         }
         if spans.is_empty() {
             return Cow::Borrowed(text);
