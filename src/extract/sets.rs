@@ -114,11 +114,15 @@ impl RuleSets {
         scratch.hits.clear();
         let input = Input::new(text);
         for ((re, members), (cache, set)) in self.groups.iter().zip(&mut scratch.caches) {
-            set.clear();
             re.which_overlapping_matches_with(cache, &input, set);
-            scratch
-                .hits
-                .extend(set.iter().map(|p| members[p.as_usize()]));
+            // Clearing and walking a match set visits every pattern's slot: only when
+            // something matched (most lines match nothing).
+            if !set.is_empty() {
+                scratch
+                    .hits
+                    .extend(set.iter().map(|p| members[p.as_usize()]));
+                set.clear();
+            }
         }
         if self.groups.len() > 1 {
             scratch.hits.sort_unstable();
@@ -127,12 +131,12 @@ impl RuleSets {
     }
 }
 
-/// Whether every match of `src` starts at the start of the text (or of a line).
+/// Whether every match of `src` starts at the start of the text. (A multi-line `(?m)^` can
+/// match after any line end, so a set holding one is searched along the whole text: such a
+/// rule goes with the floating ones.)
 fn starts_anchored(src: &str) -> bool {
-    regex_syntax::parse(src).is_ok_and(|hir| {
-        let prefix = hir.properties().look_set_prefix();
-        prefix.contains(Look::Start) || prefix.contains(Look::StartLF)
-    })
+    regex_syntax::parse(src)
+        .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start))
 }
 
 #[cfg(test)]
@@ -173,7 +177,7 @@ mod tests {
         assert!(starts_anchored(r"^a"));
         assert!(starts_anchored(r"(?:^a|^b)"));
         assert!(starts_anchored(r"(?i:^a)"));
-        assert!(starts_anchored(r"(?m)^a"));
+        assert!(!starts_anchored(r"(?m)^a"));
         assert!(!starts_anchored(r"a^?"));
         assert!(!starts_anchored(r"(?:^a|b)"));
         assert!(!starts_anchored(r"\^a"));
