@@ -382,14 +382,29 @@ pub(crate) fn sigtstp_ignored() -> bool {
 /// reports "Stopped", and where no one could continue the group (an orphaned group — wrapper
 /// started as the session leader, `ssh -t host wrapper …`) or SIGTSTP is ignored, nothing
 /// stops and the agent is simply continued.
+///
+/// Wrapper's own children in the group (a `git` it runs for the session's repository facts)
+/// are left alone: stopped between its fork and its exec, such a child would keep the
+/// spawning thread waiting in the kernel for the exec, wrapper's stop would never complete,
+/// and the shell would never see the job stopped (a hang once in ~10 runs of
+/// `jobs::ctrl_c_after_fg_of_a_background_job_records_interrupted`). It finishes on its own.
 pub(crate) fn stop_own_group(ours: Pid) {
     let me = nix::unistd::getpid();
     for pid in group_members(ours) {
-        if pid != me {
+        if pid != me && parent_of(pid) != Some(me) {
             let _ = signal::kill(pid, Signal::SIGTSTP);
         }
     }
     let _ = pthread_kill(pthread_self(), Signal::SIGTSTP);
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After the name: state, then the parent's pid.
+    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Pid::from_raw(ppid))
 }
 
 /// The processes of process group `pgid`, from `/proc` (empty where it cannot be read).

@@ -11,6 +11,7 @@
 //!   exit, and then finishes the session in order — drain, extract the rest, commit, record
 //!   the final state — so that nothing read is lost on any path.
 
+mod alloc;
 pub mod capture;
 pub mod child;
 pub mod pty;
@@ -56,6 +57,9 @@ const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// Runs one agent session and returns the exit code wrapper should exit with.
 pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
+    if cfg.db.is_some() {
+        alloc::fixed_mmap_threshold();
+    }
     // Everything that can be wrong with the configuration is found before anything runs.
     // (Rules from files are compiled and their samples checked here; the built-ins are
     // compiled in the extraction thread while the agent starts: see `RuleBook::load`.)

@@ -460,9 +460,12 @@ fn ctrl_c_after_fg_of_a_background_job_records_interrupted() {
             })
             .unwrap_or_default()
     };
+    // `started` and `running` are not final: the session row exists, as `started`, from
+    // before the spawn until the writer commits `running` (reading then was a failure in ~1
+    // of 30 runs).
     wait_until("the session's final state", || {
         let s = state();
-        !s.is_empty() && !s.starts_with("running")
+        !s.is_empty() && !s.starts_with("running") && !s.starts_with("started")
     });
     assert_eq!(state(), "interrupted:130");
     // Type on only once the shell shows its prompt again: what is typed while a job ends
