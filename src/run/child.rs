@@ -351,13 +351,14 @@ fn wait_for_foreground(pgid: Pid, ours: Pid) {
 
 /// Whether process `pid` is stopped (`T` in `/proc`); false where that cannot be read.
 fn is_stopped(pid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.trim_start().chars().next()
-        })
-        == Some('T')
+    stat_field(pid, 0).is_some_and(|state| state == "T")
+}
+
+/// Field `n` of `/proc/<pid>/stat` after the command name (0: the state, 1: the parent).
+fn stat_field(pid: Pid, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n).map(str::to_string)
 }
 
 /// Whether SIGTSTP is ignored (a parent's `trap '' TSTP`, inherited through exec).
@@ -400,11 +401,7 @@ pub(crate) fn stop_own_group(ours: Pid) {
 
 /// The parent of process `pid`, from `/proc/<pid>/stat`.
 fn parent_of(pid: Pid) -> Option<Pid> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    // After the name: state, then the parent's pid.
-    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Pid::from_raw(ppid))
+    stat_field(pid, 1)?.parse().ok().map(Pid::from_raw)
 }
 
 /// The processes of process group `pgid`, from `/proc` (empty where it cannot be read).

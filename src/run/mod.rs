@@ -471,13 +471,7 @@ fn supervise(
         .name("wrapper-wait".into())
         .spawn(move || {
             // Before wrapper stops with its job: pass through what the agent printed first.
-            // Bounded, in case the pump is held up writing to a terminal that does not read.
-            let before_stop = || {
-                while drained_rx.try_recv().is_ok() {}
-                if nix::unistd::write(&wake_drain, &[pump::WAKE_DRAIN]).is_ok() {
-                    let _ = drained_rx.recv_timeout(Duration::from_millis(500));
-                }
-            };
+            let before_stop = || pump::drain_before_stop(&wake_drain, &drained_rx);
             let exit = child::wait(pid, reap_all, job_control, &before_stop);
             let _ = wait_ctl.send(Control::Exited(exit));
         })

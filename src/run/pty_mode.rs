@@ -134,12 +134,8 @@ pub(super) fn supervise(
     thread::Builder::new()
         .name("wrapper-wait".into())
         .spawn(move || {
-            let before_stop = || {
-                while drained_rx.try_recv().is_ok() {}
-                if nix::unistd::write(&wake_drain, &[pump::WAKE_DRAIN]).is_ok() {
-                    let _ = drained_rx.recv_timeout(Duration::from_millis(500));
-                }
-            };
+            // Before wrapper stops with its job: pass through what the agent printed first.
+            let before_stop = || pump::drain_before_stop(&wake_drain, &drained_rx);
             let exit = wait(pid, reap_all, &before_stop);
             reaped.store(true, Ordering::SeqCst);
             let _ = ctl_tx.send(Control::Exited(exit));

@@ -40,6 +40,20 @@ pub const WAKE_STOP_NOW: u8 = 2;
 /// wrapper), not only after `fg`.
 pub const WAKE_DRAIN: u8 = 3;
 
+/// Asks the pump to pass through everything read so far and waits until it has, at most
+/// [`DRAIN_WAIT`]: what the agent printed before it stopped reaches the terminal before
+/// wrapper stops with its job. Bounded, in case the pump is held up writing to a terminal
+/// that does not read. `wake` is the pump's wake pipe, `drained` its answers.
+pub fn drain_before_stop(wake: &OwnedFd, drained: &std::sync::mpsc::Receiver<()>) {
+    while drained.try_recv().is_ok() {}
+    if nix::unistd::write(wake, &[WAKE_DRAIN]).is_ok() {
+        let _ = drained.recv_timeout(DRAIN_WAIT);
+    }
+}
+
+/// The longest [`drain_before_stop`] waits.
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+
 /// What the pump saw.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PumpReport {
