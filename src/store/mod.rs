@@ -10,6 +10,7 @@ pub mod git;
 mod probe;
 pub mod query;
 pub mod schema;
+pub mod spans;
 pub mod spool;
 pub mod usage;
 pub mod writer;

@@ -11,6 +11,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
+use super::spans;
+
 /// States that end a session (SPEC §6). Only these may be pruned; they are the denominator of
 /// the success rate.
 pub const FINAL_STATES: &[&str] = &[
@@ -422,23 +424,30 @@ pub struct EventFilter {
 /// Which rows make the page, and how SQLite finds them, depends on the filters, so that the
 /// first page always comes off an index instead of a sort of every matching row:
 /// - `--session`: by `line_number` (read order, hence time order) on `idx_events_session`;
-/// - `--agent` or `--type`: by `timestamp` on `idx_events_agent_ts` / `idx_events_type_ts`;
+/// - `--agent`: by `timestamp` on `idx_events_agent_ts`;
+/// - `--type` alone (with pattern, risk or time): the type's most recently recorded rows,
+///   off its spans (`store::spans`), newest span first, each span's rows by rowid;
 /// - otherwise (no filter, or only pattern, risk, time): the most recently recorded rows,
-///   walking the table backwards by id and stopping after `limit` matches. Ids are given at
-///   commit, so this differs from timestamp order only among events committed within the
-///   same flush interval by concurrent wrappers; the page is then shown in timestamp order.
+///   walking the table backwards by id and stopping after `limit` matches.
+///
+/// Ids are given at commit, so recording order differs from timestamp order only among
+/// events committed within the same flush interval by concurrent wrappers; such a page is
+/// then shown in timestamp order.
 ///
 /// `id` breaks ties; an index holds the rowid as its last column, so that costs no sort.
 pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord>> {
-    let (w, order) = event_where(f);
+    let scan = event_scan(f);
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY {order} LIMIT ? OFFSET ?",
-        w.sql()
+        "SELECT {} FROM {}{} ORDER BY {} LIMIT ? OFFSET ?",
+        scan.columns,
+        scan.from,
+        scan.w.sql(),
+        scan.order
     );
-    let mut p = w.params;
+    let mut p = scan.w.params;
     p.extend(page_values(f.limit, f.offset));
     let mut rows = rows(conn, &sql, params_from_iter(p), EventRecord::from_row)?;
-    if order == ORDER_BY_ID {
+    if scan.order == ORDER_BY_ID || scan.order == spans::NEWEST_FIRST {
         rows.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.id.cmp(&a.id)));
     }
     Ok(rows)
@@ -465,9 +474,9 @@ pub fn events_count(conn: &Connection, f: &EventFilter) -> QueryResult<i64> {
         let sql = format!("SELECT coalesce(sum(n), 0) FROM event_counts{}", w.sql());
         return Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?);
     }
-    let (w, _) = event_where(f);
-    let sql = format!("SELECT count(*) FROM extraction_events{}", w.sql());
-    Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?)
+    let scan = event_scan(f);
+    let sql = format!("SELECT count(*) FROM {}{}", scan.from, scan.w.sql());
+    Ok(conn.query_row(&sql, params_from_iter(scan.w.params), |r| r.get(0))?)
 }
 
 /// Events committed after the event `after_id`, in commit (id) order, at most `f.limit`:
@@ -510,7 +519,7 @@ fn event_where(f: &EventFilter) -> (Where, &'static str) {
     w.opt("timestamp < ?", &f.until);
     let order = if f.session.is_some() {
         "line_number DESC, id DESC"
-    } else if f.agent.is_some() || f.event_type.is_some() {
+    } else if f.agent.is_some() {
         "timestamp DESC, id DESC"
     } else {
         ORDER_BY_ID
@@ -518,15 +527,65 @@ fn event_where(f: &EventFilter) -> (Where, &'static str) {
     (w, order)
 }
 
+/// What [`events`] reads: which columns from where, the conditions, and the order.
+struct EventScan {
+    columns: &'static str,
+    from: &'static str,
+    w: Where,
+    order: &'static str,
+}
+
+fn event_scan(f: &EventFilter) -> EventScan {
+    let (Some(t), None, None) = (&f.event_type, &f.agent, &f.session) else {
+        let (w, order) = event_where(f);
+        return EventScan {
+            columns: EVENT_COLUMNS,
+            from: "extraction_events",
+            w,
+            order,
+        };
+    };
+    let mut w = Where::default();
+    w.add("s.event_type = ?", [Value::Text(t.clone())]);
+    w.add("e.event_type = ?", [Value::Text(t.clone())]);
+    w.opt("e.pattern = ?", &f.pattern);
+    w.opt("e.risk_level = ?", &f.risk);
+    // A span whose rows all lie outside the window is skipped without reading them.
+    if let Some(since) = &f.since {
+        let v = Value::Text(since.clone());
+        w.add("s.max_ts >= ?", [v.clone()]);
+        w.add("e.timestamp >= ?", [v]);
+    }
+    if let Some(until) = &f.until {
+        let v = Value::Text(until.clone());
+        w.add("s.min_ts < ?", [v.clone()]);
+        w.add("e.timestamp < ?", [v]);
+    }
+    EventScan {
+        columns: SPAN_EVENT_COLUMNS,
+        from: spans::FROM,
+        w,
+        order: spans::NEWEST_FIRST,
+    }
+}
+
+/// [`EVENT_COLUMNS`] of the `e` in [`spans::FROM`].
+const SPAN_EVENT_COLUMNS: &str = "e.id, e.agent_name, e.session_id, e.timestamp, e.stream, \
+    e.event_type, e.pattern, e.matched_value, e.original_line, e.line_number, e.metadata_json, \
+    e.code_block_language, e.risk_level, e.auto_confirmable";
+
 /// The query plan SQLite chooses for [`events`], for the benchmark and for tests that guard
 /// against a filter silently losing its index.
 pub fn events_plan(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<String>> {
-    let (w, order) = event_where(f);
+    let scan = event_scan(f);
     let sql = format!(
-        "EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY {order} LIMIT ?",
-        w.sql()
+        "EXPLAIN QUERY PLAN SELECT {} FROM {}{} ORDER BY {} LIMIT ?",
+        scan.columns,
+        scan.from,
+        scan.w.sql(),
+        scan.order
     );
-    let mut p = w.params;
+    let mut p = scan.w.params;
     p.push(limit_value(f.limit));
     rows(conn, &sql, params_from_iter(p), |r| r.get::<_, String>(3))
 }
@@ -1249,6 +1308,11 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
          WHERE digest IN (SELECT digest FROM temp.prune_refs);"
     ))?;
     super::capture::delete_where(&tx, DOOMED)?;
+    let doomed_ids: (Option<i64>, Option<i64>) = tx.query_row(
+        &format!("SELECT min(id), max(id) FROM extraction_events WHERE {DOOMED}"),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     for table in [
         "extraction_events",
         "event_counts",
@@ -1256,6 +1320,9 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
         "process_sessions",
     ] {
         tx.execute(&format!("DELETE FROM {table} WHERE {DOOMED}"), [])?;
+    }
+    if let (Some(lo), Some(hi)) = doomed_ids {
+        spans::clip(&tx, lo, hi)?;
     }
     // SQLite reuses the ids of deleted rows at the top of a table: lower the mark so that
     // rows inserted later with those ids are indexed.
@@ -1316,7 +1383,21 @@ mod tests {
             },
         );
         assert!(
-            p.contains("idx_events_type_ts") && !p.contains("TEMP B-TREE"),
+            p.contains("SEARCH s USING PRIMARY KEY (event_type=?)")
+                && p.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")
+                && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+        let p = plan(
+            &conn,
+            EventFilter {
+                event_type: Some("prompt".into()),
+                risk: Some("high".into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            p.contains("SEARCH s USING PRIMARY KEY") && !p.contains("TEMP B-TREE"),
             "{p}"
         );
         let p = plan(

@@ -29,7 +29,7 @@ use super::spool::Spool;
 use crate::event::{CodeBlock, Event, Record};
 
 /// Rows per multi-row `INSERT` statement: large enough to amortise statement overhead,
-/// small enough to stay far below SQLite's parameter limit (2 + 11 × 64 = 706 parameters).
+/// small enough to stay far below SQLite's parameter limit (2 + 12 × 64 = 770 parameters).
 const ROWS_PER_STATEMENT: usize = 64;
 /// How long the writer must have received nothing before it indexes rows for search: a flood
 /// never pauses this long, an interactive agent nearly always does.
@@ -864,14 +864,14 @@ pub fn write_batch(
     Ok(events.len() as u64)
 }
 
-const EVENT_COLUMNS: &str = "agent_name, session_id, timestamp, stream, event_type, pattern, \
+const EVENT_COLUMNS: &str = "agent_name, session_id, id, timestamp, stream, event_type, pattern, \
      matched_value, original_line, line_number, metadata_json, code_block_language, risk_level, \
      auto_confirmable";
 /// Parameters bound per row; `agent_name` and `session_id` are the same for every row of a
 /// batch, so they are bound once per statement as `?1` and `?2`.
-const ROW_PARAMS: usize = 11;
+const ROW_PARAMS: usize = 12;
 
-/// `INSERT … VALUES (?1, ?2, ?3, …, ?13), (?1, ?2, ?14, …)`: `rows` rows sharing `?1`/`?2`.
+/// `INSERT … VALUES (?1, ?2, ?3, …, ?14), (?1, ?2, ?15, …)`: `rows` rows sharing `?1`/`?2`.
 fn insert_sql(rows: usize) -> String {
     // OR FAIL: a NOT NULL violation stops the statement without undoing its earlier rows,
     // so SQLite keeps no statement journal for it (with the default ABORT it copies every
@@ -897,22 +897,38 @@ fn insert_sqls() -> &'static (String, String) {
     SQL.get_or_init(|| (insert_sql(ROWS_PER_STATEMENT), insert_sql(1)))
 }
 
-/// Inserts events with multi-row statements (the main lever on insert cost, SPEC §9).
+/// Inserts events with multi-row statements (the main lever on insert cost, SPEC §9), and
+/// their event-type spans (`store::spans`). Must run inside a write transaction.
+///
+/// The ids are given here, one after another from the table's largest: that is what SQLite
+/// would give them (the write lock is held), and knowing them is what makes the spans exact.
 pub(crate) fn insert_events(
     conn: &Connection,
     session_id: &str,
     agent: &str,
     events: &[&Event],
 ) -> rusqlite::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let last: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM extraction_events")?
+        .query_row([], |r| r.get(0))?;
+    let first = last
+        .checked_add(1)
+        .filter(|f| f.checked_add(events.len() as i64).is_some())
+        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, last))?;
     let (many, one) = insert_sqls();
     let mut chunks = events.chunks_exact(ROWS_PER_STATEMENT);
+    let mut id = first;
     if events.len() >= ROWS_PER_STATEMENT {
         let mut stmt = conn.prepare_cached(many)?;
         stmt.raw_bind_parameter(1, agent)?;
         stmt.raw_bind_parameter(2, session_id)?;
         for chunk in &mut chunks {
             for (i, e) in chunk.iter().enumerate() {
-                bind_event(&mut stmt, 2 + i * ROW_PARAMS, e)?;
+                bind_event(&mut stmt, 2 + i * ROW_PARAMS, id, e)?;
+                id += 1;
             }
             stmt.raw_execute()?;
         }
@@ -923,15 +939,18 @@ pub(crate) fn insert_events(
         stmt.raw_bind_parameter(1, agent)?;
         stmt.raw_bind_parameter(2, session_id)?;
         for e in rest {
-            bind_event(&mut stmt, 2, e)?;
+            bind_event(&mut stmt, 2, id, e)?;
+            id += 1;
             stmt.raw_execute()?;
         }
     }
-    Ok(())
+    super::spans::insert(conn, first, events)
 }
 
 /// Binds one event's own columns at parameters `base + 1 ..= base + ROW_PARAMS`.
-fn bind_event(stmt: &mut Statement<'_>, base: usize, e: &Event) -> rusqlite::Result<()> {
+fn bind_event(stmt: &mut Statement<'_>, base: usize, id: i64, e: &Event) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(base + 1, id)?;
+    let base = base + 1;
     stmt.raw_bind_parameter(base + 1, &*e.timestamp)?;
     stmt.raw_bind_parameter(base + 2, e.stream.as_str())?;
     stmt.raw_bind_parameter(base + 3, &*e.event_type)?;
