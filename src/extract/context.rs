@@ -36,7 +36,9 @@
 //! when some rule uses a block).
 
 use crate::event::{PerStream, Stream};
-use regex::{Regex, RegexSet};
+use regex::Regex;
+
+use super::sets::{RuleSets, Scratch};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -271,12 +273,14 @@ impl Conditions {
     }
 }
 
-/// Every distinct block of a matcher's rules, matched in one `RegexSet` pass per line.
+/// Every distinct block of a matcher's rules, matched in one pass of their sets per line
+/// (`sets.rs`: searched with a scratch the tracker keeps, so no match set is allocated per
+/// line, as `regex::RegexSet::matches` does).
 #[derive(Debug, Default)]
 pub struct Blocks {
     specs: Vec<BlockSpec>,
     /// `start` and `body` of block i at 2i and 2i+1.
-    set: Option<RegexSet>,
+    set: Option<RuleSets>,
 }
 
 impl Blocks {
@@ -306,9 +310,13 @@ impl Blocks {
         if self.specs.is_empty() {
             return Ok(());
         }
-        let sources = self.specs.iter().flat_map(|b| [&b.start, &b.body]);
+        let sources: Vec<String> = self
+            .specs
+            .iter()
+            .flat_map(|b| [b.start.clone(), b.body.clone()])
+            .collect();
         self.set = Some(
-            RegexSet::new(sources)
+            RuleSets::new(&sources)
                 .map_err(|e| format!("context blocks cannot be compiled: {e}"))?,
         );
         Ok(())
@@ -332,6 +340,7 @@ struct StreamState {
 #[derive(Debug, Default)]
 pub struct Tracker {
     streams: PerStream<StreamState>,
+    scratch: Scratch,
     /// Whether any rule needs the previous line (otherwise nothing is copied per line).
     keep_previous: bool,
 }
@@ -356,10 +365,11 @@ impl Tracker {
     /// Updates the block flags of `stream` for `line`, the line about to be matched.
     pub fn observe(&mut self, blocks: &Blocks, stream: Stream, line: &str) {
         let Some(set) = &blocks.set else { return };
-        let hits = set.matches(line);
+        let hits = set.matches(&mut self.scratch, line);
+        let matched = |i: usize| hits.binary_search(&i).is_ok();
         let s = &mut self.streams[stream];
         for (i, inside) in s.inside.iter_mut().enumerate() {
-            *inside = (*inside && hits.matched(2 * i + 1)) || hits.matched(2 * i);
+            *inside = (*inside && matched(2 * i + 1)) || matched(2 * i);
         }
     }
 

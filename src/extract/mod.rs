@@ -170,17 +170,25 @@ impl Matcher {
     /// one prompt.
     fn emission_order(
         &self,
-        hits: impl Iterator<Item = usize>,
+        hits: &[usize],
         skip: &[usize],
         prompt_ok: impl Fn(usize) -> bool,
         stream: Stream,
     ) -> Vec<usize> {
-        let (mut prompts, mut order): (Vec<usize>, Vec<usize>) = hits
-            .filter(|&i| !skip.contains(&i) && self.rules[i].rule.streams[stream])
-            .partition(|&i| self.rules[i].is_prompt_event());
-        prompts.retain(|&i| prompt_ok(i));
-        prompts.sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
-        order.extend(prompts);
+        let live = |i: &usize| !skip.contains(i) && self.rules[*i].rule.streams[stream];
+        let mut order = Vec::with_capacity(hits.len());
+        order.extend(
+            hits.iter()
+                .copied()
+                .filter(|i| live(i) && !self.rules[*i].is_prompt_event()),
+        );
+        let others = order.len();
+        order.extend(
+            hits.iter()
+                .copied()
+                .filter(|i| live(i) && self.rules[*i].is_prompt_event() && prompt_ok(*i)),
+        );
+        order[others..].sort_by_key(|&i| (std::cmp::Reverse(self.rules[i].rule.risk_level), i));
         order
     }
 
@@ -613,21 +621,20 @@ impl Core {
         if hits.is_empty() {
             return;
         }
-        let hits = hits.to_vec();
+        let prompted = state.prompted(matcher);
+        // Rules that are not prompt rules never looked at the partial line, so only prompt
+        // rules can add a prompt to a line that already is one.
+        let order = matcher.emission_order(
+            hits,
+            &state.fired,
+            |i| !prompted || (matcher.rules[i].rule.prompt && !state.seen.contains(&i)),
+            stream,
+        );
         // Masked first, then cut to max_line: no secret is half-kept at the cut.
         let redacted = self.redactor.redact_with(text, keys);
         let (stored, cut) = cut_line(redacted, self.max_line);
         let truncated = truncated || cut || text.len() > self.max_line;
         let mut line_arc: Option<Arc<str>> = None;
-        let prompted = state.prompted(matcher);
-        // Rules that are not prompt rules never looked at the partial line, so only prompt
-        // rules can add a prompt to a line that already is one.
-        let order = matcher.emission_order(
-            hits.iter().copied(),
-            &state.fired,
-            |i| !prompted || (matcher.rules[i].rule.prompt && !state.seen.contains(&i)),
-            stream,
-        );
         let mut prompt_done = false;
         for idx in order {
             let r = &matcher.rules[idx];
@@ -692,7 +699,7 @@ impl Core {
         // (it matches text added since) may add one.
         let prompted = state.prompted(&matcher);
         let order = matcher.emission_order(
-            hit_rules.iter().copied(),
+            &hit_rules,
             &state.fired,
             |i| !prompted || !state.seen.contains(&i),
             stream,
