@@ -107,6 +107,24 @@ pub enum OpenMode {
     ReadOnly,
 }
 
+/// Turns SQLite's memory statistics off, once, before its first connection (it can be
+/// configured only before it initialises). With them on — the default of the bundled build —
+/// every allocation SQLite makes (each bound text value of each event row is copied into
+/// one) takes a process-wide mutex to count it; wrapper never reads the counts.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; SQLite refuses the call (returns
+        // SQLITE_MISUSE, changing nothing) if it has already initialised.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            );
+        }
+    });
+}
+
 /// Opens (and if asked creates) the database, sets the pragmas, migrates the schema.
 pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
     let sqlite = |error| StoreError::Sqlite {
@@ -114,6 +132,7 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
         error,
     };
     probe::inspect(path, mode)?;
+    configure_sqlite();
     if mode == OpenMode::ReadOnly {
         return open_read_only(path);
     }
