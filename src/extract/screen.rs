@@ -109,7 +109,10 @@ impl super::Core {
         let stored = self.redactor.redact(&text);
         let line: Arc<str> = Arc::from(&*stored);
         let order = matcher.emission_order(
-            &hits.iter().map(|i| matcher.prompt_rules[i]).collect::<Vec<_>>(),
+            &hits
+                .iter()
+                .map(|i| matcher.prompt_rules[i])
+                .collect::<Vec<_>>(),
             &[],
             |_| true,
             Stream::Pty,
