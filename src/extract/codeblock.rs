@@ -192,13 +192,22 @@ pub fn to_record(b: FinishedBlock, stream: Stream, timestamp: Arc<str>) -> CodeB
             }
             _ => true,
         };
-    let context_json = serde_json::json!({
-        "before": b.context,
-        "stream": stream.as_str(),
-        "closed": b.closed,
-        "truncated": b.truncated,
+    /// `context_json`, its keys in the order a JSON object map keeps them (sorted), written
+    /// straight from the fields instead of through a map of values.
+    #[derive(serde::Serialize)]
+    struct Context<'a> {
+        before: &'a str,
+        closed: bool,
+        stream: &'a str,
+        truncated: bool,
+    }
+    let context_json = serde_json::to_string(&Context {
+        before: &b.context,
+        closed: b.closed,
+        stream: stream.as_str(),
+        truncated: b.truncated,
     })
-    .to_string();
+    .unwrap_or_default();
     CodeBlock {
         digest: digest(b.language.as_deref(), &b.content),
         timestamp,

@@ -88,6 +88,24 @@ impl Shell {
         self.wait_for_n(needle, 1);
     }
 
+    /// Waits for the shell's prompt after the last `marker`: the job has ended and the shell
+    /// reads the terminal again. A line typed before that would be read by the job, still in
+    /// the foreground while it shuts down, and go to an agent that has left.
+    fn wait_for_prompt_after(&self, marker: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let text = self.screen.text();
+            if text.rfind(marker).is_some_and(|i| text[i..].contains("$ ")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the prompt after {marker:?}; the screen:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Leaves the shell and waits for it to exit.
     fn exit(mut self) {
         self.type_in("exit\n");
@@ -148,6 +166,7 @@ impl Shell {
         self.type_in("fg\n");
         self.type_in("hello\n");
         self.wait_for("GOT:hello");
+        self.wait_for_prompt_after("GOT:hello");
         self.type_in("echo EXIT\"\"=$?\n");
         self.wait_for("EXIT=0");
     }
@@ -254,6 +273,7 @@ fn ctrl_z_stops_a_script_that_runs_wrapper_and_fg_resumes_it() {
     sh.type_in("hello\n");
     sh.wait_for("GOT:hello");
     sh.wait_for("SCRIPT:0");
+    sh.wait_for_prompt_after("SCRIPT:0");
     sh.type_in("echo EXIT\"\"=$?\n");
     sh.wait_for("EXIT=0");
     sh.exit();
@@ -517,6 +537,7 @@ fn pty_mode_ctrl_z_restores_the_terminal_and_fg_resumes_the_agent() {
     sh.wait_for_n("\x1b[?2004h", 2);
     sh.type_in("hello\r");
     sh.wait_for("GOT:hello");
+    sh.wait_for_prompt_after("GOT:hello");
     sh.type_in("stty -g > after; echo EXIT\"\"=$?\n");
     sh.wait_for("EXIT=0");
     let read = |f: &str| std::fs::read_to_string(sh.env.path(f)).expect(f);
