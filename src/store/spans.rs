@@ -157,6 +157,17 @@ mod tests {
         assert!(overlapping.is_empty(), "overlapping spans: {overlapping:?}");
     }
 
+    /// The ids `events` lists for `f`, newest first.
+    fn listed(conn: &Connection, f: &EventFilter) -> Vec<i64> {
+        let mut ids: Vec<i64> = query::events(conn, f)
+            .expect("events")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids
+    }
+
     /// Every page of every type's listing, and its counts, against a scan of the table.
     fn assert_listings(conn: &Connection) {
         for t in TYPES {
@@ -172,12 +183,7 @@ mod tests {
                     offset,
                     ..Default::default()
                 };
-                let mut got: Vec<i64> = query::events(conn, &f)
-                    .expect("events")
-                    .iter()
-                    .map(|e| e.id)
-                    .collect();
-                got.sort_unstable_by(|a, b| b.cmp(a));
+                let got = listed(conn, &f);
                 let end = if limit == 0 {
                     all.len()
                 } else {
@@ -203,13 +209,7 @@ mod tests {
                 query::events_count(conn, &f).expect("count"),
                 want.len() as i64
             );
-            let mut got: Vec<i64> = query::events(conn, &f)
-                .expect("events")
-                .iter()
-                .map(|e| e.id)
-                .collect();
-            got.sort_unstable_by(|a, b| b.cmp(a));
-            assert_eq!(got, want, "{t} in a window");
+            assert_eq!(listed(conn, &f), want, "{t} in a window");
         }
     }
 
