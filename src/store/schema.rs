@@ -244,7 +244,8 @@ CREATE TABLE IF NOT EXISTS session_files (
 
 /// Event-type spans in place of the `(event_type, timestamp)` index (issue 17; why, and the
 /// invariant the queries keep: `store::spans`). Existing rows get spans of up to 512 ids each
-/// (one scan, once).
+/// (one scan, once); spans already there are replaced, so that running it again (on a file
+/// whose version was set back by hand) cannot leave two spans over the same rows.
 const V6_TYPE_SPANS: &str = r#"
 CREATE TABLE IF NOT EXISTS event_type_spans (
     event_type TEXT NOT NULL,
@@ -254,7 +255,8 @@ CREATE TABLE IF NOT EXISTS event_type_spans (
     max_ts TEXT NOT NULL,
     PRIMARY KEY (event_type, last_id)
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO event_type_spans (event_type, last_id, first_id, min_ts, max_ts)
+DELETE FROM event_type_spans;
+INSERT INTO event_type_spans (event_type, last_id, first_id, min_ts, max_ts)
     SELECT event_type, max(id), min(id), min(timestamp), max(timestamp)
     FROM extraction_events GROUP BY event_type, id >> 9;
 DROP INDEX IF EXISTS idx_events_type_ts;
