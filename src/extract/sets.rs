@@ -13,7 +13,6 @@
 //! reaches a dead state after a line's first bytes unless a rule's start matches, and the
 //! unanchored set is a handful of rules. Which rules match is the same either way; only the
 //! cost changes.
-
 //!
 //! The sets are regex-automata's meta regexes, built as `regex::RegexSet` builds its own,
 //! searched with a [`Scratch`] the extraction thread keeps: no pattern set allocated and no
@@ -49,11 +48,11 @@ pub struct Scratch {
 
 impl RuleSets {
     /// Sets over `sources` (each a rule's regex as the set sees it), grouped by whether the
-    /// rule is anchored at the start of the line.
+    /// rule is anchored at the start of the line and dies early there ([`dies_early`]).
     pub fn new(sources: &[String]) -> Result<RuleSets, String> {
         let (mut anchored, mut floating) = (Vec::new(), Vec::new());
         for (i, s) in sources.iter().enumerate() {
-            if starts_anchored(s) && !reads_on_through_prose(s) {
+            if dies_early(s) {
                 anchored.push(i);
             } else {
                 floating.push(i);
@@ -142,7 +141,7 @@ impl RuleSets {
 /// "Ordinary text" is words and spaces: the rule has a repetition (at most more than once)
 /// that can match both a space and a letter, reachable from the start without first
 /// matching a literal.
-fn reads_on_through_prose(src: &str) -> bool {
+fn reads_on_through_prose(hir: &regex_syntax::hir::Hir) -> bool {
     use regex_syntax::hir::{Hir, HirKind};
 
     #[derive(PartialEq)]
@@ -216,20 +215,29 @@ fn reads_on_through_prose(src: &str) -> bool {
             }
         }
     }
-    regex_syntax::parse(src).is_ok_and(|hir| walk(&hir) == Walk::Prose)
+    walk(hir) == Walk::Prose
 }
 
-/// Whether every match of `src` starts at the start of the text. (A multi-line `(?m)^` can
-/// match after any line end, so a set holding one is searched along the whole text: such a
-/// rule goes with the floating ones.)
-fn starts_anchored(src: &str) -> bool {
-    regex_syntax::parse(src)
-        .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start))
+/// Whether every match starts at the start of the text. (A multi-line `(?m)^` can match
+/// after any line end, so a set holding one is searched along the whole text: such a rule
+/// goes with the floating ones.)
+fn starts_anchored(hir: &regex_syntax::hir::Hir) -> bool {
+    hir.properties().look_set_prefix().contains(Look::Start)
+}
+
+/// Whether rule `src` belongs in the anchored set: anchored, and not reading on through
+/// prose. Parsed once for both questions.
+fn dies_early(src: &str) -> bool {
+    regex_syntax::parse(src).is_ok_and(|hir| starts_anchored(&hir) && !reads_on_through_prose(&hir))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hir(src: &str) -> regex_syntax::hir::Hir {
+        regex_syntax::parse(src).expect("parses")
+    }
 
     fn sets(srcs: &[&str]) -> RuleSets {
         RuleSets::new(&srcs.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("sets")
@@ -241,7 +249,7 @@ mod tests {
             r"^[ \t│]*(?P<value>.*?(?:Do you want to|Proceed\?))",
             r"^(?:> )?(?P<value>[A-Za-z0-9_-]+(?: [A-Za-z0-9_-]+){0,6})\.{3,}Failed$",
         ] {
-            assert!(reads_on_through_prose(long), "{long}");
+            assert!(reads_on_through_prose(&hir(long)), "{long}");
         }
         for short in [
             r"^[ \t]*(?:⎿[ \t]+)?(?P<path>[^ \t:]+):(?P<line>[0-9]+): (?P<value>.+)$",
@@ -249,7 +257,7 @@ mod tests {
             r"^error(?:\[E\d+\])?: (?P<value>.+)$",
             r"^[ \t]*Tests:[ \t]+(?P<total>[0-9]+) total",
         ] {
-            assert!(!reads_on_through_prose(short), "{short}");
+            assert!(!reads_on_through_prose(&hir(short)), "{short}");
         }
         // Of the built-in rules, exactly the two "anything, then a question" prompts and the
         // pre-commit hook's "up to seven words, then dots".
@@ -257,7 +265,10 @@ mod tests {
         let mut names: Vec<String> = book
             .rules
             .iter()
-            .filter(|r| starts_anchored(&r.set_source()) && reads_on_through_prose(&r.set_source()))
+            .filter(|r| {
+                let h = hir(&r.set_source());
+                starts_anchored(&h) && reads_on_through_prose(&h)
+            })
             .map(|r| r.name.to_string())
             .collect();
         names.sort();
@@ -298,13 +309,13 @@ mod tests {
 
     #[test]
     fn anchoring_is_read_from_the_regex_not_its_text() {
-        assert!(starts_anchored(r"^a"));
-        assert!(starts_anchored(r"(?:^a|^b)"));
-        assert!(starts_anchored(r"(?i:^a)"));
-        assert!(!starts_anchored(r"(?m)^a"));
-        assert!(!starts_anchored(r"a^?"));
-        assert!(!starts_anchored(r"(?:^a|b)"));
-        assert!(!starts_anchored(r"\^a"));
+        assert!(starts_anchored(&hir(r"^a")));
+        assert!(starts_anchored(&hir(r"(?:^a|^b)")));
+        assert!(starts_anchored(&hir(r"(?i:^a)")));
+        assert!(!starts_anchored(&hir(r"(?m)^a")));
+        assert!(!starts_anchored(&hir(r"a^?")));
+        assert!(!starts_anchored(&hir(r"(?:^a|b)")));
+        assert!(!starts_anchored(&hir(r"\^a")));
         assert!(RuleSets::empty()
             .matches(&mut Scratch::default(), "x")
             .is_empty());

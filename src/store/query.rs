@@ -437,17 +437,11 @@ pub struct EventFilter {
 /// `id` breaks ties; an index holds the rowid as its last column, so that costs no sort.
 pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord>> {
     let scan = event_scan(f);
-    let sql = format!(
-        "SELECT {} FROM {}{} ORDER BY {} LIMIT ? OFFSET ?",
-        scan.columns,
-        scan.from,
-        scan.w.sql(),
-        scan.order
-    );
+    let sql = scan.select("LIMIT ? OFFSET ?");
     let mut p = scan.w.params;
     p.extend(page_values(f.limit, f.offset));
     let mut rows = rows(conn, &sql, params_from_iter(p), EventRecord::from_row)?;
-    if scan.order == ORDER_BY_ID || scan.order == spans::NEWEST_FIRST {
+    if scan.recording_order {
         rows.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.id.cmp(&a.id)));
     }
     Ok(rows)
@@ -533,6 +527,21 @@ struct EventScan {
     from: &'static str,
     w: Where,
     order: &'static str,
+    /// The page is the most recently *recorded* rows (by id), shown in timestamp order.
+    recording_order: bool,
+}
+
+impl EventScan {
+    /// `SELECT … ORDER BY …` followed by `tail` (the limit clause).
+    fn select(&self, tail: &str) -> String {
+        format!(
+            "SELECT {} FROM {}{} ORDER BY {} {tail}",
+            self.columns,
+            self.from,
+            self.w.sql(),
+            self.order
+        )
+    }
 }
 
 fn event_scan(f: &EventFilter) -> EventScan {
@@ -543,6 +552,7 @@ fn event_scan(f: &EventFilter) -> EventScan {
             from: "extraction_events",
             w,
             order,
+            recording_order: order == ORDER_BY_ID,
         };
     };
     let mut w = Where::default();
@@ -566,6 +576,7 @@ fn event_scan(f: &EventFilter) -> EventScan {
         from: spans::FROM,
         w,
         order: spans::NEWEST_FIRST,
+        recording_order: true,
     }
 }
 
@@ -578,13 +589,7 @@ const SPAN_EVENT_COLUMNS: &str = "e.id, e.agent_name, e.session_id, e.timestamp,
 /// against a filter silently losing its index.
 pub fn events_plan(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<String>> {
     let scan = event_scan(f);
-    let sql = format!(
-        "EXPLAIN QUERY PLAN SELECT {} FROM {}{} ORDER BY {} LIMIT ?",
-        scan.columns,
-        scan.from,
-        scan.w.sql(),
-        scan.order
-    );
+    let sql = format!("EXPLAIN QUERY PLAN {}", scan.select("LIMIT ?"));
     let mut p = scan.w.params;
     p.push(limit_value(f.limit));
     rows(conn, &sql, params_from_iter(p), |r| r.get::<_, String>(3))

@@ -950,18 +950,17 @@ pub(crate) fn insert_events(
 /// Binds one event's own columns at parameters `base + 1 ..= base + ROW_PARAMS`.
 fn bind_event(stmt: &mut Statement<'_>, base: usize, id: i64, e: &Event) -> rusqlite::Result<()> {
     stmt.raw_bind_parameter(base + 1, id)?;
-    let base = base + 1;
-    stmt.raw_bind_parameter(base + 1, &*e.timestamp)?;
-    stmt.raw_bind_parameter(base + 2, e.stream.as_str())?;
-    stmt.raw_bind_parameter(base + 3, &*e.event_type)?;
-    stmt.raw_bind_parameter(base + 4, &*e.pattern)?;
-    stmt.raw_bind_parameter(base + 5, e.matched_value.as_deref())?;
-    stmt.raw_bind_parameter(base + 6, e.original_line.as_deref())?;
-    stmt.raw_bind_parameter(base + 7, e.line_number as i64)?;
-    stmt.raw_bind_parameter(base + 8, e.metadata_json.as_deref())?;
-    stmt.raw_bind_parameter(base + 9, e.code_block_language.as_deref())?;
-    stmt.raw_bind_parameter(base + 10, e.risk_level.map(|r| r.as_str()))?;
-    stmt.raw_bind_parameter(base + 11, e.auto_confirmable as i64)?;
+    stmt.raw_bind_parameter(base + 2, &*e.timestamp)?;
+    stmt.raw_bind_parameter(base + 3, e.stream.as_str())?;
+    stmt.raw_bind_parameter(base + 4, &*e.event_type)?;
+    stmt.raw_bind_parameter(base + 5, &*e.pattern)?;
+    stmt.raw_bind_parameter(base + 6, e.matched_value.as_deref())?;
+    stmt.raw_bind_parameter(base + 7, e.original_line.as_deref())?;
+    stmt.raw_bind_parameter(base + 8, e.line_number as i64)?;
+    stmt.raw_bind_parameter(base + 9, e.metadata_json.as_deref())?;
+    stmt.raw_bind_parameter(base + 10, e.code_block_language.as_deref())?;
+    stmt.raw_bind_parameter(base + 11, e.risk_level.map(|r| r.as_str()))?;
+    stmt.raw_bind_parameter(base + 12, e.auto_confirmable as i64)?;
     Ok(())
 }
 
