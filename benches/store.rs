@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use wrapper::event::{Event, Record, RiskLevel, Stream};
-use wrapper::store::writer::{insert_session, write_batch, SessionRow};
+use wrapper::store::writer::{insert_session, write_batch, SessionRow, WriteConn};
 use wrapper::store::{self, OpenMode};
 
 /// `n` events numbered from `first`, as a session produces them: line numbers and timestamps
@@ -68,6 +68,7 @@ fn inserts(c: &mut Criterion) {
         wrapper_pid: 1,
     };
     insert_session(&conn, &session).expect("session");
+    let mut db = WriteConn::new(conn);
     let mut g = c.benchmark_group("insert_events");
     let mut next = 0u64;
     for batch in [1usize, 100, 500, 1000, 5000] {
@@ -81,7 +82,7 @@ fn inserts(c: &mut Criterion) {
                 |rows| {
                     black_box(
                         write_batch(
-                            &conn,
+                            &mut db,
                             &session.session_id,
                             &session.agent_name,
                             &rows,

@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod fts;
 pub mod git;
+mod inplace;
 mod probe;
 pub mod query;
 pub mod schema;

@@ -86,6 +86,7 @@ mod tests {
 
     use crate::event::{Event, Record, Stream};
     use crate::store::query::{self, EventFilter};
+    use crate::store::writer::WriteConn;
     use crate::store::{open, writer, OpenMode};
 
     const TYPES: [&str; 4] = ["error", "warning", "prompt", "file_path"];
@@ -216,14 +217,15 @@ mod tests {
     #[test]
     fn listings_by_type_match_a_scan_across_sessions_prunes_and_reused_ids() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let conn = open(&dir.path().join("t.db"), OpenMode::Create).expect("open");
-        session(&conn, "old", "2020-01-01T00:00:00.000Z");
-        session(&conn, "new", "2026-01-01T00:00:00.000Z");
+        let mut db =
+            WriteConn::new(open(&dir.path().join("t.db"), OpenMode::Create).expect("open"));
+        session(db.conn(), "old", "2020-01-01T00:00:00.000Z");
+        session(db.conn(), "new", "2026-01-01T00:00:00.000Z");
         // Two sessions' batches interleaved, as two wrappers on one database write them.
         for i in 0..10u64 {
             let s = if i % 2 == 0 { "old" } else { "new" };
             writer::write_batch(
-                &conn,
+                &mut db,
                 s,
                 "a",
                 &batch(i, 40 + i as usize * 7, i as u32),
@@ -232,20 +234,20 @@ mod tests {
             )
             .expect("batch");
         }
-        assert_invariant(&conn);
-        assert_listings(&conn);
+        assert_invariant(db.conn());
+        assert_listings(db.conn());
         // The newest rows go with "old" too if it printed last: SQLite then hands their ids
         // out again, and the spans must not claim the new rows twice.
-        writer::write_batch(&conn, "old", "a", &batch(99, 30, 9), 0, &[]).expect("batch");
-        query::prune(&conn, "2021-01-01T00:00:00.000Z", false).expect("prune");
-        assert_invariant(&conn);
-        assert_listings(&conn);
+        writer::write_batch(&mut db, "old", "a", &batch(99, 30, 9), 0, &[]).expect("batch");
+        query::prune(db.conn(), "2021-01-01T00:00:00.000Z", false).expect("prune");
+        assert_invariant(db.conn());
+        assert_listings(db.conn());
         for i in 10..14u64 {
-            writer::write_batch(&conn, "new", "a", &batch(i, 25, i as u32 % 10), 0, &[])
+            writer::write_batch(&mut db, "new", "a", &batch(i, 25, i as u32 % 10), 0, &[])
                 .expect("batch");
         }
-        assert_invariant(&conn);
-        assert_listings(&conn);
+        assert_invariant(db.conn());
+        assert_listings(db.conn());
     }
 
     #[test]
@@ -281,8 +283,9 @@ mod tests {
                 .expect("row");
             }
         }
-        let conn = open(&path, OpenMode::Existing).expect("migrate");
-        let index: i64 = conn
+        let mut db = WriteConn::new(open(&path, OpenMode::Existing).expect("migrate"));
+        let index: i64 = db
+            .conn()
             .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE name = 'idx_events_type_ts'",
                 [],
@@ -290,16 +293,17 @@ mod tests {
             )
             .expect("schema");
         assert_eq!(index, 0);
-        assert_invariant(&conn);
-        assert_listings(&conn);
-        writer::write_batch(&conn, "s1", "a", &batch(5, 60, 8), 0, &[]).expect("batch");
-        assert_invariant(&conn);
-        assert_listings(&conn);
+        assert_invariant(db.conn());
+        assert_listings(db.conn());
+        writer::write_batch(&mut db, "s1", "a", &batch(5, 60, 8), 0, &[]).expect("batch");
+        assert_invariant(db.conn());
+        assert_listings(db.conn());
         // Run again over spans the writer made (a version set back by hand): replaced, not
         // doubled.
-        conn.execute_batch("PRAGMA user_version = 5")
+        db.conn()
+            .execute_batch("PRAGMA user_version = 5")
             .expect("set back");
-        drop(conn);
+        drop(db);
         let conn = open(&path, OpenMode::Existing).expect("migrate again");
         assert_invariant(&conn);
         assert_listings(&conn);

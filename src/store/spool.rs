@@ -392,7 +392,7 @@ pub fn import(conn: &Connection, path: &Path) -> Result<ImportReport, ImportErro
                     risk_level: e.risk_level.as_deref().and_then(RiskLevel::parse),
                     auto_confirmable: e.auto_confirmable,
                 };
-                insert_events(&tx, &e.session_id, &e.agent_name, &[&ev]).map_err(db)?;
+                insert_events(&tx, None, &e.session_id, &e.agent_name, &[&ev]).map_err(db)?;
                 tx.execute(
                     "UPDATE process_sessions SET total_extraction_events = total_extraction_events + 1 \
                      WHERE session_id = ?1",

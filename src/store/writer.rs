@@ -11,7 +11,6 @@
 //! warning and from then on appends everything to a JSON Lines spool (SPEC §6.5), so nothing
 //! is lost and the agent is not disturbed.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +24,8 @@ use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
 use serde::Serialize;
 
 use super::fts;
+pub use super::inplace::WriteConn;
+use super::inplace::{KeptRef, Param};
 use super::spool::Spool;
 use crate::event::{CodeBlock, Event, Record};
 
@@ -429,7 +430,7 @@ pub(crate) fn insert_session_row(
 }
 
 struct Writer {
-    db: Option<(Connection, PathBuf)>,
+    db: Option<(WriteConn, PathBuf)>,
     events_out: Option<Box<dyn Write + Send>>,
     events_out_failed: bool,
     batch_size: usize,
@@ -454,7 +455,7 @@ struct Writer {
 impl Writer {
     fn new(events_out: Option<EventsWriter>, cfg: SinkConfig) -> Writer {
         Writer {
-            db: cfg.db,
+            db: cfg.db.map(|(conn, path)| (WriteConn::new(conn), path)),
             events_out,
             events_out_failed: false,
             batch_size: cfg.batch_size.max(1),
@@ -476,8 +477,8 @@ impl Writer {
     fn run(mut self, rx: Receiver<Msg>) -> SinkReport {
         // Crash recovery (SPEC §6.4) happens here rather than before the spawn: it only
         // concerns other sessions, and the agent's start need not wait for it.
-        if let Some((conn, _)) = &self.db {
-            if let Err(e) = super::recover_abandoned(conn) {
+        if let Some((db, _)) = &self.db {
+            if let Err(e) = super::recover_abandoned(db.conn()) {
                 tracing::warn!("could not check for abandoned sessions: {e}");
             }
         }
@@ -548,9 +549,9 @@ impl Writer {
         if let Some(out) = &mut self.events_out {
             let _ = out.flush();
         }
-        if let Some((conn, _)) = &self.db {
+        if let Some((db, _)) = &self.db {
             // Whatever checkpoint closing the connection runs, it runs at NORMAL.
-            let _ = conn.execute_batch("PRAGMA synchronous = NORMAL");
+            let _ = db.conn().execute_batch("PRAGMA synchronous = NORMAL");
         }
         if let Some(s) = &mut self.spool {
             s.flush();
@@ -569,8 +570,8 @@ impl Writer {
 
     /// Repository facts go in at once, in their own small transaction.
     fn write_git(&mut self, g: &super::git::GitUpdate) {
-        if let (Some((conn, _)), None) = (&self.db, &self.spool) {
-            if let Err(e) = super::git::write(conn, &self.session.session_id, g) {
+        if let (Some((db, _)), None) = (&self.db, &self.spool) {
+            if let Err(e) = super::git::write(db.conn(), &self.session.session_id, g) {
                 tracing::warn!("could not record the repository facts: {e}");
             }
         }
@@ -579,7 +580,7 @@ impl Writer {
     /// One small step of full-text indexing (`store::fts`). Returns whether rows remain.
     /// Failures only postpone indexing: `wrapper search` catches up on whatever is missing.
     fn index_for_search(&mut self) -> bool {
-        let Some((conn, _)) = &self.db else {
+        let Some(conn) = self.db.as_ref().map(|(db, _)| db.conn()) else {
             return false;
         };
         match super::check_not_moved(conn).and_then(|()| super::fts::step(conn, fts::IDLE_CHUNK)) {
@@ -598,10 +599,10 @@ impl Writer {
 
     /// Wakes the checkpointer; checkpoints here if it fell far behind.
     fn after_commit(&self) {
-        if let (Some((tick, pages)), Some((conn, _))) = (&self.checkpoint_ticks, &self.db) {
+        if let (Some((tick, pages)), Some((db, _))) = (&self.checkpoint_ticks, &self.db) {
             let _ = tick.try_send(());
             if pages.load(Ordering::Relaxed) > WRITER_AUTOCHECKPOINT {
-                backstop_checkpoint(conn);
+                backstop_checkpoint(db.conn());
             }
         }
     }
@@ -624,13 +625,13 @@ impl Writer {
             return;
         }
         if self.spool.is_none() {
-            if let Some((conn, path)) = &self.db {
+            if let Some((db, path)) = &mut self.db {
                 let mut attempt = 0;
                 loop {
                     // SQLite goes on writing to a removed or replaced file without an error.
-                    let written = super::check_not_moved(conn).and_then(|()| {
+                    let written = super::check_not_moved(db.conn()).and_then(|()| {
                         write_batch(
-                            conn,
+                            db,
                             &self.session.session_id,
                             &self.session.agent_name,
                             &batch,
@@ -703,7 +704,7 @@ impl Writer {
         if self.capture_failed {
             return;
         }
-        let Some((conn, path)) = &self.db else {
+        let Some((conn, path)) = self.db.as_ref().map(|(db, path)| (db.conn(), path)) else {
             self.capture_failed = true;
             tracing::debug!("no database: the rest of the output is not captured");
             return;
@@ -804,16 +805,20 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 
 /// Writes one batch in one transaction. Returns the number of events written.
 pub fn write_batch(
-    conn: &Connection,
+    db: &mut WriteConn,
     session_id: &str,
     agent: &str,
     batch: &[Record],
     lines: u64,
     states: &[StateChange],
 ) -> rusqlite::Result<u64> {
+    let (conn, mut kept) = db.parts();
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let mut events: Vec<&Event> = Vec::with_capacity(batch.len());
-    let mut counts: HashMap<(&str, &str, &str), i64> = HashMap::new();
+    // Events per (type, pattern, risk): a dozen keys a batch, and rows of one rule share its
+    // strings, so a short list compared by address first costs less than hashing three
+    // strings a row (5% of the writer thread with a HashMap).
+    let mut counts: Vec<((&str, &str, &str), i64)> = Vec::new();
     // Only the latest facts matter: each is the agent's whole account so far.
     let mut facts = None;
     let mut merges = Vec::new();
@@ -821,20 +826,25 @@ pub fn write_batch(
         match r {
             Record::Event(e) => {
                 events.push(e);
-                *counts
-                    .entry((
-                        &e.event_type,
-                        &e.pattern,
-                        e.risk_level.map_or("", |r| r.as_str()),
-                    ))
-                    .or_default() += 1;
+                let key = (
+                    &*e.event_type,
+                    &*e.pattern,
+                    e.risk_level.map_or("", |r| r.as_str()),
+                );
+                let same = |s: &str, t: &str| std::ptr::eq(s, t) || s == t;
+                match counts.iter_mut().find(|((t, p, r), _)| {
+                    same(t, key.0) && same(p, key.1) && same(r, key.2)
+                }) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((key, 1)),
+                }
             }
             Record::CodeBlock(b) => upsert_code_block(&tx, session_id, agent, b)?,
             Record::Facts(f) => facts = Some(f),
             Record::Merge(m) => merges.push(m),
         }
     }
-    insert_events(&tx, session_id, agent, &events)?;
+    insert_events(&tx, Some(&mut kept), session_id, agent, &events)?;
     // After the inserts: the event a merge confirms may be in this very batch.
     for m in merges {
         super::usage::merge_event(&tx, session_id, m)?;
@@ -904,6 +914,7 @@ fn insert_sqls() -> &'static (String, String) {
 /// would give them (the write lock is held), and knowing them is what makes the spans exact.
 pub(crate) fn insert_events(
     conn: &Connection,
+    kept: Option<&mut KeptRef<'_>>,
     session_id: &str,
     agent: &str,
     events: &[&Event],
@@ -919,32 +930,61 @@ pub(crate) fn insert_events(
         .filter(|f| f.checked_add(events.len() as i64).is_some())
         .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, last))?;
     let (many, one) = insert_sqls();
-    let mut chunks = events.chunks_exact(ROWS_PER_STATEMENT);
     let mut id = first;
-    if events.len() >= ROWS_PER_STATEMENT {
-        let mut stmt = conn.prepare_cached(many)?;
-        stmt.raw_bind_parameter(1, agent)?;
-        stmt.raw_bind_parameter(2, session_id)?;
-        for chunk in &mut chunks {
-            for (i, e) in chunk.iter().enumerate() {
-                bind_event(&mut stmt, 2 + i * ROW_PARAMS, id, e)?;
-                id += 1;
+    match kept {
+        // The writer: statements kept, texts bound in place (`store::inplace`).
+        Some(kept) => {
+            let mut params: Vec<Param<'_>> =
+                Vec::with_capacity(2 + ROWS_PER_STATEMENT * ROW_PARAMS);
+            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                let (sql, rows) = if chunk.len() == ROWS_PER_STATEMENT {
+                    (many, chunk.len())
+                } else {
+                    (one, 1)
+                };
+                let stmt = kept.statement(sql)?;
+                for statement in chunk.chunks(rows) {
+                    params.clear();
+                    params.extend([Param::Text(agent), Param::Text(session_id)]);
+                    for e in statement {
+                        event_params(&mut params, id, e);
+                        id += 1;
+                    }
+                    stmt.execute(&params)?;
+                }
             }
-            stmt.raw_execute()?;
         }
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut stmt = conn.prepare_cached(one)?;
-        stmt.raw_bind_parameter(1, agent)?;
-        stmt.raw_bind_parameter(2, session_id)?;
-        for e in rest {
-            bind_event(&mut stmt, 2, id, e)?;
-            id += 1;
-            stmt.raw_execute()?;
+        // A spool's import, an event at a time.
+        None => {
+            let mut stmt = conn.prepare_cached(one)?;
+            stmt.raw_bind_parameter(1, agent)?;
+            stmt.raw_bind_parameter(2, session_id)?;
+            for e in events {
+                bind_event(&mut stmt, 2, id, e)?;
+                id += 1;
+                stmt.raw_execute()?;
+            }
         }
     }
     super::spans::insert(conn, first, events)
+}
+
+/// One event's own columns, in the order of [`EVENT_COLUMNS`] after the first two.
+fn event_params<'a>(params: &mut Vec<Param<'a>>, id: i64, e: &'a Event) {
+    params.extend([
+        Param::Int(id),
+        Param::Text(&e.timestamp),
+        Param::Text(e.stream.as_str()),
+        Param::Text(&e.event_type),
+        Param::Text(&e.pattern),
+        e.matched_value.as_deref().into(),
+        e.original_line.as_deref().into(),
+        Param::Int(e.line_number as i64),
+        e.metadata_json.as_deref().into(),
+        e.code_block_language.as_deref().into(),
+        e.risk_level.map(|r| r.as_str()).into(),
+        Param::Int(e.auto_confirmable as i64),
+    ]);
 }
 
 /// Binds one event's own columns at parameters `base + 1 ..= base + ROW_PARAMS`.
