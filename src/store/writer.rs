@@ -832,9 +832,10 @@ pub fn write_batch(
                     e.risk_level.map_or("", |r| r.as_str()),
                 );
                 let same = |s: &str, t: &str| std::ptr::eq(s, t) || s == t;
-                match counts.iter_mut().find(|((t, p, r), _)| {
-                    same(t, key.0) && same(p, key.1) && same(r, key.2)
-                }) {
+                match counts
+                    .iter_mut()
+                    .find(|((t, p, r), _)| same(t, key.0) && same(p, key.1) && same(r, key.2))
+                {
                     Some((_, n)) => *n += 1,
                     None => counts.push((key, 1)),
                 }
