@@ -151,7 +151,9 @@ impl LineSplitter {
 /// Turns a raw line into the text that rules see and the store keeps: escape sequences
 /// stripped, invalid UTF-8 decoded lossily, NUL bytes removed. Borrows when nothing changes.
 pub fn clean_line(raw: &[u8]) -> Cow<'_, str> {
-    if memchr(0x1b, raw).is_some() {
+    // One pass finds either byte: most lines have neither.
+    let special = memchr::memchr2(0x1b, 0, raw).is_some();
+    if special && memchr(0x1b, raw).is_some() {
         return Cow::Owned(strip_escapes(raw));
     }
     // `from_utf8` validates faster than the lossy decoder walks; most lines are valid.
@@ -159,7 +161,8 @@ pub fn clean_line(raw: &[u8]) -> Cow<'_, str> {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(raw),
     };
-    if memchr(0, raw).is_some() {
+    if special {
+        // A NUL, and no escape.
         return Cow::Owned(text.replace('\0', ""));
     }
     text

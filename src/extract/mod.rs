@@ -818,7 +818,12 @@ impl Core {
             .and_then(group)
             .or_else(|| group(0))
             .map(str::to_string);
-        let mut meta: Vec<u8> = Vec::new();
+        // Sized once for the usual few short fields (it grew by doubling from empty).
+        let mut meta: Vec<u8> = if r.groups.is_empty() {
+            Vec::new()
+        } else {
+            Vec::with_capacity(32 * r.groups.len() + text.len().min(256))
+        };
         let mut field = |name: &str, value: &dyn Fn(&mut Vec<u8>)| {
             meta.push(if meta.is_empty() { b'{' } else { b',' });
             json_str(&mut meta, name);
