@@ -818,12 +818,14 @@ impl Core {
             .and_then(group)
             .or_else(|| group(0))
             .map(str::to_string);
-        // Sized once for the usual few short fields (it grew by doubling from empty).
-        let mut meta: Vec<u8> = if r.groups.is_empty() {
-            Vec::new()
-        } else {
-            Vec::with_capacity(32 * r.groups.len() + text.len().min(256))
-        };
+        // Sized once for its fields (it grew by doubling from empty), and no larger: the
+        // text is kept with the event until the writer has stored it.
+        let fields: usize = r
+            .groups
+            .iter()
+            .filter_map(|(i, name)| group(*i).map(|v| name.len() + v.len() + 6))
+            .sum();
+        let mut meta: Vec<u8> = Vec::with_capacity(if fields == 0 { 0 } else { fields + 24 });
         let mut field = |name: &str, value: &dyn Fn(&mut Vec<u8>)| {
             meta.push(if meta.is_empty() { b'{' } else { b',' });
             json_str(&mut meta, name);
