@@ -16,7 +16,11 @@
 //!
 //! The sets are regex-automata's meta regexes, built as `regex::RegexSet` builds its own,
 //! searched with a [`Scratch`] the extraction thread keeps: no pattern set allocated and no
-//! cache taken from a pool per line.
+//! cache taken from a pool per line. Before a set is searched, a table lookup per byte asks
+//! whether the line could hold a match at all ([`Filter`]): the bytes every match of the
+//! floating rules contains, the bytes the anchored rules can start with. Both are read from
+//! the rules' syntax, so a user's rules get them too, and a rule that needs nothing turns its
+//! set's filter off.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -495,30 +499,42 @@ mod tests {
             r"[A-Za-z0-9_./-]+\.rs:\d+",
             r"(?m)^\$ (?P<value>.+)$",
         ];
-        let s = sets(&srcs);
+        let s = same_as_one_set(
+            &srcs,
+            &[
+                "error[E0308]: mismatched types in src/main.rs:3 see https://x.org/a",
+                "WARNING: unused in lib.rs:9",
+                "$ cargo test",
+                "nothing here",
+                "",
+            ],
+        );
         assert_eq!(s.groups.len(), 2);
+    }
+
+    /// The sets of `srcs`, after checking they give what one `RegexSet` gives on `lines`.
+    fn same_as_one_set(srcs: &[&str], lines: &[&str]) -> RuleSets {
+        let s = sets(srcs);
         let one = regex::RegexSet::new(srcs).expect("one set");
         let mut scratch = Scratch::default();
-        for line in [
-            "error[E0308]: mismatched types in src/main.rs:3 see https://x.org/a",
-            "WARNING: unused in lib.rs:9",
-            "$ cargo test",
-            "nothing here",
-            "",
-        ] {
+        for line in lines {
             let want: Vec<usize> = one.matches(line).iter().collect();
             assert_eq!(s.matches(&mut scratch, line), want, "{line:?}");
         }
+        s
+    }
+
+    /// The bytes of `n`, as characters in byte order.
+    fn chars(n: &Needed) -> String {
+        n.0.iter()
+            .enumerate()
+            .filter(|(_, on)| **on)
+            .map(|(b, _)| b as u8 as char)
+            .collect()
     }
 
     fn needed(src: &str) -> Option<String> {
-        Needed::of(&hir(src)).map(|n| {
-            n.0.iter()
-                .enumerate()
-                .filter(|(_, on)| **on)
-                .map(|(b, _)| b as u8 as char)
-                .collect()
-        })
+        Needed::of(&hir(src)).as_ref().map(chars)
     }
 
     #[test]
@@ -574,36 +590,26 @@ mod tests {
             r"[a-z]+\.rs:\d+",
             r"^error: (?P<value>.+)$",
         ];
-        let s = sets(&srcs);
+        let s = same_as_one_set(
+            &srcs,
+            &[
+                "error: in x.rs:3",
+                "see http://x.org",
+                "plain words",
+                "a:b",
+                "",
+            ],
+        );
         assert!(s
             .groups
             .iter()
             .any(|g| matches!(g.filter, Some(Filter::Anywhere(_)))));
-        let one = regex::RegexSet::new(srcs).expect("one set");
-        let mut scratch = Scratch::default();
-        for line in [
-            "error: in x.rs:3",
-            "see http://x.org",
-            "plain words",
-            "a:b",
-            "",
-        ] {
-            let want: Vec<usize> = one.matches(line).iter().collect();
-            assert_eq!(s.matches(&mut scratch, line), want, "{line:?}");
-        }
     }
 
     #[test]
     fn the_bytes_an_anchored_rule_can_start_with_are_read_from_its_syntax() {
-        let first = |src: &str| {
-            Needed::first_of_all(std::iter::once(Some(&hir(src)))).map(|n| {
-                n.0.iter()
-                    .enumerate()
-                    .filter(|(_, on)| **on)
-                    .map(|(b, _)| b as u8 as char)
-                    .collect::<String>()
-            })
-        };
+        let first =
+            |src: &str| Needed::first_of_all(std::iter::once(Some(&hir(src)))).map(|n| chars(&n));
         assert_eq!(first(r"^error: .+").as_deref(), Some("e"));
         assert_eq!(first(r"^[ \t]*(?:x )?warning").as_deref(), Some("\t wx"));
         assert_eq!(first(r"^(?i:ok)").as_deref(), Some("Oo"));

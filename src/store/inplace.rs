@@ -35,7 +35,7 @@ impl<'a> From<Option<&'a str>> for Param<'a> {
 }
 
 /// A connection and the statements prepared on it once and kept for its life
-/// ([`Kept::statement`]). The statements are finalised before the connection closes: this
+/// ([`KeptRef::statement`]). The statements are finalised before the connection closes: this
 /// type's `Drop` runs before its fields', and nothing can take the connection or the
 /// statements out of it.
 pub struct WriteConn {
