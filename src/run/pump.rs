@@ -10,7 +10,10 @@
 //! 256 MiB behind.
 //!
 //! After the child exits, the pipes are read to EOF; if a descendant keeps them open, reading
-//! stops 2 s after the exit (the drain limit).
+//! stops 2 s after the exit (the drain limit) — but never before what the pipes held at the
+//! exit has been read: that is the child's own output (a pipe holds up to 1 MiB here), and
+//! with a slow terminal, or a pump starved of CPU, passing it through can take longer than
+//! 2 s. It was cut off then, shown nowhere and recorded nowhere.
 //!
 //! In PTY mode ([`run_pty`]) the same loop reads one stream, the pty's master, with a
 //! [`Watch`] that follows the terminal modes the child turns on (so they can be undone at
@@ -70,6 +73,9 @@ struct Pipe {
     /// Sees every chunk right after it is passed through (PTY mode: the terminal modes the
     /// child turns on, see [`crate::screen::modes`]).
     watch: Option<Watch>,
+    /// Bytes the pipe held when the child exited that are not read yet: the drain limit
+    /// waits for them.
+    owed: usize,
 }
 
 /// A look at each chunk on the pump thread; it must be cheap.
@@ -90,12 +96,14 @@ pub fn run(
             fd: Some(stdout),
             out: Some(libc::STDOUT_FILENO),
             watch: None,
+            owed: 0,
         },
         Pipe {
             stream: Stream::Stderr,
             fd: Some(stderr),
             out: Some(libc::STDERR_FILENO),
             watch: None,
+            owed: 0,
         },
     ];
     run_pipes(pipes, wake, chunks, drained)
@@ -115,6 +123,7 @@ pub fn run_pty(
         fd: Some(master),
         out: Some(libc::STDOUT_FILENO),
         watch: Some(watch),
+        owed: 0,
     }];
     run_pipes(pipes, wake, chunks, drained)
 }
@@ -135,10 +144,27 @@ fn run_pipes(
             None => PollTimeout::NONE,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                let owed = pipes.iter().any(|p| p.fd.is_some() && p.owed > 0);
+                if left.is_zero() && !owed {
+                    // A pipe whose writers are all gone by now reads EOF: without this look
+                    // a drain that only just finished would be reported cut short.
+                    if let Ok((ready, _)) = poll_ready(&pipes, None, PollTimeout::ZERO) {
+                        for (i, pipe) in pipes.iter_mut().enumerate() {
+                            if ready[i] && pipe.fd.as_ref().is_some_and(|fd| buffered(fd) == 0) {
+                                pump_once(pipe, &mut chunks);
+                            }
+                        }
+                    }
+                    report.complete = pipes.iter().all(|p| p.fd.is_none());
                     return report;
                 }
-                PollTimeout::try_from(left.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX)
+                if left.is_zero() {
+                    // What is owed is in the pipe: poll returns at once.
+                    PollTimeout::NONE
+                } else {
+                    PollTimeout::try_from(left.as_millis().max(1) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
             }
         };
         let (ready, wake_ready) = match poll_ready(&pipes, wake.as_ref(), timeout) {
@@ -164,6 +190,9 @@ fn run_pipes(
                         }
                         if cmd[..n].contains(&WAKE_CHILD_EXITED) && deadline.is_none() {
                             deadline = Some(Instant::now() + DRAIN_LIMIT);
+                            for p in &mut pipes {
+                                p.owed = p.fd.as_ref().map_or(0, buffered);
+                            }
                         }
                         if cmd[..n].contains(&WAKE_DRAIN) {
                             drain_now(&mut pipes, &mut chunks, &mut report);
@@ -176,6 +205,18 @@ fn run_pipes(
     }
     report.complete = true;
     report
+}
+
+/// Bytes waiting to be read in a pipe or a pty master (`FIONREAD`); 0 if it cannot say.
+fn buffered(fd: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 /// Which pipes (and whether the wake pipe) are readable, waiting at most `timeout`.
@@ -256,6 +297,7 @@ fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Opti
         pipe.fd = None;
         return None;
     }
+    pipe.owed = pipe.owed.saturating_sub(n);
     // SAFETY: `read` initialised the first `n` bytes.
     unsafe { buf.set_len(n) };
     let at = SystemTime::now();

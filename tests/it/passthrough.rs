@@ -158,3 +158,71 @@ fn closed_stdout_behaves_as_without_wrapper() {
         .expect("run");
     assert_eq!(out.stdout, b"y\n");
 }
+
+/// A terminal slower than the drain limit: the child prints ~900 KB at once (it fits in the
+/// pipe wrapper reads, so the child exits at once) and wrapper's stdout is read a little at a
+/// time, so passing the output on takes longer than the 2 s wrapper waits for descendants
+/// after the child's exit. The pauses between reads stand for the slow terminal; the result
+/// does not depend on them: everything the pipe held when the child exited is the child's own
+/// output and must reach the terminal and the database (it was cut off at the drain limit).
+#[test]
+fn a_slow_terminal_gets_all_of_the_output_even_past_the_drain_limit() {
+    use std::io::Read;
+    let env = Env::new();
+    let lines = 13_000; // 67 bytes each
+    let script = format!(
+        "i=0; while [ $i -lt {lines} ]; do printf 'line %05d of the output that is slow to show ....................\\n' $i; i=$((i+1)); done"
+    );
+    // The child's output, written to a file first so the child itself prints it in one go.
+    let file = env.path("out.txt");
+    let st = Command::new("sh")
+        .args(["-c", &format!("{script} > {}", file.display())])
+        .status()
+        .expect("sh");
+    assert!(st.success());
+    let want = std::fs::read(&file).expect("read");
+    assert!(
+        want.len() > 800_000 && want.len() < 1_000_000,
+        "{}",
+        want.len()
+    );
+    let mut child = env
+        .run_cmd("codex", &[], &["cat", file.to_str().expect("utf-8 path")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn wrapper");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let start = std::time::Instant::now();
+    loop {
+        let n = out.read(&mut buf).expect("read wrapper's stdout");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        // ~300 KB/s: the ~900 KB take about 3 s to pass.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "stuck"
+        );
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        start.elapsed() > std::time::Duration::from_secs(2),
+        "the reading was not slower than the drain limit: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(got.len(), want.len(), "bytes that reached the terminal");
+    assert!(got == want, "the output differs");
+    assert_eq!(
+        env.query_i64("SELECT total_lines_processed FROM process_sessions"),
+        lines
+    );
+    let meta = env
+        .query_strings("SELECT metadata_json FROM process_state_changes WHERE state = 'completed'");
+    assert!(meta[0].contains(r#""drained":true"#), "{}", meta[0]);
+}
