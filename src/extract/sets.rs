@@ -209,7 +209,7 @@ impl Needed {
         Some(all)
     }
 
-    fn of(hir: &regex_syntax::hir::Hir) -> Option<Needed> {
+    fn of(hir: &Hir) -> Option<Needed> {
         use regex_syntax::hir::{Class, HirKind};
         let mut n = Needed([false; 256]);
         match hir.kind() {
@@ -237,13 +237,7 @@ impl Needed {
             HirKind::Repetition(r) => return Needed::of(&r.sub),
             HirKind::Capture(c) => return Needed::of(&c.sub),
             HirKind::Concat(v) => {
-                return v.iter().filter_map(Needed::of).min_by_key(|n| {
-                    n.0.iter()
-                        .enumerate()
-                        .filter(|(_, on)| **on)
-                        .map(|(b, _)| rank(b as u8))
-                        .sum::<u32>()
-                });
+                return v.iter().filter_map(Needed::of).min_by_key(Needed::weight)
             }
             HirKind::Alternation(v) => {
                 for h in v {
@@ -277,18 +271,23 @@ impl Needed {
         use regex_syntax::hir::HirKind;
         let mut n = Needed([false; 256]);
         match hir.kind() {
-            HirKind::Empty | HirKind::Look(_) => return (n, true),
-            HirKind::Literal(l) => match l.0.first() {
-                Some(&b) => n.0[b as usize] = true,
-                None => return (n, true),
-            },
-            HirKind::Class(_) => return (Needed::of(hir).unwrap_or(n), false),
+            HirKind::Empty | HirKind::Look(_) => (n, true),
+            HirKind::Literal(l) => {
+                // A literal in the syntax tree is never empty.
+                if let Some(&b) = l.0.first() {
+                    n.0[b as usize] = true;
+                }
+                (n, l.0.is_empty())
+            }
+            HirKind::Class(_) => (Needed::of(hir).unwrap_or(n), false),
             HirKind::Repetition(r) => {
                 let (sub, empty) = Needed::first(&r.sub);
-                return (sub, empty || r.min == 0);
+                (sub, empty || r.min == 0)
             }
-            HirKind::Capture(c) => return Needed::first(&c.sub),
+            HirKind::Capture(c) => Needed::first(&c.sub),
             HirKind::Concat(v) => {
+                // The first bytes of each part, up to and including the first that cannot
+                // match empty.
                 for h in v {
                     let (sub, empty) = Needed::first(h);
                     n.add(&sub);
@@ -296,7 +295,7 @@ impl Needed {
                         return (n, false);
                     }
                 }
-                return (n, true);
+                (n, true)
             }
             HirKind::Alternation(v) => {
                 let mut any_empty = false;
@@ -305,10 +304,14 @@ impl Needed {
                     n.add(&sub);
                     any_empty |= empty;
                 }
-                return (n, any_empty);
+                (n, any_empty)
             }
         }
-        (n, false)
+    }
+
+    /// How likely a line is to hold one of these bytes, roughly ([`rank`]).
+    fn weight(&self) -> u32 {
+        (0..=255u8).filter(|&b| self.0[b as usize]).map(rank).sum()
     }
 
     fn add(&mut self, other: &Needed) {

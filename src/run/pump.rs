@@ -145,25 +145,16 @@ fn run_pipes(
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 let owed = pipes.iter().any(|p| p.fd.is_some() && p.owed > 0);
-                if left.is_zero() && !owed {
-                    // A pipe whose writers are all gone by now reads EOF: without this look
-                    // a drain that only just finished would be reported cut short.
-                    if let Ok((ready, _)) = poll_ready(&pipes, None, PollTimeout::ZERO) {
-                        for (i, pipe) in pipes.iter_mut().enumerate() {
-                            if ready[i] && pipe.fd.as_ref().is_some_and(|fd| buffered(fd) == 0) {
-                                pump_once(pipe, &mut chunks);
-                            }
-                        }
+                match (left.is_zero(), owed) {
+                    (true, false) => {
+                        close_at_eof(&mut pipes, &mut chunks, &mut report);
+                        report.complete = pipes.iter().all(|p| p.fd.is_none());
+                        return report;
                     }
-                    report.complete = pipes.iter().all(|p| p.fd.is_none());
-                    return report;
-                }
-                if left.is_zero() {
                     // What is owed is in the pipe: poll returns at once.
-                    PollTimeout::NONE
-                } else {
-                    PollTimeout::try_from(left.as_millis().max(1) as i32)
-                        .unwrap_or(PollTimeout::MAX)
+                    (true, true) => PollTimeout::NONE,
+                    (false, _) => PollTimeout::try_from(left.as_millis().max(1) as i32)
+                        .unwrap_or(PollTimeout::MAX),
                 }
             }
         };
@@ -205,6 +196,26 @@ fn run_pipes(
     }
     report.complete = true;
     report
+}
+
+/// At the drain limit: reads the EOF of each pipe whose writers are all gone by now (ready,
+/// nothing buffered), so that a drain that only just finished is not reported cut short.
+fn close_at_eof(
+    pipes: &mut [Pipe],
+    chunks: &mut Option<super::queue::Sender>,
+    report: &mut PumpReport,
+) {
+    let Ok((ready, _)) = poll_ready(pipes, None, PollTimeout::ZERO) else {
+        return;
+    };
+    for (i, pipe) in pipes.iter_mut().enumerate() {
+        if ready[i] && pipe.fd.as_ref().is_some_and(|fd| buffered(fd) == 0) {
+            // Bytes written since the check are passed on and counted like any others.
+            if let Some(n) = pump_once(pipe, chunks) {
+                report.bytes[pipe.stream] += n as u64;
+            }
+        }
+    }
 }
 
 /// Bytes waiting to be read in a pipe or a pty master (`FIONREAD`); 0 if it cannot say.

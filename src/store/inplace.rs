@@ -28,6 +28,18 @@ pub(crate) enum Param<'a> {
     Text(&'a str),
 }
 
+/// For statements run through rusqlite (a spool's import), which copies the texts.
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Param::Null => ValueRef::Null,
+            Param::Int(v) => ValueRef::Integer(v),
+            Param::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
 impl<'a> From<Option<&'a str>> for Param<'a> {
     fn from(v: Option<&'a str>) -> Param<'a> {
         v.map_or(Param::Null, Param::Text)

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, ErrorCode, Statement, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 use serde::Serialize;
 
 use super::fts;
@@ -932,38 +932,32 @@ pub(crate) fn insert_events(
         .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, last))?;
     let (many, one) = insert_sqls();
     let mut id = first;
-    match kept {
-        // The writer: statements kept, texts bound in place (`store::inplace`).
-        Some(kept) => {
-            let mut params: Vec<Param<'_>> =
-                Vec::with_capacity(2 + ROWS_PER_STATEMENT * ROW_PARAMS);
-            for chunk in events.chunks(ROWS_PER_STATEMENT) {
-                let (sql, rows) = if chunk.len() == ROWS_PER_STATEMENT {
-                    (many, chunk.len())
-                } else {
-                    (one, 1)
-                };
-                let stmt = kept.statement(sql)?;
-                for statement in chunk.chunks(rows) {
-                    params.clear();
-                    params.extend([Param::Text(agent), Param::Text(session_id)]);
-                    for e in statement {
-                        event_params(&mut params, id, e);
-                        id += 1;
-                    }
-                    stmt.execute(&params)?;
-                }
-            }
-        }
-        // A spool's import, an event at a time.
-        None => {
-            let mut stmt = conn.prepare_cached(one)?;
-            stmt.raw_bind_parameter(1, agent)?;
-            stmt.raw_bind_parameter(2, session_id)?;
-            for e in events {
-                bind_event(&mut stmt, 2, id, e)?;
+    let mut kept = kept;
+    let mut params: Vec<Param<'_>> = Vec::with_capacity(2 + ROWS_PER_STATEMENT * ROW_PARAMS);
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let (sql, rows) = if chunk.len() == ROWS_PER_STATEMENT {
+            (many, ROWS_PER_STATEMENT)
+        } else {
+            (one, 1)
+        };
+        for statement in chunk.chunks(rows) {
+            params.clear();
+            params.extend([Param::Text(agent), Param::Text(session_id)]);
+            for e in statement {
+                event_params(&mut params, id, e);
                 id += 1;
-                stmt.raw_execute()?;
+            }
+            match kept.as_mut() {
+                // The writer: statements kept, texts bound in place (`store::inplace`).
+                Some(kept) => kept.statement(sql)?.execute(&params)?,
+                // A spool's import (an event at a time): rusqlite's cached statement.
+                None => {
+                    let mut stmt = conn.prepare_cached(sql)?;
+                    for (i, p) in params.iter().enumerate() {
+                        stmt.raw_bind_parameter(i + 1, p)?;
+                    }
+                    stmt.raw_execute()?;
+                }
             }
         }
     }
@@ -986,23 +980,6 @@ fn event_params<'a>(params: &mut Vec<Param<'a>>, id: i64, e: &'a Event) {
         e.risk_level.map(|r| r.as_str()).into(),
         Param::Int(e.auto_confirmable as i64),
     ]);
-}
-
-/// Binds one event's own columns at parameters `base + 1 ..= base + ROW_PARAMS`.
-fn bind_event(stmt: &mut Statement<'_>, base: usize, id: i64, e: &Event) -> rusqlite::Result<()> {
-    stmt.raw_bind_parameter(base + 1, id)?;
-    stmt.raw_bind_parameter(base + 2, &*e.timestamp)?;
-    stmt.raw_bind_parameter(base + 3, e.stream.as_str())?;
-    stmt.raw_bind_parameter(base + 4, &*e.event_type)?;
-    stmt.raw_bind_parameter(base + 5, &*e.pattern)?;
-    stmt.raw_bind_parameter(base + 6, e.matched_value.as_deref())?;
-    stmt.raw_bind_parameter(base + 7, e.original_line.as_deref())?;
-    stmt.raw_bind_parameter(base + 8, e.line_number as i64)?;
-    stmt.raw_bind_parameter(base + 9, e.metadata_json.as_deref())?;
-    stmt.raw_bind_parameter(base + 10, e.code_block_language.as_deref())?;
-    stmt.raw_bind_parameter(base + 11, e.risk_level.map(|r| r.as_str()))?;
-    stmt.raw_bind_parameter(base + 12, e.auto_confirmable as i64)?;
-    Ok(())
 }
 
 /// Stores a code block, or counts one more occurrence of a block already stored (SPEC §4).
