@@ -16,6 +16,7 @@ pub mod error;
 pub mod event;
 pub mod extract;
 pub mod git;
+pub mod json_text;
 pub mod lines;
 pub mod otel;
 pub mod output;

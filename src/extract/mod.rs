@@ -828,13 +828,13 @@ impl Core {
         let mut meta: Vec<u8> = Vec::with_capacity(if fields == 0 { 0 } else { fields + 24 });
         let mut field = |name: &str, value: &dyn Fn(&mut Vec<u8>)| {
             meta.push(if meta.is_empty() { b'{' } else { b',' });
-            json_str(&mut meta, name);
+            crate::json_text::push_str(&mut meta, name);
             meta.push(b':');
             value(&mut meta);
         };
         for (i, name) in &r.groups {
             if let Some(v) = group(*i) {
-                field(name, &|m| json_str(m, v));
+                field(name, &|m| crate::json_text::push_str(m, v));
             }
         }
         if truncated {
@@ -1151,12 +1151,6 @@ fn cut_line(text: std::borrow::Cow<'_, str>, max: usize) -> (std::borrow::Cow<'_
             (Cow::Owned(t), true)
         }
     }
-}
-
-/// Appends `s` as a JSON string (quoted and escaped).
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Serialising a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]

@@ -741,10 +741,9 @@ impl Writer {
         let mut buf = Vec::with_capacity(records.len() * 256);
         for r in records {
             if let Record::Event(e) = r {
-                let row = EventRow::new(&self.session.agent_name, &self.session.session_id, e);
-                if serde_json::to_writer(&mut buf, &row).is_ok() {
-                    buf.push(b'\n');
-                }
+                EventRow::new(&self.session.agent_name, &self.session.session_id, e)
+                    .write_json(&mut buf);
+                buf.push(b'\n');
             }
         }
         if buf.is_empty() {
@@ -793,6 +792,42 @@ impl<'a> EventRow<'a> {
             risk_level: e.risk_level.map(|r| r.as_str()),
             auto_confirmable: e.auto_confirmable,
         }
+    }
+
+    /// Appends the row as one JSON object, byte for byte what `serde_json` makes of it (the
+    /// tests compare the two), without its per-byte escaping: `--events-out` writes one per
+    /// event ([`crate::json_text`]).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::json_text::{push_opt_str, push_str, push_u64};
+        out.extend_from_slice(b"{\"agent_name\":");
+        push_str(out, self.agent_name);
+        out.extend_from_slice(b",\"session_id\":");
+        push_str(out, self.session_id);
+        out.extend_from_slice(b",\"timestamp\":");
+        push_str(out, self.timestamp);
+        out.extend_from_slice(b",\"stream\":");
+        push_str(out, self.stream);
+        out.extend_from_slice(b",\"event_type\":");
+        push_str(out, self.event_type);
+        out.extend_from_slice(b",\"pattern\":");
+        push_str(out, self.pattern);
+        out.extend_from_slice(b",\"matched_value\":");
+        push_opt_str(out, self.matched_value);
+        out.extend_from_slice(b",\"original_line\":");
+        push_opt_str(out, self.original_line);
+        out.extend_from_slice(b",\"line_number\":");
+        push_u64(out, self.line_number);
+        out.extend_from_slice(b",\"metadata_json\":");
+        push_opt_str(out, self.metadata_json);
+        out.extend_from_slice(b",\"code_block_language\":");
+        push_opt_str(out, self.code_block_language);
+        out.extend_from_slice(b",\"risk_level\":");
+        push_opt_str(out, self.risk_level);
+        out.extend_from_slice(if self.auto_confirmable {
+            b",\"auto_confirmable\":true}"
+        } else {
+            b",\"auto_confirmable\":false}"
+        });
     }
 }
 
@@ -1067,6 +1102,51 @@ mod tests {
             risk_level: None,
             auto_confirmable: false,
         })
+    }
+
+    /// `--events-out` lines are what `serde_json` makes of the row, whatever its fields hold.
+    #[test]
+    fn an_event_row_is_written_as_serde_json_writes_it() {
+        use crate::event::RiskLevel;
+        let tricky = "say \"hi\"\t\\ \u{1b}[0m \u{7f} ünï ✓ \u{2028}\n";
+        let events = [
+            Event {
+                timestamp: "2026-12-02T03:00:00.000Z".into(),
+                stream: Stream::Stderr,
+                event_type: "prompt".into(),
+                pattern: "risky \"prompt\"".into(),
+                matched_value: Some(tricky.into()),
+                original_line: Some(tricky.into()),
+                line_number: u64::MAX,
+                metadata_json: Some(r#"{"path":"C:\\x","n":"1"}"#.into()),
+                code_block_language: Some("rust".into()),
+                risk_level: Some(RiskLevel::Critical),
+                auto_confirmable: true,
+            },
+            Event {
+                timestamp: "t".into(),
+                stream: Stream::Pty,
+                event_type: "error".into(),
+                pattern: "p".into(),
+                matched_value: None,
+                original_line: None,
+                line_number: 0,
+                metadata_json: None,
+                code_block_language: None,
+                risk_level: None,
+                auto_confirmable: false,
+            },
+        ];
+        for e in &events {
+            let row = EventRow::new("codex \u{0}", "s\"id", e);
+            let mut ours = Vec::new();
+            row.write_json(&mut ours);
+            let theirs = serde_json::to_vec(&row).expect("a row serialises");
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs)
+            );
+        }
     }
 
     /// Records go in messages of at most `MAX_MESSAGE_BYTES` (one larger record alone), in
