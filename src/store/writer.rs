@@ -910,19 +910,23 @@ pub fn write_batch(
     Ok(events.len() as u64)
 }
 
-const EVENT_COLUMNS: &str = "agent_name, session_id, id, timestamp, stream, event_type, pattern, \
+/// No `id`: SQLite gives each row the largest id so far plus one, which is what the writer
+/// counts on ([`insert_events`] checks it). Bound by the statement, an id would be an
+/// expression that may not be an integer, so SQLite would keep a statement journal (a copy of
+/// every page the statement changes, 4% of the writer thread) and look for a row with that id
+/// before each insert (6%).
+const EVENT_COLUMNS: &str = "agent_name, session_id, timestamp, stream, event_type, pattern, \
      matched_value, original_line, line_number, metadata_json, code_block_language, risk_level, \
      auto_confirmable";
 /// Parameters bound per row; `agent_name` and `session_id` are the same for every row of a
 /// batch, so they are bound once per statement as `?1` and `?2`.
-const ROW_PARAMS: usize = 12;
+const ROW_PARAMS: usize = 11;
 
 /// `INSERT … VALUES (?1, ?2, ?3, …, ?14), (?1, ?2, ?15, …)`: `rows` rows sharing `?1`/`?2`.
 fn insert_sql(rows: usize) -> String {
     // OR FAIL: a NOT NULL violation stops the statement without undoing its earlier rows,
-    // so SQLite keeps no statement journal for it (with the default ABORT it copies every
-    // page the statement changes; 7% of the writer's time). The transaction is rolled back
-    // on any error anyway.
+    // so (with no id bound, see EVENT_COLUMNS) SQLite keeps no statement journal for it. The
+    // transaction is rolled back on any error anyway.
     let mut sql = format!("INSERT OR FAIL INTO extraction_events ({EVENT_COLUMNS}) VALUES ");
     for r in 0..rows {
         if r > 0 {
@@ -966,7 +970,6 @@ pub(crate) fn insert_events(
         .filter(|f| f.checked_add(events.len() as i64).is_some())
         .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, last))?;
     let (many, one) = insert_sqls();
-    let mut id = first;
     let mut kept = kept;
     let mut params: Vec<Param<'_>> = Vec::with_capacity(2 + ROWS_PER_STATEMENT * ROW_PARAMS);
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
@@ -979,8 +982,7 @@ pub(crate) fn insert_events(
             params.clear();
             params.extend([Param::Text(agent), Param::Text(session_id)]);
             for e in statement {
-                event_params(&mut params, id, e);
-                id += 1;
+                event_params(&mut params, e);
             }
             match kept.as_mut() {
                 // The writer: statements kept, texts bound in place (`store::inplace`).
@@ -996,13 +998,24 @@ pub(crate) fn insert_events(
             }
         }
     }
+    // The rows got `first..` (the largest id plus one each, in one transaction of the only
+    // writer): the spans are built on that, so it is checked, not assumed.
+    let expected = first + events.len() as i64 - 1;
+    let got = conn.last_insert_rowid();
+    if got != expected {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
+            Some(format!(
+                "extraction_events: the last row stored got id {got}, not {expected}"
+            )),
+        ));
+    }
     super::spans::insert(conn, first, events)
 }
 
 /// One event's own columns, in the order of [`EVENT_COLUMNS`] after the first two.
-fn event_params<'a>(params: &mut Vec<Param<'a>>, id: i64, e: &'a Event) {
+fn event_params<'a>(params: &mut Vec<Param<'a>>, e: &'a Event) {
     params.extend([
-        Param::Int(id),
         Param::Text(&e.timestamp),
         Param::Text(e.stream.as_str()),
         Param::Text(&e.event_type),
