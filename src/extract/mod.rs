@@ -894,15 +894,11 @@ impl Core {
             }
             _ => {}
         }
-        let mut meta = serde_json::json!({
-            "digest": block.digest,
-            "line_end": block.line_end,
-            "parseable": block.parseable,
-        });
-        if let JsonSource::Log(n) = source {
-            meta["source"] = "log".into();
-            meta["log_line"] = n.into();
-        }
+        let log_line = match source {
+            JsonSource::Log(n) => Some(n),
+            JsonSource::Output => None,
+        };
+        let meta = block_metadata(&block, log_line);
         self.events += 1;
         self.out.push(Record::Event(Event {
             timestamp: ts.clone(),
@@ -912,7 +908,7 @@ impl Core {
             matched_value: Some(block.digest.clone()),
             original_line: None,
             line_number: block.line_start,
-            metadata_json: Some(meta.to_string()),
+            metadata_json: Some(meta),
             code_block_language: block.language.clone(),
             risk_level: None,
             auto_confirmable: false,
@@ -1153,10 +1149,67 @@ fn cut_line(text: std::borrow::Cow<'_, str>, max: usize) -> (std::borrow::Cow<'_
     }
 }
 
+/// A code block event's `metadata_json`: its digest, last line and whether it parses, and
+/// for a block from the session log, `"source":"log"` and the log's line. Written directly
+/// (a `serde_json::Value` map cost five allocations a block), keys in `serde_json`'s order.
+fn block_metadata(block: &crate::event::CodeBlock, log_line: Option<u64>) -> String {
+    use crate::json_text::{push_str, push_u64};
+    let mut m = Vec::with_capacity(block.digest.len() + 80);
+    m.extend_from_slice(b"{\"digest\":");
+    push_str(&mut m, &block.digest);
+    m.extend_from_slice(b",\"line_end\":");
+    push_u64(&mut m, block.line_end);
+    if let Some(n) = log_line {
+        m.extend_from_slice(b",\"log_line\":");
+        push_u64(&mut m, n);
+    }
+    m.extend_from_slice(if block.parseable {
+        b",\"parseable\":true"
+    } else {
+        b",\"parseable\":false"
+    });
+    if log_line.is_some() {
+        m.extend_from_slice(b",\"source\":\"log\"");
+    }
+    m.push(b'}');
+    // Only ASCII was added to valid UTF-8.
+    String::from_utf8(m).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::RiskLevel;
+
+    #[test]
+    fn a_blocks_metadata_is_what_serde_json_writes() {
+        let block = crate::event::CodeBlock {
+            timestamp: "t".into(),
+            language: Some("rust".into()),
+            content: "fn main() {}".into(),
+            line_start: 3,
+            line_end: 9,
+            context_json: "{}".into(),
+            parseable: true,
+            digest: "ab\"cd".into(),
+        };
+        for (parseable, log_line) in [(true, None), (false, Some(17u64))] {
+            let b = crate::event::CodeBlock {
+                parseable,
+                ..block.clone()
+            };
+            let mut want = serde_json::json!({
+                "digest": b.digest,
+                "line_end": b.line_end,
+                "parseable": b.parseable,
+            });
+            if let Some(n) = log_line {
+                want["source"] = "log".into();
+                want["log_line"] = n.into();
+            }
+            assert_eq!(block_metadata(&b, log_line), want.to_string());
+        }
+    }
     use rules::Source;
 
     fn extractor(text: &'static str) -> Extractor {

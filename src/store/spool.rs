@@ -425,7 +425,7 @@ pub fn import(conn: &Connection, path: &Path) -> Result<ImportReport, ImportErro
                     parseable: b.parseable,
                     digest: b.digest,
                 };
-                upsert_code_block(&tx, &b.session_id, &b.agent_name, &block).map_err(db)?;
+                upsert_code_block(&tx, None, &b.session_id, &b.agent_name, &block).map_err(db)?;
                 report.code_blocks += 1;
             }
             "lines" => {

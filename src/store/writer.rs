@@ -875,7 +875,7 @@ pub fn write_batch(
                     None => counts.push((key, 1)),
                 }
             }
-            Record::CodeBlock(b) => upsert_code_block(&tx, session_id, agent, b)?,
+            Record::CodeBlock(b) => upsert_code_block(&tx, Some(&mut kept), session_id, agent, b)?,
             Record::Facts(f) => facts = Some(f),
             Record::Merge(m) => merges.push(m),
         }
@@ -1033,29 +1033,36 @@ fn event_params<'a>(params: &mut Vec<Param<'a>>, e: &'a Event) {
 /// Stores a code block, or counts one more occurrence of a block already stored (SPEC §4).
 pub(crate) fn upsert_code_block(
     conn: &Connection,
+    kept: Option<&mut KeptRef<'_>>,
     session_id: &str,
     agent: &str,
     b: &CodeBlock,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO code_blocks (agent_name, session_id, timestamp, language, content, line_start, \
-         line_end, context_json, parseable, digest, occurrences, last_seen_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?3) \
-         ON CONFLICT (digest) DO UPDATE SET occurrences = occurrences + 1, last_seen_at = excluded.timestamp",
-    )?
-    .execute(params![
-        agent,
-        session_id,
-        &*b.timestamp,
-        b.language,
-        b.content,
-        b.line_start as i64,
-        b.line_end as i64,
-        b.context_json,
-        b.parseable as i64,
-        b.digest,
-    ])?;
-    Ok(())
+    const SQL: &str = "INSERT INTO code_blocks (agent_name, session_id, timestamp, language, \
+         content, line_start, line_end, context_json, parseable, digest, occurrences, \
+         last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?3) \
+         ON CONFLICT (digest) DO UPDATE SET occurrences = occurrences + 1, \
+         last_seen_at = excluded.timestamp";
+    let params = [
+        Param::Text(agent),
+        Param::Text(session_id),
+        Param::Text(&b.timestamp),
+        b.language.as_deref().into(),
+        Param::Text(&b.content),
+        Param::Int(b.line_start as i64),
+        Param::Int(b.line_end as i64),
+        Param::Text(&b.context_json),
+        Param::Int(b.parseable as i64),
+        Param::Text(&b.digest),
+    ];
+    match kept {
+        // The writer: the block's texts (its content is most of them) bound in place.
+        Some(kept) => kept.statement(SQL)?.execute(&params),
+        None => conn
+            .prepare_cached(SQL)?
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .map(drop),
+    }
 }
 
 /// Records a state change and mirrors it on the session row.
