@@ -13,23 +13,32 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(b.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if let Some(word) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            if !may_need_escape(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
+    let mut escape_from = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for (j, &c) in b[from..to].iter().enumerate() {
+            if needs_escape(c) {
+                out.extend_from_slice(&b[start..from + j]);
+                push_escape(out, c);
+                start = from + j + 1;
             }
         }
-        let c = b[i];
-        if needs_escape(c) {
-            out.extend_from_slice(&b[start..i]);
-            push_escape(out, c);
-            start = i + 1;
+    };
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        // A word with something to escape is gone through once, byte by byte.
+        if may_need_escape(u64::from_le_bytes(w)) {
+            escape_from(out, at, at + 8);
         }
-        i += 1;
+        at += 8;
+    }
+    // The last bytes, padded to a word with a byte that needs no escape.
+    let tail = words.remainder();
+    let mut w = [b'a'; 8];
+    w[..tail.len()].copy_from_slice(tail);
+    if may_need_escape(u64::from_le_bytes(w)) {
+        escape_from(out, at, b.len());
     }
     out.extend_from_slice(&b[start..]);
     out.push(b'"');
