@@ -922,7 +922,7 @@ const EVENT_COLUMNS: &str = "agent_name, session_id, timestamp, stream, event_ty
 /// batch, so they are bound once per statement as `?1` and `?2`.
 const ROW_PARAMS: usize = 11;
 
-/// `INSERT … VALUES (?1, ?2, ?3, …, ?14), (?1, ?2, ?15, …)`: `rows` rows sharing `?1`/`?2`.
+/// `INSERT … VALUES (?1, ?2, ?3, …, ?13), (?1, ?2, ?14, …)`: `rows` rows sharing `?1`/`?2`.
 fn insert_sql(rows: usize) -> String {
     // OR FAIL: a NOT NULL violation stops the statement without undoing its earlier rows,
     // so (with no id bound, see EVENT_COLUMNS) SQLite keeps no statement journal for it. The
