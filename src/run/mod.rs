@@ -67,9 +67,23 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     let spec = ChildSpec::from_words(cfg.command.clone());
     // Time offset 0 of the output capture.
     let t0 = std::time::SystemTime::now();
-    // Masking also covers what is stored about the session itself (issue 10).
-    let redactor =
-        Arc::new(Redactor::new(&book, cfg.redact).map_err(|e| CliError::usage(anyhow!(e)))?);
+    // Masking also covers what is stored about the session itself (issue 10). Compiling the
+    // masking rules and hashing the rule set are each ~a third of what runs before the agent
+    // can start: on two threads.
+    let (redactor, rules_version) = std::thread::scope(|s| {
+        let version = thread::Builder::new()
+            .name("wrapper-version".into())
+            .spawn_scoped(s, || book.version());
+        let redactor = Redactor::new(&book, cfg.redact);
+        let version = match version {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => book.version(),
+        };
+        (redactor, version)
+    });
+    let redactor = Arc::new(redactor.map_err(|e| CliError::usage(anyhow!(e)))?);
     redactor
         .refuse_secret("the agent name", &cfg.agent)
         .map_err(|e| CliError::usage(anyhow!(e)))?;
@@ -96,7 +110,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             .map(|p| redactor.redact_lines(&p.to_string_lossy()).into_owned()),
         command_json: serde_json::to_string(&redactor.redact_argv(&spec.argv))
             .unwrap_or_else(|_| "[]".into()),
-        extraction_config_version: book.version(),
+        extraction_config_version: rules_version,
         environment_config_version: cfg.config_version.clone(),
         wrapper_version: env!("CARGO_PKG_VERSION").to_string(),
         wrapper_pid: std::process::id(),
