@@ -115,6 +115,24 @@ impl KeptRef<'_> {
     }
 }
 
+/// Runs `sql` (no result rows) with `params`: on the writer, through its kept statement with
+/// the texts bound in place; without one (a spool's import, a row at a time), through
+/// rusqlite's cached statement.
+pub(crate) fn execute(
+    conn: &Connection,
+    kept: Option<&mut KeptRef<'_>>,
+    sql: &'static str,
+    params: &[Param<'_>],
+) -> rusqlite::Result<()> {
+    match kept {
+        Some(kept) => kept.statement(sql)?.execute(params),
+        None => conn
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(params))
+            .map(drop),
+    }
+}
+
 /// A prepared statement, finalised when dropped — which must happen while its connection
 /// is open: only [`Kept`] makes and holds them.
 pub(crate) struct InPlace {

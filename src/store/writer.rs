@@ -954,7 +954,7 @@ fn insert_sqls() -> &'static (String, String) {
 /// would give them (the write lock is held), and knowing them is what makes the spans exact.
 pub(crate) fn insert_events(
     conn: &Connection,
-    kept: Option<&mut KeptRef<'_>>,
+    mut kept: Option<&mut KeptRef<'_>>,
     session_id: &str,
     agent: &str,
     events: &[&Event],
@@ -970,7 +970,6 @@ pub(crate) fn insert_events(
         .filter(|f| f.checked_add(events.len() as i64).is_some())
         .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, last))?;
     let (many, one) = insert_sqls();
-    let mut kept = kept;
     let mut params: Vec<Param<'_>> = Vec::with_capacity(2 + ROWS_PER_STATEMENT * ROW_PARAMS);
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         let (sql, rows) = if chunk.len() == ROWS_PER_STATEMENT {
@@ -984,18 +983,7 @@ pub(crate) fn insert_events(
             for e in statement {
                 event_params(&mut params, e);
             }
-            match kept.as_mut() {
-                // The writer: statements kept, texts bound in place (`store::inplace`).
-                Some(kept) => kept.statement(sql)?.execute(&params)?,
-                // A spool's import (an event at a time): rusqlite's cached statement.
-                None => {
-                    let mut stmt = conn.prepare_cached(sql)?;
-                    for (i, p) in params.iter().enumerate() {
-                        stmt.raw_bind_parameter(i + 1, p)?;
-                    }
-                    stmt.raw_execute()?;
-                }
-            }
+            super::inplace::execute(conn, kept.as_deref_mut(), sql, &params)?;
         }
     }
     // The rows got `first..` (the largest id plus one each, in one transaction of the only
@@ -1055,14 +1043,8 @@ pub(crate) fn upsert_code_block(
         Param::Int(b.parseable as i64),
         Param::Text(&b.digest),
     ];
-    match kept {
-        // The writer: the block's texts (its content is most of them) bound in place.
-        Some(kept) => kept.statement(SQL)?.execute(&params),
-        None => conn
-            .prepare_cached(SQL)?
-            .execute(rusqlite::params_from_iter(params.iter()))
-            .map(drop),
-    }
+    // On the writer the block's texts (its content is most of them) are bound in place.
+    super::inplace::execute(conn, kept, SQL, &params)
 }
 
 /// Records a state change and mirrors it on the session row.
