@@ -14,6 +14,7 @@ pub mod redact;
 pub mod rules;
 mod screen;
 mod sets;
+mod which;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;

@@ -14,9 +14,9 @@
 //! unanchored set is a handful of rules. Which rules match is the same either way; only the
 //! cost changes.
 //!
-//! The sets are regex-automata's meta regexes, built as `regex::RegexSet` builds its own,
-//! searched with a [`Scratch`] the extraction thread keeps: no pattern set allocated and no
-//! cache taken from a pool per line. Before a set is searched, a table lookup per byte asks
+//! Each set is a [`WhichSet`] (a lazy DFA walked once per line, configured as
+//! `regex::RegexSet` configures its own), searched with a [`Scratch`] the extraction thread
+//! keeps: no pattern set allocated and no cache taken from a pool per line. Before a set is searched, a table lookup per byte asks
 //! whether the line could hold a match at all ([`Filter`]): the bytes every match of the
 //! floating rules contains, the bytes the anchored rules can start with. Both are read from
 //! the rules' syntax, so a user's rules get them too, and a rule that needs nothing turns its
@@ -24,10 +24,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use regex_automata::meta::{self, Regex};
-use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet};
+use regex_automata::PatternSet;
 use regex_syntax::hir::{Hir, Look};
+
+use super::which::{WhichCache, WhichSet};
 
 /// Compile-size limit of each set (a hostile rule file is refused by the per-rule limit).
 const SET_SIZE_LIMIT: usize = 256 << 20;
@@ -44,7 +44,7 @@ pub struct RuleSets {
 
 #[derive(Debug)]
 struct Group {
-    re: Regex,
+    re: WhichSet,
     /// Indexes of the rules, by pattern id.
     members: Vec<usize>,
     /// What a line must hold for any member to match ([`Filter`]): other lines are not
@@ -56,7 +56,7 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct Scratch {
     id: usize,
-    caches: Vec<(meta::Cache, PatternSet)>,
+    caches: Vec<(WhichCache, PatternSet)>,
     hits: Vec<usize>,
 }
 
@@ -82,23 +82,8 @@ impl RuleSets {
             if members.is_empty() {
                 continue;
             }
-            // What `regex::RegexSetBuilder` configures: every pattern that matches, on
-            // text, without capture groups.
-            let re = meta::Builder::new()
-                .configure(
-                    meta::Config::new()
-                        .match_kind(MatchKind::All)
-                        .utf8_empty(true)
-                        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
-                        .nfa_size_limit(Some(SET_SIZE_LIMIT)),
-                )
-                .syntax(syntax::Config::new().utf8(true))
-                .build_many(
-                    &members
-                        .iter()
-                        .map(|&i| sources[i].as_str())
-                        .collect::<Vec<_>>(),
-                )
+            let patterns: Vec<&str> = members.iter().map(|&i| sources[i].as_str()).collect();
+            let re = WhichSet::new(&patterns, SET_SIZE_LIMIT)
                 .map_err(|e| format!("the rule set cannot be compiled as a whole: {e}"))?;
             let hirs = members.iter().map(|&i| hirs[i].as_ref());
             let filter = if anchored_group {
@@ -140,12 +125,11 @@ impl RuleSets {
             };
         }
         scratch.hits.clear();
-        let input = Input::new(text);
         for (g, (cache, set)) in self.groups.iter().zip(&mut scratch.caches) {
             if g.filter.as_ref().is_some_and(|f| !f.passes(text)) {
                 continue;
             }
-            g.re.which_overlapping_matches_with(cache, &input, set);
+            g.re.which(cache, text, set);
             // Clearing and walking a match set visits every pattern's slot: only when
             // something matched (most lines match nothing).
             if !set.is_empty() {
