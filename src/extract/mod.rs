@@ -17,7 +17,7 @@ mod sets;
 mod which;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex::{RegexSet, RegexSetBuilder};
 
@@ -37,8 +37,10 @@ pub struct Matcher {
     /// Every text rule, for whole lines (`sets.rs`).
     set: sets::RuleSets,
     rules: Vec<CompiledRule>,
-    /// Rules with `prompt = true`, matched against idle partial lines.
-    prompt_set: RegexSet,
+    /// Rules with `prompt = true`, matched against idle partial lines; built the first time
+    /// a partial line goes idle (a pipe of finished lines never needs it: 31 M instructions
+    /// at start-up for the built-in rules). Their regexes compiled as part of `set` already.
+    prompt_set: OnceLock<RegexSet>,
     prompt_rules: Vec<usize>,
     /// `[[json]]` rules for this agent (`json.rs`).
     json: json::JsonEngine,
@@ -56,13 +58,64 @@ const PROMPT: &str = "prompt";
 #[derive(Debug)]
 struct CompiledRule {
     rule: Rule,
+    /// The regex whose groups fill the event, compiled the first time the sets find the rule
+    /// on a line: most rules never match in a given session, and compiling all of them was
+    /// half of what the extraction thread spent before reading its first line (94 M
+    /// instructions for the built-in rules). A user's rule was compiled and checked when its
+    /// file was read, and a rule with a `context` when its conditions were built, so those
+    /// are filled at once; a built-in rule's set source compiled with the sets, and its
+    /// samples are tested. `None` only if compiling it failed after all: it then records
+    /// nothing (and says so once).
+    captures: OnceLock<Option<Captures>>,
+    /// Conditions on the previous line or a block. For `report = "previous"`, the capture
+    /// regex is the `previous` regex: the event is made from the previous line.
+    context: Option<context::Conditions>,
+}
+
+#[derive(Debug)]
+struct Captures {
     regex: regex::Regex,
     /// Named groups other than `value`, with their capture index.
     groups: Vec<(usize, Arc<str>)>,
     value_group: Option<usize>,
-    /// Conditions on the previous line or a block. For `report = "previous"`, `regex` is the
-    /// `previous` regex: the event is made from the previous line.
-    context: Option<context::Conditions>,
+}
+
+impl Captures {
+    fn new(regex: regex::Regex) -> Captures {
+        let mut groups = Vec::new();
+        let mut value_group = None;
+        for (i, name) in regex.capture_names().enumerate() {
+            match name {
+                Some("value") => value_group = Some(i),
+                Some(n) => groups.push((i, Arc::from(n))),
+                None => {}
+            }
+        }
+        Captures {
+            regex,
+            groups,
+            value_group,
+        }
+    }
+}
+
+impl CompiledRule {
+    fn captures(&self) -> Option<&Captures> {
+        self.captures
+            .get_or_init(|| {
+                match rules::compile(&self.rule.regex_src, self.rule.case_insensitive) {
+                    Ok(re) => Some(Captures::new(re)),
+                    Err(e) => {
+                        eprintln!(
+                            "wrapper: rule `{}` ({}) cannot be compiled and records nothing: {e}",
+                            self.rule.name, self.rule.origin
+                        );
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
 }
 
 impl Matcher {
@@ -75,11 +128,10 @@ impl Matcher {
             .iter()
             .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
         {
-            let mut regex = match &r.regex {
-                Some(re) => re.clone(),
-                None => rules::compile(&r.regex_src, r.case_insensitive)
-                    .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?,
-            };
+            let captures = OnceLock::new();
+            if let Some(re) = &r.regex {
+                let _ = captures.set(Some(Captures::new(re.clone())));
+            }
             let conditions = match &r.context {
                 None => None,
                 Some(c) => {
@@ -87,26 +139,21 @@ impl Matcher {
                         context::Conditions::new(c, &|s| rules::compile(s, r.case_insensitive))
                             .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?;
                     blocks.register(&mut conds);
-                    if let Some(prev) = conds.previous_regex().filter(|_| conds.report_previous) {
-                        regex = prev.clone();
-                    }
+                    let regex = match conds.previous_regex().filter(|_| conds.report_previous) {
+                        Some(prev) => prev.clone(),
+                        None => match &r.regex {
+                            Some(re) => re.clone(),
+                            None => rules::compile(&r.regex_src, r.case_insensitive)
+                                .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?,
+                        },
+                    };
+                    let _ = captures.set(Some(Captures::new(regex)));
                     Some(conds)
                 }
             };
-            let mut groups = Vec::new();
-            let mut value_group = None;
-            for (i, name) in regex.capture_names().enumerate() {
-                match name {
-                    Some("value") => value_group = Some(i),
-                    Some(n) => groups.push((i, Arc::from(n))),
-                    None => {}
-                }
-            }
             rules.push(CompiledRule {
                 rule: r.clone(),
-                regex,
-                groups,
-                value_group,
+                captures,
                 context: conditions,
             });
         }
@@ -120,7 +167,6 @@ impl Matcher {
             .filter(|(_, r)| r.rule.prompt)
             .map(|(i, _)| i)
             .collect();
-        let prompt_set = build_set(prompt_rules.iter().map(|&i| rules[i].rule.set_source()))?;
         let json_rules: Vec<json_rules::JsonRule> = book
             .json
             .iter()
@@ -136,7 +182,7 @@ impl Matcher {
         Ok(Matcher {
             set,
             rules,
-            prompt_set,
+            prompt_set: OnceLock::new(),
             prompt_rules,
             json: json::JsonEngine::new(json_rules),
             json_types,
@@ -150,7 +196,7 @@ impl Matcher {
         Matcher {
             set: sets::RuleSets::empty(),
             rules: Vec::new(),
-            prompt_set: RegexSet::empty(),
+            prompt_set: OnceLock::from(RegexSet::empty()),
             prompt_rules: Vec::new(),
             json: json::JsonEngine::default(),
             json_types: Vec::new(),
@@ -201,6 +247,23 @@ impl Matcher {
 impl CompiledRule {
     fn is_prompt_event(&self) -> bool {
         &*self.rule.event_type == PROMPT
+    }
+}
+
+impl Matcher {
+    /// The prompt rules' set, built on first use. Should it not compile after
+    /// all, prompts on idle partial lines go unrecorded, and the user is told once.
+    fn prompt_set(&self) -> &RegexSet {
+        self.prompt_set.get_or_init(|| {
+            let sources = self
+                .prompt_rules
+                .iter()
+                .map(|&i| self.rules[i].rule.set_source());
+            build_set(sources).unwrap_or_else(|e| {
+                eprintln!("wrapper: prompts on unfinished lines are not recorded: {e}");
+                RegexSet::empty()
+            })
+        })
     }
 }
 
@@ -300,7 +363,8 @@ struct Core {
     /// that a secret across the cut is seen whole and masked before the line is cut.
     max_line: usize,
     /// Reusable capture slots, one per rule, so matching allocates nothing per line.
-    locations: Vec<regex::CaptureLocations>,
+    /// Each rule's capture slots, made with its regex ([`CompiledRule::captures`]).
+    locations: Vec<Option<regex::CaptureLocations>>,
     json: json::JsonState,
     /// Events already recorded from the output, by type and value, of the types a session
     /// log can confirm: a log event found here is merged into that one, not stored again.
@@ -360,11 +424,7 @@ impl Extractor {
                 } else {
                     context::Tracker::idle()
                 },
-                locations: matcher
-                    .rules
-                    .iter()
-                    .map(|r| r.regex.capture_locations())
-                    .collect(),
+                locations: matcher.rules.iter().map(|_| None).collect(),
                 matcher,
                 redactor,
                 blocks: Default::default(),
@@ -686,7 +746,7 @@ impl Core {
         }
         state.checked_len = raw.len();
         let text = clean_line(raw);
-        let hits = matcher.prompt_set.matches(&text);
+        let hits = matcher.prompt_set().matches(&text);
         if !hits.matched_any() {
             return;
         }
@@ -809,19 +869,22 @@ impl Core {
         ts: &Arc<str>,
     ) -> bool {
         // After redaction the rule may no longer match (the secret was what it matched).
-        let locs = &mut self.locations[idx];
-        if r.regex.captures_read(locs, text).is_none() {
+        let Some(caps) = r.captures() else {
+            return false;
+        };
+        let locs = self.locations[idx].get_or_insert_with(|| caps.regex.capture_locations());
+        if caps.regex.captures_read(locs, text).is_none() {
             return false;
         }
         let group = |i: usize| locs.get(i).map(|(a, b)| &text[a..b]);
-        let value = r
+        let value = caps
             .value_group
             .and_then(group)
             .or_else(|| group(0))
             .map(str::to_string);
         // Sized once for its fields (it grew by doubling from empty), and no larger: the
         // text is kept with the event until the writer has stored it.
-        let fields: usize = r
+        let fields: usize = caps
             .groups
             .iter()
             .filter_map(|(i, name)| group(*i).map(|v| name.len() + v.len() + 6))
@@ -833,7 +896,7 @@ impl Core {
             meta.push(b':');
             value(&mut meta);
         };
-        for (i, name) in &r.groups {
+        for (i, name) in &caps.groups {
             if let Some(v) = group(*i) {
                 field(name, &|m| crate::json_text::push_str(m, v));
             }

@@ -102,7 +102,7 @@ impl super::Core {
     fn prompt_row(&mut self, row: &str, ts: &Arc<str>) {
         let matcher = Arc::clone(&self.matcher);
         let text = crate::lines::clean_line(row.as_bytes());
-        let hits = matcher.prompt_set.matches(&text);
+        let hits = matcher.prompt_set().matches(&text);
         if !hits.matched_any() {
             return;
         }
