@@ -82,8 +82,19 @@ impl RuleSets {
             if members.is_empty() {
                 continue;
             }
-            let patterns: Vec<&str> = members.iter().map(|&i| sources[i].as_str()).collect();
-            let re = WhichSet::new(&patterns, SET_SIZE_LIMIT)
+            // Built from the syntax parsed above (the compiler would parse every rule again).
+            let re = members
+                .iter()
+                .map(|&i| {
+                    hirs[i]
+                        .as_ref()
+                        .ok_or_else(|| match regex_syntax::parse(&sources[i]) {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "it could not be parsed".into(),
+                        })
+                })
+                .collect::<Result<Vec<&Hir>, String>>()
+                .and_then(|hirs| WhichSet::from_hirs(&hirs, SET_SIZE_LIMIT))
                 .map_err(|e| format!("the rule set cannot be compiled as a whole: {e}"))?;
             let hirs = members.iter().map(|&i| hirs[i].as_ref());
             let filter = if anchored_group {

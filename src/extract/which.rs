@@ -20,8 +20,8 @@ use regex_automata::hybrid::dfa::{self, DFA};
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::nfa::thompson::{self, pikevm::PikeVM, WhichCaptures};
 use regex_automata::util::look::LookMatcher;
-use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
+use regex_syntax::hir::Hir;
 
 /// The lazy DFA's cache, as the meta regex sizes it.
 const CACHE_CAPACITY: usize = 2 << 20;
@@ -41,9 +41,19 @@ pub struct WhichCache {
 
 impl WhichSet {
     /// Every pattern in `patterns`, as a set; `size_limit` bounds the compiled NFA.
+    #[cfg(test)]
     pub fn new(patterns: &[&str], size_limit: usize) -> Result<WhichSet, String> {
+        let hirs = patterns
+            .iter()
+            .map(|p| regex_syntax::parse(p).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        WhichSet::from_hirs(&hirs.iter().collect::<Vec<_>>(), size_limit)
+    }
+
+    /// The set of patterns parsed (with `regex_syntax`'s defaults, which are `regex`'s) as
+    /// `hirs`: the caller parsed them already for what it reads from their syntax.
+    pub fn from_hirs(hirs: &[&Hir], size_limit: usize) -> Result<WhichSet, String> {
         let nfa = thompson::Compiler::new()
-            .syntax(syntax::Config::new().utf8(true))
             .configure(
                 thompson::Config::new()
                     .utf8(true)
@@ -52,7 +62,7 @@ impl WhichSet {
                     .which_captures(WhichCaptures::None)
                     .look_matcher(LookMatcher::new()),
             )
-            .build_many(patterns)
+            .build_many_from_hir(hirs)
             .map_err(|e| e.to_string())?;
         let dfa = DFA::builder()
             .configure(
