@@ -128,10 +128,8 @@ impl Matcher {
             .iter()
             .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
         {
-            let captures = OnceLock::new();
-            if let Some(re) = &r.regex {
-                let _ = captures.set(Some(Captures::new(re.clone())));
-            }
+            // What is known now: the user's compiled regex, or (below) a context rule's.
+            let mut eager = r.regex.clone();
             let conditions = match &r.context {
                 None => None,
                 Some(c) => {
@@ -147,10 +145,14 @@ impl Matcher {
                                 .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?,
                         },
                     };
-                    let _ = captures.set(Some(Captures::new(regex)));
+                    eager = Some(regex);
                     Some(conds)
                 }
             };
+            let captures = OnceLock::new();
+            if let Some(re) = eager {
+                let _ = captures.set(Some(Captures::new(re)));
+            }
             rules.push(CompiledRule {
                 rule: r.clone(),
                 captures,
@@ -1282,6 +1284,15 @@ mod tests {
             text,
         }])
         .unwrap();
+        extractor_of(book)
+    }
+
+    /// Rules as a user's file gives them: every regex compiled when the file is read.
+    fn verified_extractor(text: &'static str) -> Extractor {
+        extractor_of(RuleBook::parse_text("t.toml", text).unwrap())
+    }
+
+    fn extractor_of(book: RuleBook) -> Extractor {
         let m = Arc::new(Matcher::new(&book, Some("codex")).unwrap());
         let r = Arc::new(Redactor::new(&book, true).unwrap());
         Extractor::new(m, r, 1024)
@@ -1601,49 +1612,51 @@ samples = ["npm error code E1"]
 [pattern.context]
 not_previous = '^npm error'
 "#;
-        let mut x = extractor(CONTEXT_RULES);
-        x.feed(
-            Stream::Stdout,
-            b"npm error code E1
+        // The same with the rules as a user's file gives them (regexes compiled when read).
+        for mut x in [extractor(CONTEXT_RULES), verified_extractor(CONTEXT_RULES)] {
+            x.feed(
+                Stream::Stdout,
+                b"npm error code E1
 npm error detail
 npm error more
 
 vitest run
 Run shell command? [Y] ",
-            &ts,
-        );
-        x.idle(Stream::Stdout, &ts);
-        let ev = events(&mut x);
-        let got: Vec<(String, Option<String>, u64)> = ev
-            .iter()
-            .map(|e| {
-                (
-                    e.pattern.to_string(),
-                    e.matched_value.clone(),
-                    e.line_number,
-                )
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("head".to_string(), Some("code E1".to_string()), 1),
-                ("proposed".to_string(), Some("vitest run".to_string()), 5),
-            ]
-        );
-        assert_eq!(ev[1].original_line.as_deref(), Some("vitest run"));
-        x.feed(
-            Stream::Stdout,
-            b"y
+                &ts,
+            );
+            x.idle(Stream::Stdout, &ts);
+            let ev = events(&mut x);
+            let got: Vec<(String, Option<String>, u64)> = ev
+                .iter()
+                .map(|e| {
+                    (
+                        e.pattern.to_string(),
+                        e.matched_value.clone(),
+                        e.line_number,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("head".to_string(), Some("code E1".to_string()), 1),
+                    ("proposed".to_string(), Some("vitest run".to_string()), 5),
+                ]
+            );
+            assert_eq!(ev[1].original_line.as_deref(), Some("vitest run"));
+            x.feed(
+                Stream::Stdout,
+                b"y
 next
 ",
-            &ts,
-        );
-        assert!(
-            events(&mut x).is_empty(),
-            "not again when the line completes"
-        );
-        assert_eq!(x.lines(), 7);
+                &ts,
+            );
+            assert!(
+                events(&mut x).is_empty(),
+                "not again when the line completes"
+            );
+            assert_eq!(x.lines(), 7);
+        }
     }
 
     #[test]
