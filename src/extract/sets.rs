@@ -181,7 +181,7 @@ impl Filter {
 /// and a pass looking these bytes up in a table is cheaper per byte and stops at the first it
 /// finds. (Measured when the set was searched with regex-automata's overlapping search, at
 /// ~1,850 instructions a line of the standard input, the pass cost a tenth of that; the walk
-/// in `which.rs` is ~16 instructions a byte, still twice the table's.)
+/// in `which.rs` is ~16 instructions a byte, still more than the table's.)
 ///
 /// Found from each rule's syntax (no rule names), soundly: a literal needs any one of its
 /// bytes (the rarest is taken), a class one of its members' first bytes, a concatenation
