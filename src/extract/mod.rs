@@ -62,9 +62,9 @@ struct CompiledRule {
     /// on a line: most rules never match in a given session, and compiling all of them was
     /// half of what the extraction thread spent before reading its first line (94 M
     /// instructions for the built-in rules). A user's rule was compiled and checked when its
-    /// file was read, and a rule with a `context` when its conditions were built, so those
-    /// are filled at once; a built-in rule's set source compiled with the sets, and its
-    /// samples are tested. `None` only if compiling it failed after all: it then records
+    /// file was read, and a `report = "previous"` rule uses the previous-line regex its
+    /// conditions compiled, so those are filled at once; a built-in rule's set source
+    /// compiled with the sets, and its samples are tested. `None` only if compiling it failed after all: it then records
     /// nothing (and says so once).
     captures: OnceLock<Option<Captures>>,
     /// Conditions on the previous line or a block. For `report = "previous"`, the capture
@@ -128,7 +128,8 @@ impl Matcher {
             .iter()
             .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
         {
-            // What is known now: the user's compiled regex, or (below) a context rule's.
+            // What is compiled already: a user's regex, or (below) a context's previous-line
+            // regex that a `report = "previous"` rule fills its event from.
             let mut eager = r.regex.clone();
             let conditions = match &r.context {
                 None => None,
@@ -137,15 +138,9 @@ impl Matcher {
                         context::Conditions::new(c, &|s| rules::compile(s, r.case_insensitive))
                             .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?;
                     blocks.register(&mut conds);
-                    let regex = match conds.previous_regex().filter(|_| conds.report_previous) {
-                        Some(prev) => prev.clone(),
-                        None => match &r.regex {
-                            Some(re) => re.clone(),
-                            None => rules::compile(&r.regex_src, r.case_insensitive)
-                                .map_err(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))?,
-                        },
-                    };
-                    eager = Some(regex);
+                    if let Some(prev) = conds.previous_regex().filter(|_| conds.report_previous) {
+                        eager = Some(prev.clone());
+                    }
                     Some(conds)
                 }
             };
@@ -190,6 +185,21 @@ impl Matcher {
             json_types,
             blocks,
             has_context,
+        })
+    }
+
+    /// The prompt rules' set, built on first use. Should it not compile after
+    /// all, prompts on idle partial lines go unrecorded, and the user is told once.
+    fn prompt_set(&self) -> &RegexSet {
+        self.prompt_set.get_or_init(|| {
+            let sources = self
+                .prompt_rules
+                .iter()
+                .map(|&i| self.rules[i].rule.set_source());
+            build_set(sources).unwrap_or_else(|e| {
+                eprintln!("wrapper: prompts on unfinished lines are not recorded: {e}");
+                RegexSet::empty()
+            })
         })
     }
 
@@ -249,23 +259,6 @@ impl Matcher {
 impl CompiledRule {
     fn is_prompt_event(&self) -> bool {
         &*self.rule.event_type == PROMPT
-    }
-}
-
-impl Matcher {
-    /// The prompt rules' set, built on first use. Should it not compile after
-    /// all, prompts on idle partial lines go unrecorded, and the user is told once.
-    fn prompt_set(&self) -> &RegexSet {
-        self.prompt_set.get_or_init(|| {
-            let sources = self
-                .prompt_rules
-                .iter()
-                .map(|&i| self.rules[i].rule.set_source());
-            build_set(sources).unwrap_or_else(|e| {
-                eprintln!("wrapper: prompts on unfinished lines are not recorded: {e}");
-                RegexSet::empty()
-            })
-        })
     }
 }
 
@@ -1246,6 +1239,7 @@ fn block_metadata(block: &crate::event::CodeBlock, log_line: Option<u64>) -> Str
 mod tests {
     use super::*;
     use crate::event::RiskLevel;
+    use rules::Source;
 
     #[test]
     fn a_blocks_metadata_is_what_serde_json_writes() {
@@ -1276,7 +1270,6 @@ mod tests {
             assert_eq!(block_metadata(&b, log_line), want.to_string());
         }
     }
-    use rules::Source;
 
     fn extractor(text: &'static str) -> Extractor {
         let book = RuleBook::load(&[Source::Builtin {

@@ -16,11 +16,11 @@
 //!
 //! Each set is a [`WhichSet`] (a lazy DFA walked once per line, configured as
 //! `regex::RegexSet` configures its own), searched with a [`Scratch`] the extraction thread
-//! keeps: no pattern set allocated and no cache taken from a pool per line. Before a set is searched, a table lookup per byte asks
-//! whether the line could hold a match at all ([`Filter`]): the bytes every match of the
-//! floating rules contains, the bytes the anchored rules can start with. Both are read from
-//! the rules' syntax, so a user's rules get them too, and a rule that needs nothing turns its
-//! set's filter off.
+//! keeps: no pattern set allocated and no cache taken from a pool per line. Before a set is
+//! searched, a table lookup per byte asks whether the line could hold a match at all
+//! ([`Filter`]): the bytes every match of the floating rules contains, the bytes the
+//! anchored rules can start with. Both are read from the rules' syntax, so a user's rules get
+//! them too, and a rule that needs nothing turns its set's filter off.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -65,13 +65,13 @@ impl RuleSets {
     /// rule is anchored at the start of the line and dies early there ([`dies_early`]).
     pub fn new(sources: &[String]) -> Result<RuleSets, String> {
         // Parsed once, for where each rule goes and for what bytes its group needs.
-        let hirs: Vec<Option<Hir>> = sources
+        let hirs: Vec<Result<Hir, String>> = sources
             .iter()
-            .map(|s| regex_syntax::parse(s).ok())
+            .map(|s| regex_syntax::parse(s).map_err(|e| e.to_string()))
             .collect();
         let (mut anchored, mut floating) = (Vec::new(), Vec::new());
         for (i, hir) in hirs.iter().enumerate() {
-            if hir.as_ref().is_some_and(dies_early) {
+            if hir.as_ref().is_ok_and(dies_early) {
                 anchored.push(i);
             } else {
                 floating.push(i);
@@ -85,18 +85,11 @@ impl RuleSets {
             // Built from the syntax parsed above (the compiler would parse every rule again).
             let re = members
                 .iter()
-                .map(|&i| {
-                    hirs[i]
-                        .as_ref()
-                        .ok_or_else(|| match regex_syntax::parse(&sources[i]) {
-                            Err(e) => e.to_string(),
-                            Ok(_) => "it could not be parsed".into(),
-                        })
-                })
+                .map(|&i| hirs[i].as_ref().map_err(String::clone))
                 .collect::<Result<Vec<&Hir>, String>>()
                 .and_then(|hirs| WhichSet::from_hirs(&hirs, SET_SIZE_LIMIT))
                 .map_err(|e| format!("the rule set cannot be compiled as a whole: {e}"))?;
-            let hirs = members.iter().map(|&i| hirs[i].as_ref());
+            let hirs = members.iter().map(|&i| hirs[i].as_ref().ok());
             let filter = if anchored_group {
                 Needed::first_of_all(hirs).map(Filter::First)
             } else {
