@@ -14,6 +14,7 @@ pub mod schema;
 pub mod spans;
 pub mod spool;
 pub mod usage;
+mod vfs;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -140,7 +141,14 @@ pub fn open(path: &Path, mode: OpenMode) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    // The run path's connection is the one writer: its WAL appends go out one write per
+    // commit (`vfs`). Query commands read, and keep the default VFS.
+    let conn = if mode == OpenMode::Create && vfs::register() {
+        Connection::open_with_flags_and_vfs(path, flags, vfs::NAME)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(sqlite)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
     // Many wrappers may open a file that does not exist yet at the same moment. Switching to
     // WAL and the first migration each need the write lock, and SQLite answers SQLITE_BUSY at
