@@ -1,5 +1,5 @@
 //! The writer's VFS: SQLite's own unix VFS, except that a transaction's WAL frames reach the
-//! file in one `pwrite` rather than two per page.
+//! file in a few large writes rather than two per page.
 //!
 //! SQLite appends each WAL frame as two writes, its 24-byte header and then its page, so a
 //! batch of 500 events (~128 frames) cost ~256 system calls, and each of them went through
@@ -12,9 +12,9 @@
 //!
 //! Only appends are held back. Any other access to the WAL through this connection (a read, a
 //! sync, a size or truncate, a file control, a write elsewhere, closing) first writes out what
-//! is held, so the file always reads as if every write had gone straight through. A
-//! transaction larger than [`BUFFER_CAP`] (SQLite spilling pages mid-transaction) is written
-//! in pieces of that size. The database file itself and everything else are the unix VFS's
+//! is held ([`flushed`]), so the file always reads as if every write had gone straight through.
+//! A transaction larger than [`BUFFER_CAP`] (SQLite spilling pages mid-transaction) is
+//! written out each time that much is held. The database file itself and everything else are the unix VFS's
 //! own calls, unchanged: locking and the shared-memory WAL index are shared with the other
 //! connections, which use the default VFS.
 //!
@@ -235,6 +235,20 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
     rc
 }
 
+/// Writes out what `file` holds, then makes the call `op` on its inner file: how every method
+/// that looks at the file's contents or size sees it as if each write had reached it.
+unsafe fn flushed(
+    file: *mut ffi::sqlite3_file,
+    op: impl FnOnce(*mut ffi::sqlite3_file, &'static ffi::sqlite3_io_methods) -> c_int,
+) -> c_int {
+    let rc = flush(file);
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    let (inner, m) = inner(file);
+    op(inner, m)
+}
+
 unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     let f = file as *mut File;
     let flushed = flush(file);
@@ -265,15 +279,10 @@ unsafe extern "C" fn x_read(
     amount: c_int,
     offset: ffi::sqlite3_int64,
 ) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (inner, m) = inner(file);
-    match m.xRead {
-        Some(read) => read(inner, buf, amount, offset),
-        None => ffi::SQLITE_IOERR_READ,
-    }
+    flushed(file, |inner, m| {
+        m.xRead
+            .map_or(ffi::SQLITE_IOERR_READ, |f| f(inner, buf, amount, offset))
+    })
 }
 
 unsafe extern "C" fn x_write(
@@ -331,45 +340,30 @@ unsafe extern "C" fn x_write(
 }
 
 unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    if let Some(a) = (*(file as *mut File)).wal.as_mut() {
-        a.written_to = a.written_to.min(size);
-    }
-    let (inner, m) = inner(file);
-    match m.xTruncate {
-        Some(truncate) => truncate(inner, size),
-        None => ffi::SQLITE_IOERR_TRUNCATE,
-    }
+    flushed(file, |inner, m| {
+        // What was written out beyond the new end is gone.
+        if let Some(a) = (*(file as *mut File)).wal.as_mut() {
+            a.written_to = a.written_to.min(size);
+        }
+        m.xTruncate
+            .map_or(ffi::SQLITE_IOERR_TRUNCATE, |f| f(inner, size))
+    })
 }
 
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (inner, m) = inner(file);
-    match m.xSync {
-        Some(sync) => sync(inner, flags),
-        None => ffi::SQLITE_IOERR_FSYNC,
-    }
+    flushed(file, |inner, m| {
+        m.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |f| f(inner, flags))
+    })
 }
 
 unsafe extern "C" fn x_file_size(
     file: *mut ffi::sqlite3_file,
     size: *mut ffi::sqlite3_int64,
 ) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (inner, m) = inner(file);
-    match m.xFileSize {
-        Some(file_size) => file_size(inner, size),
-        None => ffi::SQLITE_IOERR_FSTAT,
-    }
+    flushed(file, |inner, m| {
+        m.xFileSize
+            .map_or(ffi::SQLITE_IOERR_FSTAT, |f| f(inner, size))
+    })
 }
 
 unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
@@ -400,13 +394,10 @@ unsafe extern "C" fn x_file_control(
 ) -> c_int {
     // Whatever the control does (size hints, chunk size, "has the file moved"), it sees the
     // file as if every write had reached it.
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (inner, m) = inner(file);
-    m.xFileControl
-        .map_or(ffi::SQLITE_NOTFOUND, |f| f(inner, op, arg))
+    flushed(file, |inner, m| {
+        m.xFileControl
+            .map_or(ffi::SQLITE_NOTFOUND, |f| f(inner, op, arg))
+    })
 }
 
 unsafe extern "C" fn x_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
@@ -482,18 +473,13 @@ unsafe extern "C" fn x_fetch(
     amount: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    let (inner, m) = inner(file);
-    match m.xFetch {
+    flushed(file, |inner, m| match m.xFetch {
         Some(f) if m.iVersion >= 3 => f(inner, offset, amount, out),
         _ => {
             *out = ptr::null_mut();
             ffi::SQLITE_OK
         }
-    }
+    })
 }
 
 unsafe extern "C" fn x_unfetch(
