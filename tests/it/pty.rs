@@ -21,6 +21,9 @@ struct Term {
     wrapper: Option<Child>,
 }
 
+/// Written to the terminal by the test once wrapper has exited ([`Term::read_all`]).
+const SYNC: &str = "<<the test read all>>";
+
 impl Term {
     fn new(cols: u16, rows: u16) -> Term {
         let env = Env::new();
@@ -92,6 +95,7 @@ impl Term {
         loop {
             if let Some(s) = w.try_wait().expect("wait") {
                 use std::os::unix::process::ExitStatusExt;
+                self.read_all();
                 return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
             }
             assert!(
@@ -103,11 +107,29 @@ impl Term {
         }
     }
 
+    /// Waits until everything written to the terminal so far has been read from its master:
+    /// bytes written to the slave after it come out after them, so once [`SYNC`] has been
+    /// read, so has the rest (wrapper's exit does not mean its last bytes were read yet).
+    fn read_all(&mut self) {
+        let mut slave = std::fs::File::from(self.slave.try_clone().expect("dup"));
+        slave.write_all(SYNC.as_bytes()).expect("write to the terminal");
+        self.screen.wait_for(SYNC);
+    }
+
+    /// Everything that appeared on the screen (up to [`Term::read_all`]'s marker).
+    fn text(&self) -> String {
+        let text = self.screen.text();
+        match text.find(SYNC) {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        }
+    }
+
     /// What appeared on the screen after the first `marker`.
     /// What wrapper wrote after `marker`, less its closing summary line ("wrapper: session …
     /// recorded in …", run/summary.rs), which must come last if it comes at all.
     fn after(&self, marker: &str) -> String {
-        let text = self.screen.text();
+        let text = self.text();
         let rest = match text.find(marker) {
             Some(i) => text[i + marker.len()..].to_string(),
             None => panic!("{marker:?} not on the screen: {text:?}"),
@@ -156,8 +178,8 @@ fn the_child_runs_on_a_terminal_of_the_users_size_and_the_terminal_is_restored()
         "test -t 0 && test -t 1 && test -t 2 && echo ALL-TTY; stty size; \
          ps -o sid= -p $$ | tr -d ' ' > sid; echo error: from the pty; echo DO\"\"NE",
     );
-    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
-    let text = t.screen.text();
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
+    let text = t.text();
     assert!(text.contains("ALL-TTY"), "{text:?}");
     assert!(text.contains("30 100"), "{text:?}");
     let sid: i32 = std::fs::read_to_string(t.env.path("sid"))
@@ -225,7 +247,7 @@ fn ctrl_c_reaches_the_child_once_through_the_pty() {
     t.screen.wait_for("COUNT=");
     t.type_in(b"done\r");
     assert_eq!(t.wait(), 0);
-    let text = t.screen.text();
+    let text = t.text();
     assert!(text.contains("COUNT=1"), "{text:?}");
     assert!(text.contains("GOT=done"), "{text:?}");
     assert_eq!(t.stty(), before);
@@ -243,7 +265,7 @@ fn ctrl_c_that_ends_the_child_records_interrupted() {
     assert!(
         t.after("READY").ends_with("\x1b[?25h"),
         "{:?}",
-        t.screen.text()
+        t.text()
     );
     assert_eq!(outcome(&t.env), "interrupted:130:SIGINT");
     assert_eq!(t.stty(), before);
@@ -328,7 +350,7 @@ fn a_resize_of_the_users_terminal_resizes_the_pty_and_is_recorded() {
     });
     t.type_in(b"\r");
     assert_eq!(t.wait(), 0);
-    assert!(t.after("READY").contains("40 132"), "{:?}", t.screen.text());
+    assert!(t.after("READY").contains("40 132"), "{:?}", t.text());
     let meta = t.env.query_strings(
         "SELECT metadata_json FROM process_state_changes WHERE json_extract(metadata_json, '$.signal') = 'SIGWINCH'",
     );
@@ -433,7 +455,7 @@ for r in rows:
     );
     let before = t.stty();
     t.start(cmd);
-    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
     assert_eq!(t.stty(), before);
     let events = |kind: &str| {
         t.env.query_strings(&format!(
@@ -511,7 +533,7 @@ fn built_in_rules_with_context_work_on_the_pty_stream() {
         "printf 'npm error code E404\\nnpm error 404 Not Found\\n+ make test\\nerror[E0308]: mismatched types\\nDO''NE\\n'",
     ]);
     t.start(cmd);
-    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
     assert_eq!(outcome(&t.env), "completed:0:");
     let got = t.env.query_strings(
         "SELECT stream || ' ' || event_type || ' ' || pattern FROM extraction_events \
@@ -544,7 +566,7 @@ fn pty_output_is_captured_masked_and_exports_with_the_terminal_size() {
         "printf '\\033[31mred\\033[0m key sk-abcdefghijklmnop1234 DO''NE\\n'",
     ]);
     t.start(cmd);
-    assert_eq!(t.wait(), 0, "{:?}", t.screen.text());
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
     assert_eq!(
         t.env
             .query_strings("SELECT mode || ' ' || cols || 'x' || rows FROM capture_sessions"),
