@@ -10,6 +10,7 @@ pub mod context;
 pub mod json;
 pub mod json_rules;
 pub mod lint;
+mod prescan;
 pub mod redact;
 pub mod rules;
 mod screen;
@@ -341,6 +342,9 @@ pub struct Extractor {
     core: Core,
     /// PTY mode's questions on the screen ([`screen`]).
     screen: screen::ScreenPrompts,
+    /// The helper thread for large chunks, started with the first one ([`prescan`]).
+    prescan: Option<prescan::Prescan>,
+    helper_allowed: bool,
 }
 
 struct Core {
@@ -357,9 +361,9 @@ struct Core {
     /// Bytes of a line kept in what is stored. The splitter keeps [`REDACT_SLACK`] more, so
     /// that a secret across the cut is seen whole and masked before the line is cut.
     max_line: usize,
-    /// Reusable capture slots, one per rule, so matching allocates nothing per line.
-    /// Each rule's capture slots, made with its regex ([`CompiledRule::captures`]).
-    locations: Vec<Option<regex::CaptureLocations>>,
+    /// This thread's caches for the sets and each rule's capture slots, so matching
+    /// allocates nothing per line; also used for the blocks it computes ([`prescan`]).
+    scan: prescan::Scan,
     json: json::JsonState,
     /// Events already recorded from the output, by type and value, of the types a session
     /// log can confirm: a log event found here is merged into that one, not stored again.
@@ -371,8 +375,6 @@ struct Core {
     log_path: Option<String>,
     /// The previous line and block flags per stream, for rules with a `context`.
     context: context::Tracker,
-    /// This thread's caches for the text rules' sets.
-    set_scratch: sets::Scratch,
     /// Whether a session log will be read: only then is `seen` kept.
     expect_log: bool,
 }
@@ -411,6 +413,8 @@ impl Extractor {
         Extractor {
             splitters: PerStream::from_fn(|_| LineSplitter::new(kept)),
             screen: Default::default(),
+            prescan: None,
+            helper_allowed: false,
             core: Core {
                 keys: Default::default(),
                 max_line,
@@ -419,7 +423,7 @@ impl Extractor {
                 } else {
                     context::Tracker::idle()
                 },
-                locations: matcher.rules.iter().map(|_| None).collect(),
+                scan: prescan::Scan::new(&matcher),
                 matcher,
                 redactor,
                 blocks: Default::default(),
@@ -434,7 +438,6 @@ impl Extractor {
                 seen_blocks: HashSet::new(),
                 log_path: None,
                 expect_log: false,
-                set_scratch: sets::Scratch::default(),
             },
         }
     }
@@ -492,6 +495,60 @@ impl Extractor {
         self.splitters[stream].feed_counted(data, |line, truncated, redraws| {
             core.line(stream, line, truncated, redraws, ts)
         });
+    }
+
+    /// Lets [`Extractor::begin`] start a helper thread for large chunks: worth it when
+    /// extraction, not what stores its records, is the slower side.
+    pub fn allow_helper(&mut self) {
+        self.helper_allowed = true;
+    }
+
+    /// Takes a chunk that [`Extractor::feed_pending`] will extract: the lines of a large
+    /// one are computed on a helper thread from now on, as far as they depend on nothing
+    /// else ([`prescan`]), so a caller with more chunks waiting begins the next ones before
+    /// feeding this one. Without [`Extractor::allow_helper`] every chunk stays on this
+    /// thread. What is extracted is the same as with [`Extractor::feed`].
+    pub fn begin(&mut self, stream: Stream, data: Vec<u8>) -> Pending {
+        let small = data.len() < prescan::MIN_CHUNK;
+        if !self.helper_allowed || small || self.core.matcher.rules.is_empty() {
+            return Pending(stream, Begun::Here(data));
+        }
+        let core = &self.core;
+        let prescan = self.prescan.get_or_insert_with(|| {
+            prescan::Prescan::start(
+                Arc::clone(&core.matcher),
+                Arc::clone(&core.redactor),
+                core.max_line,
+                core.max_line.saturating_add(REDACT_SLACK),
+            )
+        });
+        Pending(stream, Begun::Ahead(prescan.begin(stream, data)))
+    }
+
+    /// Feeds a chunk taken by [`Extractor::begin`], read at time `ts`; returns its bytes.
+    pub fn feed_pending(&mut self, pending: Pending, ts: &Arc<str>) -> Vec<u8> {
+        let Pending(stream, begun) = pending;
+        let mut chunk = match begun {
+            Begun::Here(data) => {
+                self.feed(stream, &data, ts);
+                return data;
+            }
+            Begun::Ahead(chunk) => chunk,
+        };
+        let Some(prescan) = self.prescan.as_mut() else {
+            // Not reached: a chunk is begun ahead only with a helper in place.
+            let data = chunk.bytes().to_vec();
+            self.feed(stream, &data, ts);
+            return data;
+        };
+        let core = &mut self.core;
+        let bytes = chunk.bytes();
+        self.splitters[stream].feed_counted(&bytes, |line, truncated, redraws| {
+            let pre = prescan.line(&mut chunk, line, &mut core.scan);
+            core.line_with(stream, line, truncated, redraws, ts, pre)
+        });
+        drop(bytes);
+        prescan.end(chunk)
     }
 
     /// Whether `stream` has an unfinished line that prompt rules have not seen in its
@@ -557,6 +614,19 @@ impl Extractor {
 
 impl Core {
     fn line(&mut self, stream: Stream, raw: &[u8], truncated: bool, redraws: u64, ts: &Arc<str>) {
+        self.line_with(stream, raw, truncated, redraws, ts, None)
+    }
+
+    /// A line, with what of it was computed ahead ([`prescan`]) if anything.
+    fn line_with(
+        &mut self,
+        stream: Stream,
+        raw: &[u8],
+        truncated: bool,
+        redraws: u64,
+        ts: &Arc<str>,
+        pre: Option<prescan::Pre<'_>>,
+    ) {
         let prompt = &mut self.prompts[stream];
         prompt.sync(redraws);
         let line_number = match prompt.line_number.take() {
@@ -574,7 +644,10 @@ impl Core {
                 ..PromptState::default()
             },
         );
-        let text = clean_line(raw);
+        let text = match &pre {
+            Some(p) => std::borrow::Cow::Borrowed(p.text),
+            None => clean_line(raw),
+        };
         // Every line, stored or not: a key's body lines are known only from its BEGIN line.
         let keys = if self.redactor.is_on() {
             self.keys[stream].line(&text)
@@ -589,10 +662,28 @@ impl Core {
         if self.matcher.has_context {
             let matcher = Arc::clone(&self.matcher);
             self.context.observe(&matcher.blocks, stream, &text);
-            self.match_line(stream, &text, spans, line_number, truncated, &state, ts);
+            self.match_line(
+                stream,
+                &text,
+                spans,
+                line_number,
+                truncated,
+                &state,
+                ts,
+                pre,
+            );
             self.context.remember(stream, &text, line_number);
         } else {
-            self.match_line(stream, &text, spans, line_number, truncated, &state, ts);
+            self.match_line(
+                stream,
+                &text,
+                spans,
+                line_number,
+                truncated,
+                &state,
+                ts,
+                pre,
+            );
         }
     }
 
@@ -606,6 +697,7 @@ impl Core {
         truncated: bool,
         state: &PromptState,
         ts: &Arc<str>,
+        pre: Option<prescan::Pre<'_>>,
     ) {
         let matcher = Arc::clone(&self.matcher);
         // JSON Lines are decoded, not grepped (`json.rs`); other lines pay two byte checks.
@@ -640,6 +732,7 @@ impl Core {
                     truncated,
                     ts,
                     &fresh,
+                    None,
                 );
             }
             return;
@@ -653,6 +746,7 @@ impl Core {
             truncated,
             ts,
             state,
+            pre,
         );
     }
 
@@ -669,11 +763,15 @@ impl Core {
         truncated: bool,
         ts: &Arc<str>,
         state: &PromptState,
+        pre: Option<prescan::Pre<'_>>,
     ) {
         if matcher.rules.is_empty() {
             return;
         }
-        let hits = matcher.set.matches(&mut self.set_scratch, text);
+        let hits = match &pre {
+            Some(p) => p.hits,
+            None => matcher.set.matches(&mut self.scan.sets, text),
+        };
         if hits.is_empty() {
             return;
         }
@@ -686,9 +784,13 @@ impl Core {
             |i| !prompted || (matcher.rules[i].rule.prompt && !state.seen.contains(&i)),
             stream,
         );
-        // Masked first, then cut to max_line: no secret is half-kept at the cut.
-        let redacted = self.redactor.redact_with(text, keys);
-        let (stored, cut) = cut_line(redacted, self.max_line);
+        // Masked first, then cut to max_line: no secret is half-kept at the cut. What was
+        // computed ahead was masked without state: not what a private key's body needs.
+        let pre = pre.filter(|_| keys.is_empty());
+        let (stored, cut) = match &pre {
+            Some(p) => (std::borrow::Cow::Borrowed(p.stored), p.cut),
+            None => cut_line(self.redactor.redact_with(text, keys), self.max_line),
+        };
         let truncated = truncated || cut || text.len() > self.max_line;
         let mut line_arc: Option<Arc<str>> = None;
         let mut prompt_done = false;
@@ -700,7 +802,18 @@ impl Core {
             let emitted = match self.previous_line_for(r, stream) {
                 Some(Some((prev, prev_number))) => {
                     let line: Arc<str> = Arc::from(&*prev);
-                    self.emit(idx, r, stream, &prev, line, prev_number, false, false, ts)
+                    self.emit(
+                        idx,
+                        r,
+                        stream,
+                        &prev,
+                        line,
+                        prev_number,
+                        false,
+                        false,
+                        ts,
+                        None,
+                    )
                 }
                 Some(None) => false,
                 None => {
@@ -715,6 +828,7 @@ impl Core {
                         truncated,
                         false,
                         ts,
+                        pre.as_ref().and_then(|p| p.cap(idx)),
                     )
                 }
             };
@@ -778,7 +892,18 @@ impl Core {
                     // An event about the previous line: it fired on this partial line (so
                     // not again when it completes) but reserves no number for it.
                     let line: Arc<str> = Arc::from(&*prev);
-                    if self.emit(idx, r, stream, &prev, line, prev_number, false, true, ts) {
+                    if self.emit(
+                        idx,
+                        r,
+                        stream,
+                        &prev,
+                        line,
+                        prev_number,
+                        false,
+                        true,
+                        ts,
+                        None,
+                    ) {
                         self.prompts[stream].fired.push(idx);
                         prompt_done |= r.is_prompt_event();
                     }
@@ -797,6 +922,7 @@ impl Core {
                 truncated,
                 true,
                 ts,
+                None,
             );
             if !emitted {
                 continue;
@@ -862,16 +988,25 @@ impl Core {
         truncated: bool,
         partial: bool,
         ts: &Arc<str>,
+        pre: Option<prescan::Slots<'_>>,
     ) -> bool {
         // After redaction the rule may no longer match (the secret was what it matched).
         let Some(caps) = r.captures() else {
             return false;
         };
-        let locs = self.locations[idx].get_or_insert_with(|| caps.regex.capture_locations());
-        if caps.regex.captures_read(locs, text).is_none() {
-            return false;
-        }
-        let group = |i: usize| locs.get(i).map(|(a, b)| &text[a..b]);
+        let slots = match pre {
+            Some(s) if !s.matched() => return false,
+            Some(s) => Groups::Ahead(s),
+            None => {
+                let locs =
+                    self.scan.locations[idx].get_or_insert_with(|| caps.regex.capture_locations());
+                if caps.regex.captures_read(locs, text).is_none() {
+                    return false;
+                }
+                Groups::Here(locs)
+            }
+        };
+        let group = |i: usize| slots.get(i).map(|(a, b)| &text[a..b]);
         let value = caps
             .value_group
             .and_then(group)
@@ -1148,6 +1283,7 @@ impl Core {
                     truncated,
                     ts,
                     &fresh,
+                    None,
                 );
             });
             self.dedupe_since(first);
@@ -1175,6 +1311,31 @@ impl Core {
 }
 
 /// Masks secrets in every string inside a metadata value.
+/// A chunk taken by [`Extractor::begin`], to be fed with [`Extractor::feed_pending`].
+pub struct Pending(Stream, Begun);
+
+enum Begun {
+    /// A small chunk: extracted on the extraction thread alone.
+    Here(Vec<u8>),
+    /// Its lines are being computed ahead.
+    Ahead(prescan::Chunk),
+}
+
+/// A rule's capture groups on a line: found here, or computed ahead ([`prescan`]).
+enum Groups<'a> {
+    Here(&'a regex::CaptureLocations),
+    Ahead(prescan::Slots<'a>),
+}
+
+impl Groups<'_> {
+    fn get(&self, i: usize) -> Option<(usize, usize)> {
+        match self {
+            Groups::Here(l) => l.get(i),
+            Groups::Ahead(s) => s.get(i),
+        }
+    }
+}
+
 fn redact_value(r: &Redactor, v: &mut serde_json::Value) {
     match v {
         serde_json::Value::String(s) => {

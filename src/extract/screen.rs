@@ -134,6 +134,7 @@ impl super::Core {
                 false,
                 true,
                 ts,
+                None,
             );
             prompt_done |= emitted && r.is_prompt_event();
         }

@@ -641,6 +641,7 @@ fn start_extraction(
     let backlog = chunk_rx.backlog();
     let (agent, max_line) = (cfg.agent.clone(), cfg.max_line);
     let prompt_idle = cfg.prompt_idle;
+    let with_db = cfg.db.is_some();
     // The agent's own session log, read once it has exited (`agents/`).
     let agent_log = std::env::current_dir().ok().and_then(|cwd| {
         crate::agents::LogQuery::new(&cfg.agent, &cfg.command, SystemTime::now(), cwd)
@@ -651,6 +652,12 @@ fn start_extraction(
             let mut extractor = build_extractor(&book, &agent, redactor, max_line);
             if agent_log.is_some() {
                 extractor.expect_log();
+            }
+            if !with_db {
+                // With the database, SQLite's writer is the slower side on output dense in
+                // events and has a core to itself; a helper would take it (and its caches
+                // would cost memory) for nothing.
+                extractor.allow_helper();
             }
             drop(book);
             match screen {
@@ -710,6 +717,24 @@ pub(crate) fn read_agent_log(q: &crate::agents::LogQuery, x: &mut Extractor) {
     }
 }
 
+/// Chunks begun ahead of the one being fed, while more wait (`Extractor::begin`).
+const AHEAD: usize = 3;
+
+/// Sends the records extracted so far and the count of lines read to the writer; drops them
+/// once the writer has gone.
+fn send_records(x: &mut Extractor, sink: &mut Option<SyncSender<Msg>>, sent_lines: &mut u64) {
+    if let Some(tx) = sink {
+        if x.has_records() || x.lines() != *sent_lines {
+            let before = std::mem::replace(sent_lines, x.lines());
+            if writer::send_records(tx, x.take(), before, *sent_lines).is_err() {
+                *sink = None;
+            }
+        }
+    } else if x.has_records() {
+        x.take();
+    }
+}
+
 /// The extraction thread: chunks in, records out, plus idle-prompt detection (SPEC §2).
 /// Returns the session's line and event counts.
 fn extract_loop(
@@ -734,11 +759,31 @@ fn extract_loop(
         let msg = rx.recv_timeout(idle_at.map(|at| at.saturating_duration_since(Instant::now())));
         let done = match msg {
             Ok(chunk) => {
-                let ts: Arc<str> = format_timestamp(chunk.at).into();
-                x.feed(chunk.stream, &chunk.data, &ts);
-                last_data[chunk.stream] = Some((Instant::now(), ts));
-                if let Some(tap) = &tap {
-                    tap.output(chunk.stream, chunk.data, chunk.at);
+                // While more chunks wait, a few are begun ahead of the one being fed, so
+                // the helper thread moves on to the next as this one is finished
+                // (`extract/prescan.rs`); once the queue is empty every begun one is fed.
+                let begin = |x: &mut Extractor, c: queue::Chunk| {
+                    (c.stream, c.at, x.begin(c.stream, c.data))
+                };
+                let mut pending = std::collections::VecDeque::from([begin(&mut x, chunk)]);
+                while let Some((stream, at, p)) = {
+                    while pending.len() < AHEAD {
+                        match rx.recv_timeout(Some(Duration::ZERO)) {
+                            Ok(c) => pending.push_back(begin(&mut x, c)),
+                            Err(_) => break,
+                        }
+                    }
+                    pending.pop_front()
+                } {
+                    let ts: Arc<str> = format_timestamp(at).into();
+                    let data = x.feed_pending(p, &ts);
+                    last_data[stream] = Some((Instant::now(), ts));
+                    if let Some(tap) = &tap {
+                        tap.output(stream, data, at);
+                    }
+                    if !pending.is_empty() {
+                        send_records(&mut x, &mut sink, &mut sent_lines);
+                    }
                 }
                 false
             }
@@ -762,16 +807,7 @@ fn extract_loop(
                 true
             }
         };
-        if let Some(tx) = &sink {
-            if x.has_records() || x.lines() != sent_lines {
-                let before = std::mem::replace(&mut sent_lines, x.lines());
-                if writer::send_records(tx, x.take(), before, sent_lines).is_err() {
-                    sink = None;
-                }
-            }
-        } else if x.has_records() {
-            x.take();
-        }
+        send_records(&mut x, &mut sink, &mut sent_lines);
         if done {
             return (x.lines(), x.events());
         }

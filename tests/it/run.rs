@@ -1075,3 +1075,81 @@ fn backup_while_a_wrapper_writes_is_a_consistent_snapshot() {
         "every event committed after the backups"
     );
 }
+
+/// Output fast enough to come in large chunks: without a database its lines are computed
+/// ahead on a second thread (`extract/prescan.rs`), with one they are not. Both must record
+/// the same events, and the output must pass through byte for byte either way.
+#[test]
+fn large_chunks_record_the_same_events_with_or_without_the_helper_thread() {
+    let env = Env::new();
+    let log = env.path("build.log");
+    let mut text = String::new();
+    for i in 0..40_000u32 {
+        text.push_str(&match i % 9 {
+            0 => format!(
+                "error[E0{:03}]: mismatched types in src/m{i}.rs:{i}:5\n",
+                i % 1000
+            ),
+            1 => format!("warning: unused variable `v{i}`\n"),
+            2 => format!("   Compiling dep{i} v1.{i}.0\n"),
+            3 => format!("{{\"type\":\"progress\",\"n\":{i}}}\n"),
+            4 => format!("\x1b[32mok\x1b[0m step {i}\rstep {i} done\n"),
+            5 => format!("token=sk-proj-{i:08}abcdefghijklmnopqrstu in the log\n"),
+            6 => format!("test t{i} ... FAILED\n"),
+            7 => format!("see https://example.com/{i} and src/lib.rs:{i}:1\n"),
+            _ => "plain line with nothing in it\n".to_string(),
+        });
+    }
+    std::fs::write(&log, &text).expect("write log");
+    let run = |extra: &[&str], name: &str| {
+        let jsonl = env.path(name);
+        let out = env
+            .cmd()
+            .args(["codex", "-vv"])
+            .args(extra)
+            .arg("--events-out")
+            .arg(&jsonl)
+            .args(["--", "cat"])
+            .arg(&log)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == text.as_bytes(),
+            "output changed in passing ({name})"
+        );
+        let helper = String::from_utf8_lossy(&out.stderr).contains("on a second thread");
+        assert_eq!(
+            helper,
+            extra.is_empty(),
+            "the helper thread ran: {helper} ({name})"
+        );
+        std::fs::read_to_string(&jsonl)
+            .expect("events file")
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                let o = v.as_object_mut().expect("object");
+                o.remove("session_id");
+                o.remove("timestamp");
+                v.to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let alone = run(&[], "alone.jsonl");
+    let db = env.db();
+    let with_db = run(&["--db", db.to_str().expect("utf-8 path")], "db.jsonl");
+    assert!(alone.len() > 20_000, "too few events: {}", alone.len());
+    assert!(
+        !alone.iter().any(|e| e.contains("sk-proj-")),
+        "a secret was stored"
+    );
+    for (i, (a, b)) in alone.iter().zip(&with_db).enumerate() {
+        assert_eq!(a, b, "event {i}");
+    }
+    assert_eq!(alone.len(), with_db.len());
+}
