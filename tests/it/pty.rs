@@ -112,7 +112,9 @@ impl Term {
     /// read, so has the rest (wrapper's exit does not mean its last bytes were read yet).
     fn read_all(&mut self) {
         let mut slave = std::fs::File::from(self.slave.try_clone().expect("dup"));
-        slave.write_all(SYNC.as_bytes()).expect("write to the terminal");
+        slave
+            .write_all(SYNC.as_bytes())
+            .expect("write to the terminal");
         self.screen.wait_for(SYNC);
     }
 
@@ -262,11 +264,7 @@ fn ctrl_c_that_ends_the_child_records_interrupted() {
     t.screen.wait_for("READY");
     t.type_in(b"\x03");
     assert_eq!(t.wait(), 130);
-    assert!(
-        t.after("READY").ends_with("\x1b[?25h"),
-        "{:?}",
-        t.text()
-    );
+    assert!(t.after("READY").ends_with("\x1b[?25h"), "{:?}", t.text());
     assert_eq!(outcome(&t.env), "interrupted:130:SIGINT");
     assert_eq!(t.stty(), before);
 }
