@@ -418,6 +418,7 @@ impl Output for Exporter {
             }
             // The raw output is the database's to keep, never shipped.
             Msg::Capture(_) => {}
+            Msg::GiveBack(_) => {}
         }
     }
 

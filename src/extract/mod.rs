@@ -345,6 +345,8 @@ pub struct Extractor {
     /// The helper thread for large chunks, started with the first one ([`prescan`]).
     prescan: Option<prescan::Prescan>,
     helper_allowed: bool,
+    /// A Vec of records handed back, for the next [`Extractor::take`].
+    spare: Option<Vec<Record>>,
 }
 
 struct Core {
@@ -415,6 +417,7 @@ impl Extractor {
             screen: Default::default(),
             prescan: None,
             helper_allowed: false,
+            spare: None,
             core: Core {
                 keys: Default::default(),
                 max_line,
@@ -591,9 +594,26 @@ impl Extractor {
     /// Takes the records produced so far.
     pub fn take(&mut self) -> Vec<Record> {
         // The next chunk's records go into a Vec of about this one's size, not one grown
-        // from nothing by doubling (a copy of every record at each step).
+        // from nothing by doubling (a copy of every record at each step): one given back
+        // if there is one (a new one of this size makes glibc sort its free lists first).
         let room = self.core.out.len().min(1024);
-        std::mem::replace(&mut self.core.out, Vec::with_capacity(room))
+        let next = match self.spare.take() {
+            Some(v) if v.capacity() >= room => v,
+            _ => Vec::with_capacity(room),
+        };
+        std::mem::replace(&mut self.core.out, next)
+    }
+
+    /// Frees records taken earlier and keeps their Vec for the next [`Extractor::take`].
+    pub fn give_back(&mut self, mut records: Vec<Record>) {
+        records.clear();
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < records.capacity())
+        {
+            self.spare = Some(records);
+        }
     }
 
     /// Whether records are waiting to be taken.

@@ -720,18 +720,44 @@ pub(crate) fn read_agent_log(q: &crate::agents::LogQuery, x: &mut Extractor) {
 /// Chunks begun ahead of the one being fed, while more wait (`Extractor::begin`).
 const AHEAD: usize = 3;
 
-/// Sends the records extracted so far and the count of lines read to the writer; drops them
-/// once the writer has gone.
-fn send_records(x: &mut Extractor, sink: &mut Option<SyncSender<Msg>>, sent_lines: &mut u64) {
-    if let Some(tx) = sink {
-        if x.has_records() || x.lines() != *sent_lines {
-            let before = std::mem::replace(sent_lines, x.lines());
-            if writer::send_records(tx, x.take(), before, *sent_lines).is_err() {
-                *sink = None;
-            }
+/// Stored records the writer hands back at most, waiting to be freed here.
+const GIVEN_BACK: usize = 8;
+
+/// The extraction thread's end of the writer's channel (both loops, pipes and PTY).
+pub(super) struct ToWriter {
+    sink: Option<SyncSender<Msg>>,
+    sent_lines: u64,
+    /// Records the writer has stored, handed back to be freed on this thread
+    /// (`Msg::GiveBack`).
+    back: Receiver<Vec<crate::event::Record>>,
+}
+
+impl ToWriter {
+    pub(super) fn new(sink: SyncSender<Msg>) -> ToWriter {
+        let (give_back, back) = mpsc::sync_channel(GIVEN_BACK);
+        ToWriter {
+            sink: sink.send(Msg::GiveBack(give_back)).is_ok().then_some(sink),
+            sent_lines: 0,
+            back,
         }
-    } else if x.has_records() {
-        x.take();
+    }
+
+    /// Sends the records extracted so far and the count of lines read; drops them once the
+    /// writer has gone. First frees the records the writer has handed back.
+    pub(super) fn send(&mut self, x: &mut Extractor) {
+        while let Ok(stored) = self.back.try_recv() {
+            x.give_back(stored);
+        }
+        if let Some(tx) = &self.sink {
+            if x.has_records() || x.lines() != self.sent_lines {
+                let before = std::mem::replace(&mut self.sent_lines, x.lines());
+                if writer::send_records(tx, x.take(), before, self.sent_lines).is_err() {
+                    self.sink = None;
+                }
+            }
+        } else if x.has_records() {
+            x.take();
+        }
     }
 }
 
@@ -748,8 +774,7 @@ fn extract_loop(
     use crate::event::{PerStream, Stream};
     let streams = Stream::ALL;
     let mut last_data: PerStream<Option<(Instant, Arc<str>)>> = PerStream::default();
-    let mut sent_lines = 0;
-    let mut sink = Some(sink);
+    let mut out = ToWriter::new(sink);
     loop {
         let idle_at = streams
             .iter()
@@ -782,7 +807,7 @@ fn extract_loop(
                         tap.output(stream, data, at);
                     }
                     if !pending.is_empty() {
-                        send_records(&mut x, &mut sink, &mut sent_lines);
+                        out.send(&mut x);
                     }
                 }
                 false
@@ -807,7 +832,7 @@ fn extract_loop(
                 true
             }
         };
-        send_records(&mut x, &mut sink, &mut sent_lines);
+        out.send(&mut x);
         if done {
             return (x.lines(), x.events());
         }

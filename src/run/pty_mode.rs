@@ -378,8 +378,7 @@ pub(super) fn screen_loop(
     // drawn, however late extraction gets to it — it may be behind after a flood).
     let mut last: Option<(Instant, Arc<str>)> = None;
     let mut last_change: Option<std::time::SystemTime> = None;
-    let mut sent_lines = 0;
-    let mut sink = Some(sink);
+    let mut out = super::ToWriter::new(sink);
     loop {
         let settle_at = last
             .as_ref()
@@ -439,20 +438,7 @@ pub(super) fn screen_loop(
                 true
             }
         };
-        if let Some(tx) = &sink {
-            if x.has_records() || x.lines() != sent_lines {
-                sent_lines = x.lines();
-                let msg = Msg::Records {
-                    records: x.take(),
-                    lines: sent_lines,
-                };
-                if tx.send(msg).is_err() {
-                    sink = None;
-                }
-            }
-        } else if x.has_records() {
-            x.take();
-        }
+        out.send(&mut x);
         if done {
             return (x.lines(), x.events());
         }

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -187,6 +187,9 @@ pub enum Msg {
     Capture(super::capture::Write),
     /// Repository facts (`crate::git`), stored in `session_git` (`store::git`).
     Git(super::git::GitUpdate),
+    /// Where the records go once stored, to be freed by the thread that made them
+    /// ([`Writer::give_back`]).
+    GiveBack(SyncSender<Vec<Record>>),
 }
 
 /// Where `--events-out` goes.
@@ -449,6 +452,7 @@ struct Writer {
     checkpoint_ticks: Option<(SyncSender<()>, Arc<AtomicI32>)>,
     /// Storing captured output failed once (warned); later blocks are dropped.
     capture_failed: bool,
+    give_back: Option<SyncSender<Vec<Record>>>,
     outputs: crate::sink::Outputs,
 }
 
@@ -471,6 +475,24 @@ impl Writer {
             checkpoint_ticks: None,
             capture_failed: false,
             outputs: cfg.outputs,
+            give_back: None,
+        }
+    }
+
+    /// Hands records that have been stored back to the thread that made them, if it asked
+    /// for them ([`Msg::GiveBack`]), else frees them here. Freed here, each of an event's
+    /// strings takes the lock of the arena glibc gave the making thread, which that thread
+    /// takes for every allocation; its rules' and timestamps' shared counts move between the
+    /// cores with every event. Freed there, they go back to that thread's own cache.
+    fn give_back(&mut self, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Some(tx) = &self.give_back {
+            match tx.try_send(records) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => self.give_back = None,
+            }
         }
     }
 
@@ -510,6 +532,7 @@ impl Writer {
                     self.write_events_out(&records);
                     self.lines = self.lines.max(lines);
                     if self.db.is_none() && self.spool.is_none() {
+                        self.give_back(records);
                         continue;
                     }
                     self.pending_bytes += records.iter().map(record_bytes).sum::<usize>();
@@ -531,6 +554,7 @@ impl Writer {
                 }
                 Ok(Msg::Capture(c)) => self.write_capture(c),
                 Ok(Msg::Git(g)) => self.write_git(&g),
+                Ok(Msg::GiveBack(tx)) => self.give_back = Some(tx),
                 Ok(Msg::State(st)) => {
                     self.pending_states.push(st);
                     self.commit_pending();
@@ -620,6 +644,11 @@ impl Writer {
 
     /// Commits one batch with whatever state changes are pending; on failure, spools it.
     fn commit(&mut self, batch: Vec<Record>) {
+        self.store(&batch);
+        self.give_back(batch);
+    }
+
+    fn store(&mut self, batch: &[Record]) {
         let states = std::mem::take(&mut self.pending_states);
         if batch.is_empty() && states.is_empty() && self.lines == self.lines_committed {
             return;
@@ -634,7 +663,7 @@ impl Writer {
                             db,
                             &self.session.session_id,
                             &self.session.agent_name,
-                            &batch,
+                            batch,
                             self.lines,
                             &states,
                         )
@@ -660,7 +689,7 @@ impl Writer {
             }
         }
         if let Some(spool) = &mut self.spool {
-            spool.write_records(&self.session, &batch);
+            spool.write_records(&self.session, batch);
             spool.write_lines(&self.session.session_id, self.lines);
             for st in &states {
                 spool.write_state(&self.session.session_id, st);
