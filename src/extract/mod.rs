@@ -679,31 +679,23 @@ impl Core {
             self.push_block(stream, block, ts, JsonSource::Output);
         }
         let spans = keys.as_slice();
-        if self.matcher.has_context {
-            let matcher = Arc::clone(&self.matcher);
-            self.context.observe(&matcher.blocks, stream, &text);
-            self.match_line(
-                stream,
-                &text,
-                spans,
-                line_number,
-                truncated,
-                &state,
-                ts,
-                pre,
-            );
+        // Rules with a `context` see the previous line and the blocks this one is in.
+        let context = self.matcher.has_context.then(|| Arc::clone(&self.matcher));
+        if let Some(m) = &context {
+            self.context.observe(&m.blocks, stream, &text);
+        }
+        self.match_line(
+            stream,
+            &text,
+            spans,
+            line_number,
+            truncated,
+            &state,
+            ts,
+            pre,
+        );
+        if context.is_some() {
             self.context.remember(stream, &text, line_number);
-        } else {
-            self.match_line(
-                stream,
-                &text,
-                spans,
-                line_number,
-                truncated,
-                &state,
-                ts,
-                pre,
-            );
         }
     }
 
