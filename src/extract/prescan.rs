@@ -677,6 +677,25 @@ mod tests {
         }
     }
 
+    /// Records given back are freed and their Vec holds the next ones.
+    #[test]
+    fn a_vec_given_back_holds_the_next_records() {
+        let ts: Arc<str> = Arc::from("t");
+        let mut x = extractor(false);
+        x.feed(Stream::Stdout, &output(300), &ts);
+        let first = x.take();
+        assert!(!first.is_empty());
+        let at = first.as_ptr();
+        x.give_back(first);
+        // The Vec in use when it came back fills up and goes; the one given back is next.
+        x.feed(Stream::Stdout, &output(300), &ts);
+        assert!(!x.take().is_empty());
+        x.feed(Stream::Stdout, &output(300), &ts);
+        let third = x.take();
+        assert!(!third.is_empty());
+        assert_eq!(third.as_ptr(), at, "the Vec given back was not reused");
+    }
+
     #[test]
     fn small_chunks_and_no_permission_stay_on_one_thread() {
         let ts: Arc<str> = Arc::from("t");

@@ -1182,6 +1182,49 @@ mod tests {
 
     /// Records go in messages of at most `MAX_MESSAGE_BYTES` (one larger record alone), in
     /// order; only the last message advances the line count.
+    /// Stored records go back to whoever asked for them; once it has gone, the writer frees
+    /// them itself and goes on.
+    #[test]
+    fn stored_records_are_handed_back_to_the_thread_that_asked() {
+        let sink = Sink::start(SinkConfig {
+            db: None,
+            events_out: Some(Box::new(std::io::sink())),
+            batch_size: 500,
+            flush_interval: Duration::from_millis(100),
+            session: SessionRow {
+                session_id: "s".into(),
+                agent_name: "a".into(),
+                environment: None,
+                started_at: "t".into(),
+                hostname: "h".into(),
+                cwd: None,
+                command_json: "[]".into(),
+                extraction_config_version: "v".into(),
+                environment_config_version: None,
+                wrapper_version: "w".into(),
+                wrapper_pid: 1,
+            },
+            outputs: Default::default(),
+        })
+        .expect("start");
+        let tx = sink.sender();
+        let (back_tx, back) = sync_channel(8);
+        tx.send(Msg::GiveBack(back_tx)).expect("send");
+        send_records(&tx, (0..3).map(|_| event(10)).collect(), 0, 3).expect("send");
+        let stored = back
+            .recv_timeout(Duration::from_secs(30))
+            .expect("records handed back");
+        assert_eq!(stored.len(), 3);
+        drop(back);
+        // Nobody takes them any more: the writer must neither block nor stop.
+        for n in 0..20 {
+            send_records(&tx, vec![event(10)], 3 + n, 4 + n).expect("send");
+        }
+        drop(tx);
+        let report = sink.finish();
+        assert_eq!(report.events_lost, 0);
+    }
+
     #[test]
     fn records_are_sent_in_messages_bounded_in_bytes() {
         let (tx, rx) = sync_channel(1000);
