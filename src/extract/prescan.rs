@@ -228,10 +228,13 @@ fn scan_block(
 ) {
     let from = k * BLOCK;
     let until = data.len().min(from + BLOCK);
+    // A line starts in this block where the byte before it, within the block or just
+    // before it, ends a line: only this block's bytes are searched for that, so a chunk that
+    // is all one long line costs each block its own bytes, not the rest of the chunk.
     let mut start = if k == 0 {
         0
     } else {
-        match memchr(b'\n', &data[from - 1..]) {
+        match memchr(b'\n', &data[from - 1..until]) {
             Some(i) => from + i,
             None => return,
         }
@@ -697,7 +700,7 @@ mod tests {
     }
 
     #[test]
-    fn small_chunks_and_no_permission_stay_on_one_thread() {
+    fn small_chunks_lines_without_end_and_no_permission_stay_on_one_thread() {
         let ts: Arc<str> = Arc::from("t");
         let data = output(400);
         let mut x = extractor(true);
@@ -714,5 +717,15 @@ mod tests {
             "the helper started without being allowed"
         );
         assert_eq!(x.lines(), y.lines());
+        // Parts of one long line: no line end, nothing to compute ahead.
+        let mut z = extractor(true);
+        for _ in 0..4 {
+            let p = z.begin(Stream::Stdout, vec![b'x'; 64 << 10]);
+            z.feed_pending(p, &ts);
+        }
+        assert!(
+            z.prescan.is_none(),
+            "a chunk without a line end started the helper"
+        );
     }
 }
