@@ -512,9 +512,7 @@ impl Extractor {
     /// feeding this one. Without [`Extractor::allow_helper`] every chunk stays on this
     /// thread. What is extracted is the same as with [`Extractor::feed`].
     pub fn begin(&mut self, stream: Stream, data: Vec<u8>) -> Pending {
-        // A chunk with no line end in it (a part of one long line) has nothing to compute.
-        let small = data.len() < prescan::MIN_CHUNK || memchr::memchr(b'\n', &data).is_none();
-        if !self.helper_allowed || small || self.core.matcher.rules.is_empty() {
+        if !self.helper_allowed || !prescan::worth_it(&data) || self.core.matcher.rules.is_empty() {
             return Pending(stream, Begun::Here(data));
         }
         let core = &self.core;
