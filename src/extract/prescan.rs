@@ -719,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn small_chunks_lines_without_end_and_no_permission_stay_on_one_thread() {
+    fn small_chunks_tiny_or_endless_lines_and_no_permission_stay_on_one_thread() {
         let ts: Arc<str> = Arc::from("t");
         let data = output(400);
         let mut x = extractor(true);
@@ -746,5 +746,13 @@ mod tests {
             z.prescan.is_none(),
             "a chunk without a line end started the helper"
         );
+        // Tiny lines (`yes`) cost no more alone than their computed part would to find.
+        let p = z.begin(Stream::Stdout, b"y\n".repeat(32 << 10));
+        z.feed_pending(p, &ts);
+        assert!(
+            z.prescan.is_none(),
+            "a chunk of tiny lines started the helper"
+        );
+        assert_eq!(z.lines(), 32 << 10);
     }
 }
