@@ -811,21 +811,7 @@ impl Core {
                 continue;
             }
             let emitted = match self.previous_line_for(r, stream) {
-                Some(Some((prev, prev_number))) => {
-                    let line: Arc<str> = Arc::from(&*prev);
-                    self.emit(
-                        idx,
-                        r,
-                        stream,
-                        &prev,
-                        line,
-                        prev_number,
-                        false,
-                        false,
-                        ts,
-                        None,
-                    )
-                }
+                Some(Some(prev)) => self.emit_previous(idx, r, stream, prev, false, ts),
                 Some(None) => false,
                 None => {
                     let line = line_arc.get_or_insert_with(|| Arc::from(&*stored)).clone();
@@ -899,22 +885,10 @@ impl Core {
             match self.previous_line_for(r, stream) {
                 None => {}
                 Some(None) => continue,
-                Some(Some((prev, prev_number))) => {
+                Some(Some(prev)) => {
                     // An event about the previous line: it fired on this partial line (so
                     // not again when it completes) but reserves no number for it.
-                    let line: Arc<str> = Arc::from(&*prev);
-                    if self.emit(
-                        idx,
-                        r,
-                        stream,
-                        &prev,
-                        line,
-                        prev_number,
-                        false,
-                        true,
-                        ts,
-                        None,
-                    ) {
+                    if self.emit_previous(idx, r, stream, prev, true, ts) {
                         self.prompts[stream].fired.push(idx);
                         prompt_done |= r.is_prompt_event();
                     }
@@ -970,6 +944,23 @@ impl Core {
             return None;
         }
         Some(prev.map(|(text, n)| (self.redactor.redact(text).into_owned(), n)))
+    }
+
+    /// Records rule `idx`'s event about the previous line (`report = "previous"`), given as
+    /// its masked text and number.
+    fn emit_previous(
+        &mut self,
+        idx: usize,
+        r: &CompiledRule,
+        stream: Stream,
+        (prev, number): (String, u64),
+        partial: bool,
+        ts: &Arc<str>,
+    ) -> bool {
+        let line: Arc<str> = Arc::from(&*prev);
+        self.emit(
+            idx, r, stream, &prev, line, number, false, partial, ts, None,
+        )
     }
 
     /// Takes back the event just recorded if `recorded` holds it already: the same event on
