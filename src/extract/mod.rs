@@ -999,14 +999,10 @@ impl Core {
         let slots = match pre {
             Some(s) if !s.matched() => return false,
             Some(s) => Groups::Ahead(s),
-            None => {
-                let locs =
-                    self.scan.locations[idx].get_or_insert_with(|| caps.regex.capture_locations());
-                if caps.regex.captures_read(locs, text).is_none() {
-                    return false;
-                }
-                Groups::Here(locs)
-            }
+            None => match self.scan.captures(idx, caps, text) {
+                Some(locs) => Groups::Here(locs),
+                None => return false,
+            },
         };
         let group = |i: usize| slots.get(i).map(|(a, b)| &text[a..b]);
         let value = caps
@@ -1312,7 +1308,6 @@ impl Core {
     }
 }
 
-/// Masks secrets in every string inside a metadata value.
 /// A chunk taken by [`Extractor::begin`], to be fed with [`Extractor::feed_pending`].
 pub struct Pending(Stream, Begun);
 
@@ -1338,6 +1333,7 @@ impl Groups<'_> {
     }
 }
 
+/// Masks secrets in every string inside a metadata value.
 fn redact_value(r: &Redactor, v: &mut serde_json::Value) {
     match v {
         serde_json::Value::String(s) => {

@@ -18,8 +18,8 @@
 //! splitter hands over exactly those bytes of the chunk (the same address and length: a line
 //! glued to the previous chunk's tail, or one with a `\r`, comes from the splitter's own
 //! buffer and is computed as before), and only the parts that cannot depend on state. A line
-//! whose masking needs state (the body of a private key), a rule with a `context`, and JSON
-//! lines fall back to the ordinary path. No allocation per line or per chunk: the jobs and
+//! whose masking needs state (the body of a private key), a rule that reports the previous
+//! line, and JSON lines fall back to the ordinary path. No allocation per line or per chunk: the jobs and
 //! their buffers are reused.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -68,7 +68,7 @@ pub enum Cap {
     /// The rule's capture regex does not match the stored text (or could not be compiled).
     NoMatch,
     /// Its capture groups: `groups` pairs of offsets from `start` in the block's slots.
-    Match { start: u32, groups: u32 },
+    Match { start: usize, groups: usize },
 }
 
 /// A line's precomputed part, borrowed from its block.
@@ -92,10 +92,7 @@ impl<'a> Pre<'a> {
         match self.caps.get(j).copied()? {
             Cap::Todo => None,
             Cap::NoMatch => Some(Slots(&[])),
-            Cap::Match { start, groups } => {
-                let (a, n) = (start as usize, 2 * groups as usize);
-                self.slots.get(a..a + n).map(Slots)
-            }
+            Cap::Match { start, groups } => self.slots.get(start..start + 2 * groups).map(Slots),
         }
     }
 }
@@ -219,7 +216,7 @@ struct Ctx {
 }
 
 /// One thread's caches for matching lines: the sets' and each rule's capture slots.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scan {
     pub sets: sets::Scratch,
     /// By rule, made with its capture regex ([`super::CompiledRule::captures`]).
@@ -232,6 +229,18 @@ impl Scan {
             sets: sets::Scratch::default(),
             locations: m.rules.iter().map(|_| None).collect(),
         }
+    }
+
+    /// Rule `i`'s capture groups on `text` (with its capture regex `caps`), in this thread's
+    /// slots for it; `None` if the regex does not match.
+    pub fn captures(
+        &mut self,
+        i: usize,
+        caps: &super::Captures,
+        text: &str,
+    ) -> Option<&regex::CaptureLocations> {
+        let locs = self.locations[i].get_or_insert_with(|| caps.regex.capture_locations());
+        caps.regex.captures_read(locs, text).map(|_| &*locs)
     }
 }
 
@@ -313,9 +322,6 @@ fn scan_line(
             (s0, res.text.len())
         }
     };
-    if scan.locations.len() != m.rules.len() {
-        scan.locations = m.rules.iter().map(|_| None).collect();
-    }
     for j in h0..h1 {
         let i = res.hits[j];
         let r = &m.rules[i];
@@ -324,24 +330,20 @@ fn scan_line(
         let cap = if previous || !r.rule.streams[stream] {
             Cap::Todo
         } else {
-            match r.captures() {
+            match r
+                .captures()
+                .and_then(|caps| scan.captures(i, caps, &stored))
+            {
                 None => Cap::NoMatch,
-                Some(caps) => {
-                    let locs =
-                        scan.locations[i].get_or_insert_with(|| caps.regex.capture_locations());
-                    if caps.regex.captures_read(locs, &stored).is_some() {
-                        let s0 = res.slots.len();
-                        for g in 0..locs.len() {
-                            let (a, b) = locs.get(g).unwrap_or((usize::MAX, usize::MAX));
-                            res.slots.push(a);
-                            res.slots.push(b);
-                        }
-                        match (u32::try_from(s0), u32::try_from(locs.len())) {
-                            (Ok(start), Ok(groups)) => Cap::Match { start, groups },
-                            _ => Cap::Todo,
-                        }
-                    } else {
-                        Cap::NoMatch
+                Some(locs) => {
+                    let start = res.slots.len();
+                    for g in 0..locs.len() {
+                        let (a, b) = locs.get(g).unwrap_or((usize::MAX, usize::MAX));
+                        res.slots.extend([a, b]);
+                    }
+                    Cap::Match {
+                        start,
+                        groups: locs.len(),
                     }
                 }
             }
@@ -356,8 +358,8 @@ pub struct Prescan {
     ctx: Ctx,
     tx: Option<Sender<Arc<Job>>>,
     handle: Option<JoinHandle<()>>,
-    /// Jobs not shared with the helper, for the next chunks.
-    idle: Vec<Arc<Job>>,
+    /// Jobs the helper has let go of, for the next chunks.
+    idle: Vec<Job>,
     /// Lines whose computed part was used, for the tests.
     pub lines_ahead: u64,
 }
@@ -403,11 +405,7 @@ impl Prescan {
 
     /// Hands `data` (a chunk of `stream`) to the helper and returns the chunk being computed.
     pub fn begin(&mut self, stream: Stream, data: Vec<u8>) -> Chunk {
-        let mut job = self
-            .idle
-            .pop()
-            .and_then(|j| Arc::try_unwrap(j).ok())
-            .unwrap_or_default();
+        let mut job = self.idle.pop().unwrap_or_default();
         job.count = data.len().div_ceil(BLOCK);
         job.data = data;
         job.stream = Some(stream);
@@ -480,11 +478,7 @@ impl Prescan {
                 return;
             }
             spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            back_off(spins);
         }
     }
 
@@ -499,24 +493,32 @@ impl Prescan {
         }
         job.next.store(usize::MAX / 2, Ordering::Release);
         for spins in 0u32.. {
-            if let Some(j) = Arc::get_mut(&mut job) {
-                let data = std::mem::take(&mut j.data);
-                j.stream = None;
-                self.idle.push(job);
-                return data;
+            match Arc::try_unwrap(job) {
+                Ok(mut j) => {
+                    let data = std::mem::take(&mut j.data);
+                    j.stream = None;
+                    self.idle.push(j);
+                    return data;
+                }
+                Err(shared) => job = shared,
             }
             // The helper lets go as soon as it finds no block left; should it not be
             // scheduled for long (or have died holding the job), the bytes are copied out.
             if spins > 10_000 || self.handle.as_ref().is_none_or(JoinHandle::is_finished) {
                 break;
             }
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            back_off(spins);
         }
         job.data.clone()
+    }
+}
+
+/// Waiting on the other thread for a moment: spin a little, then give up the core.
+fn back_off(spins: u32) {
+    if spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 
@@ -555,7 +557,7 @@ impl std::ops::Deref for Bytes {
 }
 
 fn helper(rx: Receiver<Arc<Job>>, ctx: Ctx) {
-    let mut scan = Scan::default();
+    let mut scan = Scan::new(&ctx.matcher);
     while let Ok(job) = rx.recv() {
         while job.take_one(&ctx, &mut scan) {}
     }

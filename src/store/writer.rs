@@ -1180,8 +1180,6 @@ mod tests {
         }
     }
 
-    /// Records go in messages of at most `MAX_MESSAGE_BYTES` (one larger record alone), in
-    /// order; only the last message advances the line count.
     /// Stored records go back to whoever asked for them; once it has gone, the writer frees
     /// them itself and goes on.
     #[test]
@@ -1225,6 +1223,8 @@ mod tests {
         assert_eq!(report.events_lost, 0);
     }
 
+    /// Records go in messages of at most `MAX_MESSAGE_BYTES` (one larger record alone), in
+    /// order; only the last message advances the line count.
     #[test]
     fn records_are_sent_in_messages_bounded_in_bytes() {
         let (tx, rx) = sync_channel(1000);
