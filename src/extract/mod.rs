@@ -25,8 +25,8 @@ use regex::{RegexSet, RegexSetBuilder};
 use crate::event::{Event, Merge, PerStream, Record, SessionFacts, Stream};
 use crate::lines::{clean_line, LineSplitter};
 use codeblock::CodeBlockParser;
-use redact::PemTracker;
 pub use redact::Redactor;
+use redact::{KeyFree, PemTracker};
 use rules::{Rule, RuleBook};
 
 /// The event type and pattern name recorded for a code block's event.
@@ -45,8 +45,6 @@ pub struct Matcher {
     prompt_rules: Vec<usize>,
     /// `[[json]]` rules for this agent (`json.rs`).
     json: json::JsonEngine,
-    /// The event types `[[json]]` rules record: the ones a session log may confirm.
-    json_types: Vec<Arc<str>>,
     /// The blocks that rules with a `context` use (context.rs).
     blocks: context::Blocks,
     /// Whether any rule has a `context`: only then is the previous line kept.
@@ -71,6 +69,9 @@ struct CompiledRule {
     /// Conditions on the previous line or a block. For `report = "previous"`, the capture
     /// regex is the `previous` regex: the event is made from the previous line.
     context: Option<context::Conditions>,
+    /// Whether `[[json]]` rules record this rule's event type too, so that a session log
+    /// may confirm its events (only then are they remembered).
+    json_typed: bool,
 }
 
 #[derive(Debug)]
@@ -153,6 +154,7 @@ impl Matcher {
                 rule: r.clone(),
                 captures,
                 context: conditions,
+                json_typed: false,
             });
         }
         blocks.build()?;
@@ -177,13 +179,15 @@ impl Matcher {
                 json_types.push(t);
             }
         }
+        for r in &mut rules {
+            r.json_typed = json_types.contains(&r.rule.event_type);
+        }
         Ok(Matcher {
             set,
             rules,
             prompt_set: OnceLock::new(),
             prompt_rules,
             json: json::JsonEngine::new(json_rules),
-            json_types,
             blocks,
             has_context,
         })
@@ -212,7 +216,6 @@ impl Matcher {
             prompt_set: OnceLock::from(RegexSet::empty()),
             prompt_rules: Vec::new(),
             json: json::JsonEngine::default(),
-            json_types: Vec::new(),
             blocks: context::Blocks::default(),
             has_context: false,
         }
@@ -338,6 +341,9 @@ impl PromptState {
 
 /// Turns the child's bytes into records. One per session; not shared between threads.
 pub struct Extractor {
+    /// The rules, beside the state they are applied with: lent to [`Core`]'s methods for
+    /// each line, not cloned (two atomic operations a line, ~3% of the extraction thread).
+    matcher: Arc<Matcher>,
     splitters: PerStream<LineSplitter>,
     core: Core,
     /// PTY mode's questions on the screen ([`screen`]).
@@ -350,7 +356,6 @@ pub struct Extractor {
 }
 
 struct Core {
-    matcher: Arc<Matcher>,
     redactor: Arc<Redactor>,
     blocks: PerStream<CodeBlockParser>,
     prompts: PerStream<PromptState>,
@@ -427,7 +432,6 @@ impl Extractor {
                     context::Tracker::idle()
                 },
                 scan: prescan::Scan::new(&matcher),
-                matcher,
                 redactor,
                 blocks: Default::default(),
                 prompts: Default::default(),
@@ -442,6 +446,7 @@ impl Extractor {
                 log_path: None,
                 expect_log: false,
             },
+            matcher,
         }
     }
 
@@ -449,7 +454,7 @@ impl Extractor {
     /// rules read it (its prompts and instructions are not the agent's output); an event the
     /// output already showed is merged into that event instead of being stored again.
     pub fn feed_log_line(&mut self, line: &str, n: u64, fallback_ts: &Arc<str>) {
-        if self.core.matcher.json.is_empty() || !json::looks_like_object(line) {
+        if self.matcher.json.is_empty() || !json::looks_like_object(line) {
             return;
         }
         let Some(obj) = json::parse_object(line) else {
@@ -461,9 +466,8 @@ impl Extractor {
             .filter(|t| json::epoch_ms(t).is_some())
             .map(Arc::from)
             .unwrap_or_else(|| fallback_ts.clone());
-        let matcher = Arc::clone(&self.core.matcher);
         self.core.json_object(
-            &matcher,
+            &self.matcher,
             Stream::Stdout,
             &obj,
             line,
@@ -494,9 +498,10 @@ impl Extractor {
 
     /// Feeds bytes read from `stream` at time `ts`.
     pub fn feed(&mut self, stream: Stream, data: &[u8], ts: &Arc<str>) {
-        let core = &mut self.core;
+        let (core, m) = (&mut self.core, &*self.matcher);
+        let free = KeyFree::of(data);
         self.splitters[stream].feed_counted(data, |line, truncated, redraws| {
-            core.line(stream, line, truncated, redraws, ts)
+            core.line_with(m, stream, line, truncated, redraws, ts, None, free)
         });
     }
 
@@ -512,13 +517,13 @@ impl Extractor {
     /// feeding this one. Without [`Extractor::allow_helper`] every chunk stays on this
     /// thread. What is extracted is the same as with [`Extractor::feed`].
     pub fn begin(&mut self, stream: Stream, data: Vec<u8>) -> Pending {
-        if !self.helper_allowed || !prescan::worth_it(&data) || self.core.matcher.rules.is_empty() {
+        if !self.helper_allowed || !prescan::worth_it(&data) || self.matcher.rules.is_empty() {
             return Pending(stream, Begun::Here(data));
         }
         let core = &self.core;
         let prescan = self.prescan.get_or_insert_with(|| {
             prescan::Prescan::start(
-                Arc::clone(&core.matcher),
+                Arc::clone(&self.matcher),
                 Arc::clone(&core.redactor),
                 core.max_line,
                 core.max_line.saturating_add(REDACT_SLACK),
@@ -543,11 +548,12 @@ impl Extractor {
             self.feed(stream, &data, ts);
             return data;
         };
-        let core = &mut self.core;
+        let (core, m) = (&mut self.core, &*self.matcher);
         let bytes = chunk.bytes();
+        let free = KeyFree::of(&bytes);
         self.splitters[stream].feed_counted(&bytes, |line, truncated, redraws| {
             let pre = prescan.line(&mut chunk, line, &mut core.scan);
-            core.line_with(stream, line, truncated, redraws, ts, pre)
+            core.line_with(m, stream, line, truncated, redraws, ts, pre, free)
         });
         drop(bytes);
         prescan.end(chunk)
@@ -560,7 +566,7 @@ impl Extractor {
         match splitter.partial() {
             Some((bytes, _)) => {
                 let state = &self.core.prompts[stream];
-                !self.core.matcher.prompt_rules.is_empty()
+                !self.matcher.prompt_rules.is_empty()
                     && (bytes.len() != state.checked_len || splitter.redraws() != state.redraws)
             }
             None => false,
@@ -571,18 +577,24 @@ impl Extractor {
     pub fn idle(&mut self, stream: Stream, ts: &Arc<str>) {
         let splitter = &self.splitters[stream];
         if let Some((bytes, truncated)) = splitter.partial() {
-            self.core
-                .idle_partial(stream, bytes, truncated, splitter.redraws(), ts);
+            self.core.idle_partial(
+                &self.matcher,
+                stream,
+                bytes,
+                truncated,
+                splitter.redraws(),
+                ts,
+            );
         }
     }
 
     /// Ends every stream: unfinished lines become last lines, open code blocks are closed.
     pub fn finish(&mut self, ts: &Arc<str>) {
         for stream in Stream::ALL {
-            let core = &mut self.core;
+            let (core, m) = (&mut self.core, &*self.matcher);
             let splitter = &mut self.splitters[stream];
             let redraws = splitter.redraws();
-            splitter.finish(|line, truncated| core.line(stream, line, truncated, redraws, ts));
+            splitter.finish(|line, truncated| core.line(m, stream, line, truncated, redraws, ts));
             let last = self.core.line_number;
             if let Some(b) = self.core.blocks[stream].finish(last) {
                 self.core.push_block(stream, b, ts, JsonSource::Output);
@@ -632,19 +644,40 @@ impl Extractor {
 }
 
 impl Core {
-    fn line(&mut self, stream: Stream, raw: &[u8], truncated: bool, redraws: u64, ts: &Arc<str>) {
-        self.line_with(stream, raw, truncated, redraws, ts, None)
+    fn line(
+        &mut self,
+        m: &Matcher,
+        stream: Stream,
+        raw: &[u8],
+        truncated: bool,
+        redraws: u64,
+        ts: &Arc<str>,
+    ) {
+        self.line_with(
+            m,
+            stream,
+            raw,
+            truncated,
+            redraws,
+            ts,
+            None,
+            KeyFree::unknown(),
+        )
     }
 
-    /// A line, with what of it was computed ahead ([`prescan`]) if anything.
+    /// A line, with what of it was computed ahead ([`prescan`]) if anything, and whether its
+    /// chunk is known to hold no private key's BEGIN marker.
+    #[allow(clippy::too_many_arguments)]
     fn line_with(
         &mut self,
+        m: &Matcher,
         stream: Stream,
         raw: &[u8],
         truncated: bool,
         redraws: u64,
         ts: &Arc<str>,
         pre: Option<prescan::Pre<'_>>,
+        free: KeyFree,
     ) {
         let prompt = &mut self.prompts[stream];
         prompt.sync(redraws);
@@ -663,15 +696,21 @@ impl Core {
                 ..PromptState::default()
             },
         );
-        let text = match &pre {
-            Some(p) => std::borrow::Cow::Borrowed(p.text),
-            None => clean_line(raw),
+        let (text, verbatim) = match &pre {
+            Some(p) => (std::borrow::Cow::Borrowed(p.text), p.verbatim),
+            None => {
+                let t = clean_line(raw);
+                let v = matches!(t, std::borrow::Cow::Borrowed(_));
+                (t, v)
+            }
         };
         // Every line, stored or not: a key's body lines are known only from its BEGIN line.
-        let keys = if self.redactor.is_on() {
-            self.keys[stream].line(&text)
-        } else {
+        let keys = if !self.redactor.is_on() {
             Default::default()
+        } else if verbatim && free.covers(raw) {
+            self.keys[stream].line_without_begin(&text)
+        } else {
+            self.keys[stream].line(&text)
         };
 
         if let Some(block) = self.blocks[stream].line(&text, line_number) {
@@ -679,11 +718,11 @@ impl Core {
         }
         let spans = keys.as_slice();
         // Rules with a `context` see the previous line and the blocks this one is in.
-        let context = self.matcher.has_context.then(|| Arc::clone(&self.matcher));
-        if let Some(m) = &context {
+        if m.has_context {
             self.context.observe(&m.blocks, stream, &text);
         }
         self.match_line(
+            m,
             stream,
             &text,
             spans,
@@ -693,7 +732,7 @@ impl Core {
             ts,
             pre,
         );
-        if context.is_some() {
+        if m.has_context {
             self.context.remember(stream, &text, line_number);
         }
     }
@@ -701,6 +740,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn match_line(
         &mut self,
+        matcher: &Matcher,
         stream: Stream,
         text: &str,
         keys: &[(usize, usize)],
@@ -710,12 +750,11 @@ impl Core {
         ts: &Arc<str>,
         pre: Option<prescan::Pre<'_>>,
     ) {
-        let matcher = Arc::clone(&self.matcher);
         // JSON Lines are decoded, not grepped (`json.rs`); other lines pay two byte checks.
         if json::looks_like_object(text) {
             if let Some(obj) = json::parse_object(text) {
                 self.json_object(
-                    &matcher,
+                    matcher,
                     stream,
                     &obj,
                     text,
@@ -735,7 +774,7 @@ impl Core {
                 let keys = pem.line(&piece);
                 let k = keys.as_slice();
                 self.text_rules(
-                    &matcher,
+                    matcher,
                     stream,
                     &piece,
                     k,
@@ -749,7 +788,7 @@ impl Core {
             return;
         }
         self.text_rules(
-            &matcher,
+            matcher,
             stream,
             text,
             keys,
@@ -838,13 +877,13 @@ impl Core {
 
     fn idle_partial(
         &mut self,
+        matcher: &Matcher,
         stream: Stream,
         raw: &[u8],
         truncated: bool,
         redraws: u64,
         ts: &Arc<str>,
     ) {
-        let matcher = Arc::clone(&self.matcher);
         let state = &mut self.prompts[stream];
         state.sync(redraws);
         if raw.len() == state.checked_len {
@@ -864,7 +903,7 @@ impl Core {
         let hit_rules: Vec<usize> = hits.iter().map(|i| matcher.prompt_rules[i]).collect();
         // If the line already is a prompt, only a rule that did not match its text before
         // (it matches text added since) may add one.
-        let prompted = state.prompted(&matcher);
+        let prompted = state.prompted(matcher);
         let order = matcher.emission_order(
             &hit_rules,
             &state.fired,
@@ -1040,7 +1079,7 @@ impl Core {
             String::from_utf8(meta).unwrap_or_default()
         });
         if let Some(v) = value.as_ref().filter(|_| self.expect_log) {
-            if self.matcher.json_types.contains(&r.rule.event_type) {
+            if r.json_typed {
                 let t = r.rule.event_type.clone();
                 self.remember(t, v, line_number);
             }
@@ -1428,6 +1467,47 @@ mod tests {
             }
             assert_eq!(block_metadata(&b, log_line), want.to_string());
         }
+    }
+
+    /// A chunk without a BEGIN marker skips the search on each of its lines, but a marker cut
+    /// between two chunks, or with escapes between its dashes, is still found: every cut of
+    /// the text gives what feeding it a byte at a time gives, and no key is stored.
+    #[test]
+    fn a_private_key_is_found_wherever_the_chunks_are_cut() {
+        let text: &[u8] = b"error: key follows -----BEGIN OPENSSH PRIVATE KEY-----\n\
+            b3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n\
+            -----END OPENSSH PRIVATE KEY----- see https://example.com/k\n\
+            error: and \x1b[0m-----\x1b[1mBEGIN RSA PRIVATE KEY-----\n\
+            MIIEowIBAAKCAQEA7bq98cXnDlVKqz7J0jcUnXwRqnY9\n\
+            -----END RSA PRIVATE KEY----- error: after it\n";
+        let ts: Arc<str> = Arc::from("2026-12-02T00:00:00.000Z");
+        let book = RuleBook::builtin().unwrap();
+        let m = Arc::new(Matcher::new(&book, Some("codex")).unwrap());
+        let r = Arc::new(Redactor::new(&book, true).unwrap());
+        let records = |chunks: &mut dyn Iterator<Item = &[u8]>| {
+            let mut x = Extractor::new(Arc::clone(&m), Arc::clone(&r), 1024);
+            for c in chunks {
+                x.feed(Stream::Stdout, c, &ts);
+            }
+            x.finish(&ts);
+            x.take()
+                .iter()
+                .map(|r| format!("{r:?}"))
+                .collect::<Vec<_>>()
+        };
+        let want = records(&mut text.chunks(1));
+        assert!(want.len() >= 3, "{want:?}");
+        for r in &want {
+            assert!(
+                !r.contains("PRIVATE KEY") && !r.contains("b3Blbn") && !r.contains("MIIEow"),
+                "a key was stored: {r}"
+            );
+        }
+        for cut in 1..text.len() {
+            let (a, b) = text.split_at(cut);
+            assert_eq!(records(&mut [a, b].into_iter()), want, "cut at {cut}");
+        }
+        assert_eq!(records(&mut std::iter::once(text)), want);
     }
 
     fn extractor(text: &'static str) -> Extractor {

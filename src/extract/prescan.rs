@@ -75,6 +75,8 @@ pub enum Cap {
 pub struct Pre<'a> {
     /// The line as rules see it ([`clean_line`]).
     pub text: &'a str,
+    /// Whether `text` is the line's bytes as they are (nothing stripped or replaced).
+    pub verbatim: bool,
     /// The rules whose sets matched `text`, ascending.
     pub hits: &'a [usize],
     /// `text` masked without any state and cut to `max_line` (only if `hits` is not empty).
@@ -123,6 +125,7 @@ struct LineRes {
     len: usize,
     /// Ranges in the block's `text`, `hits`, `caps`.
     text: (usize, usize),
+    verbatim: bool,
     stored: (usize, usize),
     cut: bool,
     hits: (usize, usize),
@@ -149,6 +152,7 @@ impl BlockRes {
     fn pre(&self, l: &LineRes) -> Pre<'_> {
         Pre {
             text: &self.text[l.text.0..l.text.1],
+            verbatim: l.verbatim,
             hits: &self.hits[l.hits.0..l.hits.1],
             stored: &self.text[l.stored.0..l.stored.1],
             cut: l.cut,
@@ -304,6 +308,7 @@ fn scan_line(
         start,
         len: seg.len(),
         text: text_at,
+        verbatim: matches!(text, std::borrow::Cow::Borrowed(_)),
         stored: text_at,
         cut: false,
         hits: (h0, h1),

@@ -74,7 +74,7 @@ impl Extractor {
     pub fn screen_prompts(&mut self, rows: &[String], ts: &Arc<str>) {
         let now: HashSet<String> = rows.iter().map(|r| words(r)).collect();
         let before = std::mem::replace(&mut self.screen.on_screen, now);
-        if self.core.matcher.prompt_rules.is_empty() {
+        if self.matcher.prompt_rules.is_empty() {
             return;
         }
         for row in rows {
@@ -83,7 +83,7 @@ impl Extractor {
                 continue;
             }
             let start = self.core.out.len();
-            self.core.prompt_row(row, ts);
+            self.core.prompt_row(&self.matcher, row, ts);
             for r in &self.core.out[start..] {
                 if let Record::Event(e) = r {
                     if &*e.event_type == super::PROMPT {
@@ -99,8 +99,7 @@ impl Extractor {
 impl super::Core {
     /// Prompt rules on one live row (at most one prompt, the riskiest), numbered as the
     /// line it would become next.
-    fn prompt_row(&mut self, row: &str, ts: &Arc<str>) {
-        let matcher = Arc::clone(&self.matcher);
+    fn prompt_row(&mut self, matcher: &super::Matcher, row: &str, ts: &Arc<str>) {
         let text = crate::lines::clean_line(row.as_bytes());
         let hits = matcher.prompt_set().matches(&text);
         if !hits.matched_any() {
