@@ -436,6 +436,7 @@ struct Writer {
     db: Option<(WriteConn, PathBuf)>,
     events_out: Option<Box<dyn Write + Send>>,
     events_out_failed: bool,
+    json_memo: RowMemo,
     batch_size: usize,
     flush_interval: Duration,
     session: SessionRow,
@@ -462,6 +463,7 @@ impl Writer {
             db: cfg.db.map(|(conn, path)| (WriteConn::new(conn), path)),
             events_out,
             events_out_failed: false,
+            json_memo: RowMemo::default(),
             batch_size: cfg.batch_size.max(1),
             flush_interval: cfg.flush_interval,
             session: cfg.session,
@@ -771,7 +773,7 @@ impl Writer {
         for r in records {
             if let Record::Event(e) = r {
                 EventRow::new(&self.session.agent_name, &self.session.session_id, e)
-                    .write_json(&mut buf);
+                    .write_json(&mut buf, &mut self.json_memo);
                 buf.push(b'\n');
             }
         }
@@ -825,15 +827,24 @@ impl<'a> EventRow<'a> {
 
     /// Appends the row as one JSON object, byte for byte what `serde_json` makes of it (the
     /// tests compare the two), without its per-byte escaping: `--events-out` writes one per
-    /// event ([`crate::json_text`]).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    /// event ([`crate::json_text`]). What repeats from the row before (`memo`) is not
+    /// escaped again: the session's fields, the chunk's timestamp, the line of several events.
+    pub fn write_json(&self, out: &mut Vec<u8>, memo: &mut RowMemo) {
         use crate::json_text::{push_opt_str, push_str, push_u64};
-        out.extend_from_slice(b"{\"agent_name\":");
-        push_str(out, self.agent_name);
-        out.extend_from_slice(b",\"session_id\":");
-        push_str(out, self.session_id);
-        out.extend_from_slice(b",\"timestamp\":");
-        push_str(out, self.timestamp);
+        if memo.head.is_empty()
+            || memo.head_of.0 != self.agent_name
+            || memo.head_of.1 != self.session_id
+        {
+            memo.head.clear();
+            memo.head.extend_from_slice(b"{\"agent_name\":");
+            push_str(&mut memo.head, self.agent_name);
+            memo.head.extend_from_slice(b",\"session_id\":");
+            push_str(&mut memo.head, self.session_id);
+            memo.head.extend_from_slice(b",\"timestamp\":");
+            memo.head_of = (self.agent_name.to_string(), self.session_id.to_string());
+        }
+        out.extend_from_slice(&memo.head);
+        memo.timestamp.push(out, Some(self.timestamp));
         out.extend_from_slice(b",\"stream\":");
         push_str(out, self.stream);
         out.extend_from_slice(b",\"event_type\":");
@@ -843,7 +854,7 @@ impl<'a> EventRow<'a> {
         out.extend_from_slice(b",\"matched_value\":");
         push_opt_str(out, self.matched_value);
         out.extend_from_slice(b",\"original_line\":");
-        push_opt_str(out, self.original_line);
+        memo.line.push(out, self.original_line);
         out.extend_from_slice(b",\"line_number\":");
         push_u64(out, self.line_number);
         out.extend_from_slice(b",\"metadata_json\":");
@@ -857,6 +868,44 @@ impl<'a> EventRow<'a> {
         } else {
             b",\"auto_confirmable\":false}"
         });
+    }
+}
+
+/// What [`EventRow::write_json`] keeps from one row to the next.
+#[derive(Debug, Default)]
+pub struct RowMemo {
+    /// The object's start up to the timestamp's value, for `head_of`'s agent and session.
+    head: Vec<u8>,
+    head_of: (String, String),
+    timestamp: Memo,
+    line: Memo,
+}
+
+/// The last string written in one field, and what it became: compared by content (an
+/// address could be a freed string's, reused), which costs less than escaping it again.
+#[derive(Debug, Default)]
+struct Memo {
+    src: Option<String>,
+    json: Vec<u8>,
+}
+
+impl Memo {
+    fn push(&mut self, out: &mut Vec<u8>, s: Option<&str>) {
+        if self.src.as_deref() == s {
+            out.extend_from_slice(&self.json);
+            return;
+        }
+        let at = out.len();
+        crate::json_text::push_opt_str(out, s);
+        self.json.clear();
+        self.json.extend_from_slice(&out[at..]);
+        match (&mut self.src, s) {
+            (Some(kept), Some(s)) => {
+                kept.clear();
+                kept.push_str(s);
+            }
+            (kept, s) => *kept = s.map(str::to_string),
+        }
     }
 }
 
@@ -1167,16 +1216,44 @@ mod tests {
                 risk_level: None,
                 auto_confirmable: false,
             },
+            // The first one's timestamp, another line (an empty one).
+            Event {
+                timestamp: "2026-12-02T03:00:00.000Z".into(),
+                stream: Stream::Stdout,
+                event_type: "error".into(),
+                pattern: "p".into(),
+                matched_value: Some(String::new()),
+                original_line: Some("".into()),
+                line_number: 7,
+                metadata_json: None,
+                code_block_language: None,
+                risk_level: Some(RiskLevel::Low),
+                auto_confirmable: false,
+            },
         ];
-        for e in &events {
-            let row = EventRow::new("codex \u{0}", "s\"id", e);
-            let mut ours = Vec::new();
-            row.write_json(&mut ours);
-            let theirs = serde_json::to_vec(&row).expect("a row serialises");
-            assert_eq!(
-                String::from_utf8_lossy(&ours),
-                String::from_utf8_lossy(&theirs)
-            );
+        // In several orders with one memo, and two sessions: each field repeats, or changes,
+        // or changes back, from one row to the next.
+        let mut memo = RowMemo::default();
+        let orders: [&[usize]; 4] = [&[0, 1, 2], &[2, 2, 0, 0, 1, 1], &[1, 0, 2, 1], &[0, 2, 0]];
+        for (k, order) in orders.iter().enumerate() {
+            // The session changes alone, then the agent alone, then both.
+            let (agent, session) = [
+                ("codex \u{0}", "s\"id"),
+                ("codex \u{0}", "s2"),
+                ("claude", "s2"),
+                ("codex \u{0}", "s\"id"),
+            ][k];
+            for &i in order.iter() {
+                let row = EventRow::new(agent, session, &events[i]);
+                let mut ours = Vec::new();
+                row.write_json(&mut ours, &mut memo);
+                let theirs = serde_json::to_vec(&row).expect("a row serialises");
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&theirs),
+                    "order {k}, event {i}"
+                );
+            }
         }
     }
 
