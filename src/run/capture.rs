@@ -10,12 +10,14 @@
 //! [`CaptureTap::resize`] from wherever SIGWINCH is handled.
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::capture::{Encoder, Masker, Totals};
 use crate::event::Stream;
 use crate::extract::rules::RuleBook;
+use crate::extract::Redactor;
 use crate::store::capture::{Mode, Write};
 use crate::store::writer::Msg;
 
@@ -64,11 +66,12 @@ impl Capture {
 const SEAL_AFTER: Duration = Duration::from_secs(1);
 
 /// Starts capturing: offsets count from `t0`; blocks go to `writer`. The masking rules are
-/// `book`'s `[[redact]]` rules (`redact = false`: none), compiled on the capture thread so the
-/// agent's start does not wait; if they cannot be compiled nothing is captured, since the
-/// bytes could not be masked.
+/// `book`'s `[[redact]]` rules (`redact = false`: none), as `redactor` (the one extraction
+/// uses) applies them; their prefilter is compiled on the capture thread so the agent's
+/// start does not wait; if it cannot be compiled every segment is checked on its own.
 pub fn start(
     book: RuleBook,
+    redactor: Arc<Redactor>,
     redact: bool,
     t0: SystemTime,
     mode: Mode,
@@ -83,15 +86,7 @@ pub fn start(
     let handle = thread::Builder::new()
         .name("wrapper-capture".into())
         .spawn(move || {
-            let masker = match Masker::from_book(&book, redact) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("{e}; output is not captured");
-                    // Drain so the extraction thread never waits on a full channel.
-                    while rx.recv().is_ok() {}
-                    return Totals::default();
-                }
-            };
+            let masker = Masker::new(redactor, &book, redact);
             drop(book);
             let _ = writer.send(Msg::Capture(Write::Start { t0_us, mode, size }));
             capture_loop(rx, Encoder::new(masker, t0), writer)

@@ -241,6 +241,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
             };
             let (tap, c) = capture::start(
                 redact,
+                Arc::clone(&redactor),
                 cfg.redact,
                 t0,
                 spawned.capture_mode(),
