@@ -311,6 +311,11 @@ fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Opti
     pipe.owed = pipe.owed.saturating_sub(n);
     // SAFETY: `read` initialised the first `n` bytes.
     unsafe { buf.set_len(n) };
+    // A short read (a pty gives one per line written) keeps only what it holds while it
+    // waits in the queue, which is bounded in bytes of capacity (`queue::MEM_BYTES`).
+    if n <= CHUNK / 4 {
+        buf.shrink_to_fit();
+    }
     let at = SystemTime::now();
     if let Some(out) = pipe.out {
         if write_all(out, &buf).is_err() {

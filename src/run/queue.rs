@@ -4,7 +4,8 @@
 //! flat out: nothing dropped, memory bounded, and no backpressure on passthrough. A bounded
 //! channel alone gives up the last one — once it is full the pump stops reading, and the
 //! agent's writes block as if the terminal were slow. So when the in-memory part
-//! ([`MEM_CHUNKS`] chunks) is full, chunks go to an unlinked temporary file instead, and
+//! ([`MEM_BYTES`], at most [`MEM_CHUNKS`] chunks) is full, chunks go to an unlinked temporary
+//! file instead, and
 //! extraction reads them back in order once it has caught up. Only if the file grows past
 //! [`SPILL_CAP`] (or cannot be written at all) does the pump wait — the last resort that keeps
 //! every byte and a bound on disk use as well; `/tmp` is often RAM-backed.
@@ -37,8 +38,15 @@ pub struct Chunk {
     pub at: SystemTime,
 }
 
-/// Chunks held in memory: 32 × 64 KiB reads = 2 MiB.
-pub const MEM_CHUNKS: usize = 32;
+/// Bytes of chunks held in memory (their buffers' capacity): 32 full 64 KiB reads.
+///
+/// Bounded in bytes, not in chunks: a pty gives a read per line the program writes (~100
+/// bytes), and a bound of 32 chunks had PTY mode spill nearly every read to the file (two
+/// writes and a read of it per chunk: 28 k spilled of 200 k lines of `cat`) while 3 KiB sat
+/// in memory.
+pub const MEM_BYTES: usize = 2 << 20;
+/// Chunks held in memory at most, whatever their size.
+pub const MEM_CHUNKS: usize = 16 * 1024;
 /// Most bytes the spill file may hold before the pump waits for extraction.
 pub const SPILL_CAP: u64 = 256 << 20;
 
@@ -81,6 +89,8 @@ impl Spill {
 #[derive(Default)]
 struct Inner {
     mem: VecDeque<Chunk>,
+    /// The capacity of the buffers in `mem`.
+    mem_bytes: usize,
     spill: Option<Spill>,
     /// The spill file could not be created or written: from now on the pump waits instead.
     spill_failed: bool,
@@ -107,6 +117,7 @@ struct Shared {
     /// Signalled when a chunk is taken or the receiver leaves.
     drained: Condvar,
     mem_chunks: usize,
+    mem_bytes: usize,
     spill_cap: u64,
 }
 
@@ -138,16 +149,18 @@ pub struct Disconnected;
 
 /// A queue with the default sizes.
 pub fn queue() -> (Sender, Receiver) {
-    queue_with(MEM_CHUNKS, SPILL_CAP)
+    queue_with(MEM_CHUNKS, MEM_BYTES, SPILL_CAP)
 }
 
-/// A queue holding `mem_chunks` chunks in memory and up to `spill_cap` bytes in its file.
-pub fn queue_with(mem_chunks: usize, spill_cap: u64) -> (Sender, Receiver) {
+/// A queue holding up to `mem_chunks` chunks and `mem_bytes` bytes in memory (at least one
+/// chunk, however large), and up to `spill_cap` bytes in its file.
+pub fn queue_with(mem_chunks: usize, mem_bytes: usize, spill_cap: u64) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner::default()),
         filled: Condvar::new(),
         drained: Condvar::new(),
         mem_chunks: mem_chunks.max(1),
+        mem_bytes,
         spill_cap,
     });
     (Sender(shared.clone()), Receiver(shared))
@@ -174,7 +187,12 @@ impl Sender {
             if g.receiver_gone {
                 return Err(None);
             }
-            if !g.spill_pending() && g.mem.len() < s.mem_chunks {
+            let size = chunk.data.capacity();
+            if !g.spill_pending()
+                && g.mem.len() < s.mem_chunks
+                && (g.mem.is_empty() || g.mem_bytes + size <= s.mem_bytes)
+            {
+                g.mem_bytes += size;
                 g.mem.push_back(chunk);
                 s.filled.notify_one();
                 return Ok(());
@@ -232,6 +250,7 @@ impl Receiver {
         let mut g = s.lock();
         loop {
             if let Some(c) = g.mem.pop_front() {
+                g.mem_bytes -= c.data.capacity();
                 s.drained.notify_one();
                 return Ok(c);
             }
@@ -279,6 +298,7 @@ impl Drop for Receiver {
         let mut g = self.0.lock();
         g.receiver_gone = true;
         g.mem.clear();
+        g.mem_bytes = 0;
         g.spill = None;
         self.0.drained.notify_all();
     }
@@ -386,7 +406,7 @@ mod tests {
 
     #[test]
     fn spills_past_memory_without_blocking_and_keeps_order() {
-        let (tx, rx) = queue_with(4, 1 << 20);
+        let (tx, rx) = queue_with(4, MEM_BYTES, 1 << 20);
         // Nobody reads yet: 1,000 sends must all return (4 in memory, the rest in the file).
         for i in 0..1000 {
             tx.send(chunk(i)).expect("send");
@@ -405,9 +425,53 @@ mod tests {
         ));
     }
 
+    /// Memory holds many small chunks (a pty's reads) and few large ones: the bound is their
+    /// bytes. One chunk larger than the whole bound still goes to memory when it is empty.
+    #[test]
+    fn memory_is_bounded_in_bytes_not_in_chunks() {
+        let small = |i: usize| Chunk {
+            data: vec![b'a' + (i % 26) as u8; 10],
+            ..chunk(i)
+        };
+        let (tx, rx) = queue_with(MEM_CHUNKS, 4096, 1 << 20);
+        for i in 0..400 {
+            tx.send(small(i)).expect("send");
+        }
+        assert_eq!(
+            rx.spill_file_len(),
+            0,
+            "400 chunks of 10 bytes fit in 4 KiB"
+        );
+        for i in 0..400 {
+            assert_eq!(rx.recv_timeout(None).expect("chunk").data, small(i).data);
+        }
+        let big = |i: usize| Chunk {
+            data: vec![b'0' + (i % 10) as u8; 1500],
+            ..chunk(i)
+        };
+        for i in 0..3 {
+            tx.send(big(i)).expect("send");
+        }
+        assert!(
+            rx.spill_file_len() > 0,
+            "the third chunk of 1500 bytes passes 4 KiB"
+        );
+        for i in 0..3 {
+            assert_eq!(rx.recv_timeout(None).expect("chunk").data, big(i).data);
+        }
+        let huge = Chunk {
+            data: vec![b'h'; 10_000],
+            ..chunk(0)
+        };
+        let len = rx.spill_file_len();
+        tx.send(huge).expect("send");
+        assert_eq!(rx.spill_file_len(), len, "a chunk alone goes to memory");
+        assert_eq!(rx.recv_timeout(None).expect("chunk").data.len(), 10_000);
+    }
+
     #[test]
     fn a_full_spill_makes_the_sender_wait_and_order_survives_refills() {
-        let (tx, rx) = queue_with(2, 4096);
+        let (tx, rx) = queue_with(2, MEM_BYTES, 4096);
         let sender = std::thread::spawn(move || {
             for i in 0..5000 {
                 tx.send(chunk(i)).expect("send");
@@ -441,7 +505,7 @@ mod tests {
     #[test]
     fn under_a_sustained_flood_the_spill_file_stays_within_its_cap() {
         let cap = 4096;
-        let (tx, rx) = queue_with(2, cap);
+        let (tx, rx) = queue_with(2, MEM_BYTES, cap);
         let (mut sent, mut got) = (0usize, 0usize);
         let mut rng = 0x9e37_79b9_u32;
         let mut next = || {
@@ -502,7 +566,7 @@ mod tests {
 
     #[test]
     fn empty_queue_times_out_and_a_gone_receiver_fails_the_sender() {
-        let (tx, rx) = queue_with(1, 0);
+        let (tx, rx) = queue_with(1, MEM_BYTES, 0);
         assert!(matches!(
             rx.recv_timeout(Some(Duration::from_millis(5))),
             Err(RecvTimeoutError::Timeout)
