@@ -158,18 +158,10 @@ mod tests {
         const CHARS: &[char] = &[
             '"', '\\', '\n', '\0', '\u{1f}', ' ', '!', '#', '[', ']', 'a', '\u{7f}', 'é', '✓',
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..50_000 {
-            let len = (next() % 40) as usize;
-            let s: String = (0..len)
-                .map(|_| CHARS[(next() % CHARS.len() as u64) as usize])
-                .collect();
+            let len = rng.below(40);
+            let s: String = (0..len).map(|_| CHARS[rng.below(CHARS.len())]).collect();
             let theirs = serde_json::to_string(&s).expect("a string serialises");
             assert_eq!(ours(&s), theirs, "for {s:?}");
         }

@@ -26,6 +26,8 @@ pub mod serve;
 pub mod sink;
 pub mod store;
 pub mod suggest;
+#[cfg(test)]
+mod test_rng;
 pub mod time;
 
 use std::ffi::OsString;

@@ -302,19 +302,11 @@ mod tests {
             b'~', b' ', b'!', b'/', b'a', b'\t', 0x07, 0x08, 0x18, 0x7f, 0, b']', b'P', b'\\',
             0xe2, 0x9c, 0x93, 0xc2, 0x85, 0xff, 0x80, b'x',
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
         let mut taken = 0;
         for _ in 0..200_000 {
-            let len = (next() % 12) as usize;
-            let line: Vec<u8> = (0..len)
-                .map(|_| BYTES[(next() % BYTES.len() as u64) as usize])
-                .collect();
+            let len = rng.below(12);
+            let line: Vec<u8> = (0..len).map(|_| BYTES[rng.below(BYTES.len())]).collect();
             if let Some(fast) = strip_csi(&line) {
                 assert_eq!(fast, strip_escapes(&line), "line {line:?}");
                 taken += 1;

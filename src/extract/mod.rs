@@ -594,7 +594,11 @@ impl Extractor {
             let (core, m) = (&mut self.core, &*self.matcher);
             let splitter = &mut self.splitters[stream];
             let redraws = splitter.redraws();
-            splitter.finish(|line, truncated| core.line(m, stream, line, truncated, redraws, ts));
+            // The last line began in an earlier chunk: nothing is known about its bytes.
+            splitter.finish(|line, truncated| {
+                let free = KeyFree::unknown();
+                core.line_with(m, stream, line, truncated, redraws, ts, None, free)
+            });
             let last = self.core.line_number;
             if let Some(b) = self.core.blocks[stream].finish(last) {
                 self.core.push_block(stream, b, ts, JsonSource::Output);
@@ -644,27 +648,6 @@ impl Extractor {
 }
 
 impl Core {
-    fn line(
-        &mut self,
-        m: &Matcher,
-        stream: Stream,
-        raw: &[u8],
-        truncated: bool,
-        redraws: u64,
-        ts: &Arc<str>,
-    ) {
-        self.line_with(
-            m,
-            stream,
-            raw,
-            truncated,
-            redraws,
-            ts,
-            None,
-            KeyFree::unknown(),
-        )
-    }
-
     /// A line, with what of it was computed ahead ([`prescan`]) if anything, and whether its
     /// chunk is known to hold no private key's BEGIN marker.
     #[allow(clippy::too_many_arguments)]

@@ -640,12 +640,9 @@ mod tests {
             &|i| format!("FAILED tests/test_{i}.py::test_x - AssertionError: boom\n").into_bytes(),
         ];
         let mut out = Vec::new();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
         for i in 0..lines as u64 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            out.extend(kinds[(seed % kinds.len() as u64) as usize](i));
+            out.extend(kinds[rng.below(kinds.len())](i));
         }
         out
     }
