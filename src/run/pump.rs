@@ -76,6 +76,8 @@ struct Pipe {
     /// Bytes the pipe held when the child exited that are not read yet: the drain limit
     /// waits for them.
     owed: usize,
+    /// The buffer reads go into: kept while reads are short, handed on when one is long.
+    buf: Vec<u8>,
 }
 
 /// A look at each chunk on the pump thread; it must be cheap.
@@ -97,6 +99,7 @@ pub fn run(
             out: Some(libc::STDOUT_FILENO),
             watch: None,
             owed: 0,
+            buf: Vec::new(),
         },
         Pipe {
             stream: Stream::Stderr,
@@ -104,6 +107,7 @@ pub fn run(
             out: Some(libc::STDERR_FILENO),
             watch: None,
             owed: 0,
+            buf: Vec::new(),
         },
     ];
     run_pipes(pipes, wake, chunks, drained)
@@ -124,6 +128,7 @@ pub fn run_pty(
         out: Some(libc::STDOUT_FILENO),
         watch: Some(watch),
         owed: 0,
+        buf: Vec::new(),
     }];
     run_pipes(pipes, wake, chunks, drained)
 }
@@ -287,11 +292,13 @@ fn drain_now(
 /// Reads once from a ready pipe; passes the bytes through and queues them. Returns the
 /// number of bytes read, `None` at EOF or on a read error (the pipe is then closed).
 fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Option<usize> {
-    let fd = pipe.fd.as_ref()?;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let fd = pipe.fd.as_ref()?.as_raw_fd();
+    pipe.buf.clear();
+    pipe.buf.reserve(CHUNK);
+    let buf = &mut pipe.buf;
     let n = loop {
         // SAFETY: reads into the spare capacity of `buf`, at most `CHUNK` bytes.
-        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), CHUNK) };
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), CHUNK) };
         if r >= 0 {
             break r as usize;
         }
@@ -311,14 +318,9 @@ fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Opti
     pipe.owed = pipe.owed.saturating_sub(n);
     // SAFETY: `read` initialised the first `n` bytes.
     unsafe { buf.set_len(n) };
-    // A short read (a pty gives one per line written) keeps only what it holds while it
-    // waits in the queue, which is bounded in bytes of capacity (`queue::MEM_BYTES`).
-    if n <= CHUNK / 4 {
-        buf.shrink_to_fit();
-    }
     let at = SystemTime::now();
     if let Some(out) = pipe.out {
-        if write_all(out, &buf).is_err() {
+        if write_all(out, &pipe.buf).is_err() {
             // Our own stdout/stderr is gone (e.g. `wrapper … | head`). Close the child's
             // pipe too, so the child sees EPIPE exactly as it would have without wrapper.
             pipe.out = None;
@@ -326,13 +328,21 @@ fn pump_once(pipe: &mut Pipe, chunks: &mut Option<super::queue::Sender>) -> Opti
         }
     }
     if let Some(w) = &mut pipe.watch {
-        w(&buf);
+        w(&pipe.buf);
     }
     if let Some(tx) = chunks {
+        // A short read (a pty gives one per line written) is copied out, so that what waits
+        // in the queue, bounded in bytes of capacity (`queue::MEM_BYTES`), is what it holds;
+        // the buffer stays for the next read. A long one takes the buffer with it.
+        let data = if n <= CHUNK / 4 {
+            pipe.buf.to_vec()
+        } else {
+            std::mem::take(&mut pipe.buf)
+        };
         if tx
             .send(Chunk {
                 stream: pipe.stream,
-                data: buf,
+                data,
                 at,
             })
             .is_err()

@@ -46,7 +46,7 @@ pub struct Chunk {
 /// in memory.
 pub const MEM_BYTES: usize = 2 << 20;
 /// Chunks held in memory at most, whatever their size.
-pub const MEM_CHUNKS: usize = 16 * 1024;
+pub const MEM_CHUNKS: usize = 4096;
 /// Most bytes the spill file may hold before the pump waits for extraction.
 pub const SPILL_CAP: u64 = 256 << 20;
 
