@@ -86,7 +86,8 @@ pub fn start(
     let handle = thread::Builder::new()
         .name("wrapper-capture".into())
         .spawn(move || {
-            let masker = Masker::new(redactor, &book, redact);
+            // A copy of its own, as extraction has (see `Redactor`).
+            let masker = Masker::new(Arc::new(Redactor::clone(&redactor)), &book, redact);
             drop(book);
             let _ = writer.send(Msg::Capture(Write::Start { t0_us, mode, size }));
             capture_loop(rx, Encoder::new(masker, t0), writer)

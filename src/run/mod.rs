@@ -650,6 +650,9 @@ fn start_extraction(
     let handle = thread::Builder::new()
         .name("wrapper-extract".into())
         .spawn(move || {
+            // This thread's own copy of the masking rules (the main thread used them first,
+            // and a regex's other threads take a lock for each search: see `Redactor`).
+            let redactor = Arc::new(Redactor::clone(&redactor));
             let mut extractor = build_extractor(&book, &agent, redactor, max_line);
             if agent_log.is_some() {
                 extractor.expect_log();
