@@ -9,9 +9,10 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use super::rules::{compile, RedactRule, RuleBook};
 
-/// Cloning it copies the compiled rules with caches of their own: a thread that masks much
-/// on its own (the prescan helper) takes a copy, so that it does not take a lock for every
-/// line in the caches of the thread that used the rules first.
+/// Cloning it copies the compiled rules with caches of their own: each thread that masks
+/// (extraction, its helper, capture) takes a copy, so that it does not take a lock for every
+/// search in the caches of the thread that used the rules first (the main thread, which masks
+/// the command line).
 #[derive(Debug, Clone)]
 pub struct Redactor {
     /// `None` when redaction is off (`--no-redact`) or there are no rules.

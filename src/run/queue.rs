@@ -5,8 +5,7 @@
 //! channel alone gives up the last one — once it is full the pump stops reading, and the
 //! agent's writes block as if the terminal were slow. So when the in-memory part
 //! ([`MEM_BYTES`], at most [`MEM_CHUNKS`] chunks) is full, chunks go to an unlinked temporary
-//! file instead, and
-//! extraction reads them back in order once it has caught up. Only if the file grows past
+//! file instead, and extraction reads them back in order once it has caught up. Only if the file grows past
 //! [`SPILL_CAP`] (or cannot be written at all) does the pump wait — the last resort that keeps
 //! every byte and a bound on disk use as well; `/tmp` is often RAM-backed.
 //!
