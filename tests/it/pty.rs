@@ -321,7 +321,10 @@ fn a_resize_of_the_users_terminal_resizes_the_pty_and_is_recorded() {
     let mut t = Term::new(80, 24);
     t.sh(
         &[],
-        "trap 'stty size' WINCH; echo RE''ADY; read x; stty size; echo DO''NE",
+        // A trapped signal that arrives while `read` waits ends the `read` (dash): read
+        // again, or the child would be gone before the test types, and the terminal, already
+        // restored, would echo the key itself.
+        "trap 'stty size' WINCH; echo RE''ADY; until read x; do :; done; stty size; echo DO''NE",
     );
     t.screen.wait_for("READY");
     let ws = nix::pty::Winsize {
