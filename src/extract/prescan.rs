@@ -19,8 +19,8 @@
 //! glued to the previous chunk's tail, or one with a `\r`, comes from the splitter's own
 //! buffer and is computed as before), and only the parts that cannot depend on state. A line
 //! whose masking needs state (the body of a private key), a rule that reports the previous
-//! line, and JSON lines fall back to the ordinary path. No allocation per line or per chunk: the jobs and
-//! their buffers are reused.
+//! line, and JSON lines fall back to the ordinary path. No allocation per line or per chunk:
+//! the jobs and their buffers are reused.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};

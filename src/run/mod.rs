@@ -795,15 +795,16 @@ fn extract_loop(
                     (c.stream, c.at, x.begin(c.stream, c.data))
                 };
                 let mut pending = std::collections::VecDeque::from([begin(&mut x, chunk)]);
-                while let Some((stream, at, p)) = {
+                loop {
                     while pending.len() < AHEAD {
                         match rx.recv_timeout(Some(Duration::ZERO)) {
                             Ok(c) => pending.push_back(begin(&mut x, c)),
                             Err(_) => break,
                         }
                     }
-                    pending.pop_front()
-                } {
+                    let Some((stream, at, p)) = pending.pop_front() else {
+                        break;
+                    };
                     let ts: Arc<str> = format_timestamp(at).into();
                     let data = x.feed_pending(p, &ts);
                     last_data[stream] = Some((Instant::now(), ts));

@@ -5,9 +5,9 @@
 //! channel alone gives up the last one — once it is full the pump stops reading, and the
 //! agent's writes block as if the terminal were slow. So when the in-memory part
 //! ([`MEM_BYTES`], at most [`MEM_CHUNKS`] chunks) is full, chunks go to an unlinked temporary
-//! file instead, and extraction reads them back in order once it has caught up. Only if the file grows past
-//! [`SPILL_CAP`] (or cannot be written at all) does the pump wait — the last resort that keeps
-//! every byte and a bound on disk use as well; `/tmp` is often RAM-backed.
+//! file instead, and extraction reads them back in order once it has caught up. Only if the
+//! file grows past [`SPILL_CAP`] (or cannot be written at all) does the pump wait — the last
+//! resort that keeps every byte and a bound on disk use as well; `/tmp` is often RAM-backed.
 //!
 //! Order is kept simply: while the file holds anything, new chunks are appended to it rather
 //! than put in memory, and extraction takes memory first, then the file. The file is a ring:
