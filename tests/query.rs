@@ -153,9 +153,20 @@ impl Env {
             "UPDATE process_state_changes SET timestamp = ?1 WHERE session_id = ?2",
             "UPDATE extraction_events SET timestamp = ?1 WHERE session_id = ?2",
             "UPDATE code_blocks SET timestamp = ?1 WHERE session_id = ?2",
+            // The spans say where a session's (and a type's) rows lie in time: rows moved in
+            // time by hand move their spans too.
+            "UPDATE event_session_spans SET min_ts = ?1, max_ts = ?1 WHERE session_id = ?2",
         ] {
             c.execute(sql, [&ts, session]).expect("age rows");
         }
+        c.execute_batch(
+            "UPDATE event_type_spans SET \
+               min_ts = (SELECT min(e.timestamp) FROM extraction_events e \
+                 WHERE e.id BETWEEN first_id AND last_id AND e.event_type = event_type_spans.event_type), \
+               max_ts = (SELECT max(e.timestamp) FROM extraction_events e \
+                 WHERE e.id BETWEEN first_id AND last_id AND e.event_type = event_type_spans.event_type)",
+        )
+        .expect("age spans");
     }
 }
 

@@ -11,6 +11,7 @@ mod inplace;
 mod probe;
 pub mod query;
 pub mod schema;
+pub mod session_spans;
 pub mod spans;
 pub mod spool;
 pub mod usage;

@@ -11,6 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
+use super::session_spans::{self, Key, Listing, Order};
 use super::spans;
 
 /// States that end a session (SPEC §6). Only these may be pruned; they are the denominator of
@@ -423,8 +424,9 @@ pub struct EventFilter {
 ///
 /// Which rows make the page, and how SQLite finds them, depends on the filters, so that the
 /// first page always comes off an index instead of a sort of every matching row:
-/// - `--session`: by `line_number` (read order, hence time order) on `idx_events_session`;
-/// - `--agent`: by `timestamp` on `idx_events_agent_ts`;
+/// - `--session`: by `line_number` (read order, hence time order), off the session's spans
+///   (`store::session_spans`): the spans that can hold the page, each span's rows by rowid;
+/// - `--agent`: by `timestamp`, off the agent's spans in the same way;
 /// - `--type` alone (with pattern, risk or time): the type's most recently recorded rows,
 ///   off its spans (`store::spans`), newest span first, each span's rows by rowid;
 /// - otherwise (no filter, or only pattern, risk, time): the most recently recorded rows,
@@ -436,6 +438,11 @@ pub struct EventFilter {
 ///
 /// `id` breaks ties; an index holds the rowid as its last column, so that costs no sort.
 pub fn events(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<EventRecord>> {
+    if let Some(l) = session_listing(f) {
+        let (sql, mut p) = listing_select(conn, &l, f, "LIMIT ? OFFSET ?")?;
+        p.extend(page_values(f.limit, f.offset));
+        return rows(conn, &sql, params_from_iter(p), EventRecord::from_row);
+    }
     let scan = event_scan(f);
     let sql = scan.select("LIMIT ? OFFSET ?");
     let mut p = scan.w.params;
@@ -468,6 +475,11 @@ pub fn events_count(conn: &Connection, f: &EventFilter) -> QueryResult<i64> {
         let sql = format!("SELECT coalesce(sum(n), 0) FROM event_counts{}", w.sql());
         return Ok(conn.query_row(&sql, params_from_iter(w.params), |r| r.get(0))?);
     }
+    if let Some(l) = session_listing(f) {
+        let (w, p) = l.where_sql(None);
+        let sql = format!("SELECT count(*) FROM {}{w}", session_spans::FROM);
+        return Ok(conn.query_row(&sql, params_from_iter(p), |r| r.get(0))?);
+    }
     let scan = event_scan(f);
     let sql = format!("SELECT count(*) FROM {}{}", scan.from, scan.w.sql());
     Ok(conn.query_row(&sql, params_from_iter(scan.w.params), |r| r.get(0))?)
@@ -482,7 +494,7 @@ pub fn events_after(
     f: &EventFilter,
     after_id: i64,
 ) -> QueryResult<Vec<EventRecord>> {
-    let (mut w, _) = event_where(f);
+    let mut w = event_where(f);
     w.add("id > ?", [Value::Integer(after_id)]);
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM extraction_events{} ORDER BY id LIMIT ?",
@@ -502,7 +514,7 @@ pub fn last_event_id(conn: &Connection) -> QueryResult<i64> {
     )?)
 }
 
-fn event_where(f: &EventFilter) -> (Where, &'static str) {
+fn event_where(f: &EventFilter) -> Where {
     let mut w = Where::default();
     w.opt("agent_name = ?", &f.agent);
     w.opt("session_id = ?", &f.session);
@@ -511,14 +523,69 @@ fn event_where(f: &EventFilter) -> (Where, &'static str) {
     w.opt("risk_level = ?", &f.risk);
     w.opt("timestamp >= ?", &f.since);
     w.opt("timestamp < ?", &f.until);
-    let order = if f.session.is_some() {
-        "line_number DESC, id DESC"
-    } else if f.agent.is_some() {
-        "timestamp DESC, id DESC"
-    } else {
-        ORDER_BY_ID
+    w
+}
+
+/// The listing of `f` by session (in line order) or by agent (in time order), newest first,
+/// if it names either ([`session_spans`]).
+fn session_listing(f: &EventFilter) -> Option<Listing<'_>> {
+    let (key, value, order) = match (&f.session, &f.agent) {
+        (Some(s), _) => (Key::Session, s, Order::Line),
+        (None, Some(a)) => (Key::Agent, a, Order::Timestamp),
+        (None, None) => return None,
     };
-    (w, order)
+    let mut l = Listing {
+        key,
+        value,
+        order,
+        newest_first: true,
+        span_clauses: Vec::new(),
+        span_params: Vec::new(),
+        row_clauses: Vec::new(),
+        row_params: Vec::new(),
+    };
+    let mut row = |clause: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            l.row_clauses.push(clause.into());
+            l.row_params.push(Value::Text(v.clone()));
+        }
+    };
+    if key == Key::Session {
+        row("e.agent_name = ?", &f.agent);
+    }
+    row("e.event_type = ?", &f.event_type);
+    row("e.pattern = ?", &f.pattern);
+    row("e.risk_level = ?", &f.risk);
+    row("e.timestamp >= ?", &f.since);
+    row("e.timestamp < ?", &f.until);
+    // A span whose rows all lie outside the window is skipped without reading them.
+    if let Some(since) = &f.since {
+        l.span_clauses.push("s.max_ts >= ?".into());
+        l.span_params.push(Value::Text(since.clone()));
+    }
+    if let Some(until) = &f.until {
+        l.span_clauses.push("s.min_ts < ?".into());
+        l.span_params.push(Value::Text(until.clone()));
+    }
+    Some(l)
+}
+
+/// `SELECT` of the listing's events in its order, followed by `tail` (the limit clause),
+/// over the spans [`session_spans::bound`] says can hold the page.
+fn listing_select(
+    conn: &Connection,
+    l: &Listing<'_>,
+    f: &EventFilter,
+    tail: &str,
+) -> QueryResult<(String, Vec<Value>)> {
+    let bound = session_spans::bound(conn, l, f.limit, f.offset)?;
+    let (w, p) = l.where_sql(bound.as_ref());
+    let sql = format!(
+        "SELECT {SPAN_EVENT_COLUMNS} FROM {}{w} ORDER BY {} {tail}",
+        session_spans::FROM,
+        l.order_sql()
+    );
+    Ok((sql, p))
 }
 
 /// What [`events`] reads: which columns from where, the conditions, and the order.
@@ -546,13 +613,12 @@ impl EventScan {
 
 fn event_scan(f: &EventFilter) -> EventScan {
     let (Some(t), None, None) = (&f.event_type, &f.agent, &f.session) else {
-        let (w, order) = event_where(f);
         return EventScan {
             columns: EVENT_COLUMNS,
             from: "extraction_events",
-            w,
-            order,
-            recording_order: order == ORDER_BY_ID,
+            w: event_where(f),
+            order: ORDER_BY_ID,
+            recording_order: true,
         };
     };
     let mut w = Where::default();
@@ -580,7 +646,7 @@ fn event_scan(f: &EventFilter) -> EventScan {
     }
 }
 
-/// [`EVENT_COLUMNS`] of the `e` in [`spans::FROM`].
+/// [`EVENT_COLUMNS`] of the `e` in [`spans::FROM`] and [`session_spans::FROM`].
 const SPAN_EVENT_COLUMNS: &str = "e.id, e.agent_name, e.session_id, e.timestamp, e.stream, \
     e.event_type, e.pattern, e.matched_value, e.original_line, e.line_number, e.metadata_json, \
     e.code_block_language, e.risk_level, e.auto_confirmable";
@@ -588,6 +654,12 @@ const SPAN_EVENT_COLUMNS: &str = "e.id, e.agent_name, e.session_id, e.timestamp,
 /// The query plan SQLite chooses for [`events`], for the benchmark and for tests that guard
 /// against a filter silently losing its index.
 pub fn events_plan(conn: &Connection, f: &EventFilter) -> QueryResult<Vec<String>> {
+    if let Some(l) = session_listing(f) {
+        let (sql, mut p) = listing_select(conn, &l, f, "LIMIT ?")?;
+        p.push(limit_value(f.limit));
+        let sql = format!("EXPLAIN QUERY PLAN {sql}");
+        return rows(conn, &sql, params_from_iter(p), |r| r.get::<_, String>(3));
+    }
     let scan = event_scan(f);
     let sql = format!("EXPLAIN QUERY PLAN {}", scan.select("LIMIT ?"));
     let mut p = scan.w.params;
@@ -678,21 +750,32 @@ pub fn code_blocks_count(conn: &Connection, f: &CodeBlockFilter) -> QueryResult<
 
 fn code_block_where(f: &CodeBlockFilter) -> Where {
     let mut w = Where::default();
-    // `+agent_name` keeps SQLite on the event-type index (code_block events are few) rather
-    // than walking every event of the agent.
+    // The blocks an agent printed: its `code_block` events, found through their type's spans
+    // (they are few) rather than by walking every event of the agent.
     if let Some(agent) = &f.agent {
         w.add(
-            "(agent_name = ? OR digest IN (SELECT matched_value FROM extraction_events \
-             WHERE event_type = 'code_block' AND +agent_name = ?))",
+            &format!(
+                "(agent_name = ? OR digest IN (SELECT e.matched_value FROM {} \
+                 WHERE s.event_type = 'code_block' AND e.event_type = 'code_block' \
+                 AND e.agent_name = ?))",
+                spans::FROM
+            ),
             [Value::Text(agent.clone()), Value::Text(agent.clone())],
         );
     }
     w.opt("language = ?", &f.language);
     if let Some(session) = &f.session {
         w.add(
-            "(session_id = ? OR digest IN (SELECT matched_value FROM extraction_events \
-             WHERE session_id = ? AND event_type = 'code_block'))",
-            [Value::Text(session.clone()), Value::Text(session.clone())],
+            &format!(
+                "(session_id = ? OR digest IN (SELECT e.matched_value FROM {} \
+                 WHERE s.session_id = ? AND e.session_id = ? AND e.event_type = 'code_block'))",
+                session_spans::FROM
+            ),
+            [
+                Value::Text(session.clone()),
+                Value::Text(session.clone()),
+                Value::Text(session.clone()),
+            ],
         );
     }
     w
@@ -935,8 +1018,8 @@ pub struct TimelineFilter {
 /// State changes and events of one agent's sessions, oldest first. With `from`, the first
 /// `limit` entries from there; without it, the last `limit` before `to` (or now).
 ///
-/// Each kind is read with its own `ORDER BY … LIMIT` (events straight off
-/// `idx_events_agent_ts`), then the two short lists are merged here: a single UNION ALL
+/// Each kind is read with its own `ORDER BY … LIMIT` (an agent's events off its spans, as
+/// [`events`] reads them), then the two short lists are merged here: a single UNION ALL
 /// query would sort every event of the agent before applying the limit.
 pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<TimelineEntry>> {
     let forward = f.from.is_some();
@@ -945,16 +1028,53 @@ pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<Timeli
     // (entry, order within one millisecond: starts, then events, then ends; then row id)
     let mut all: Vec<(TimelineEntry, i64, i64)> = Vec::new();
 
-    let mut ew = Where::default();
-    ew.opt("agent_name = ?", &f.agent);
-    ew.opt("timestamp >= ?", &f.from);
-    ew.opt("timestamp < ?", &f.to);
-    let sql = format!(
-        "SELECT timestamp, session_id, event_type, pattern, risk_level, matched_value, \
-         line_number, id FROM extraction_events{} ORDER BY timestamp {dir}, id {dir} LIMIT ?",
-        ew.sql()
-    );
-    let mut p = ew.params;
+    const TIMELINE_COLUMNS: &str = "e.timestamp, e.session_id, e.event_type, e.pattern, \
+        e.risk_level, e.matched_value, e.line_number, e.id";
+    let (sql, mut p) = match &f.agent {
+        Some(agent) => {
+            let mut l = Listing {
+                key: Key::Agent,
+                value: agent,
+                order: Order::Timestamp,
+                newest_first: !forward,
+                span_clauses: Vec::new(),
+                span_params: Vec::new(),
+                row_clauses: Vec::new(),
+                row_params: Vec::new(),
+            };
+            if let Some(from) = &f.from {
+                l.span_clauses.push("s.max_ts >= ?".into());
+                l.span_params.push(Value::Text(from.clone()));
+                l.row_clauses.push("e.timestamp >= ?".into());
+                l.row_params.push(Value::Text(from.clone()));
+            }
+            if let Some(to) = &f.to {
+                l.span_clauses.push("s.min_ts < ?".into());
+                l.span_params.push(Value::Text(to.clone()));
+                l.row_clauses.push("e.timestamp < ?".into());
+                l.row_params.push(Value::Text(to.clone()));
+            }
+            let bound = session_spans::bound(conn, &l, f.limit, 0)?;
+            let (w, p) = l.where_sql(bound.as_ref());
+            let sql = format!(
+                "SELECT {TIMELINE_COLUMNS} FROM {}{w} ORDER BY {} LIMIT ?",
+                session_spans::FROM,
+                l.order_sql()
+            );
+            (sql, p)
+        }
+        None => {
+            let mut ew = Where::default();
+            ew.opt("e.timestamp >= ?", &f.from);
+            ew.opt("e.timestamp < ?", &f.to);
+            let sql = format!(
+                "SELECT {TIMELINE_COLUMNS} FROM extraction_events e{} \
+                 ORDER BY e.timestamp {dir}, e.id {dir} LIMIT ?",
+                ew.sql()
+            );
+            (sql, ew.params)
+        }
+    };
     p.push(lim.clone());
     let mut stmt = conn.prepare(&sql)?;
     for r in stmt.query_map(params_from_iter(p), |r| {
@@ -1248,6 +1368,9 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
         }
     }
     const DOOMED: &str = "session_id IN (SELECT session_id FROM temp.prune_sessions)";
+    // The same rows of the events, through the sessions' spans instead of a scan of the table.
+    let doomed_events =
+        session_spans::ids_of_sessions("SELECT session_id FROM temp.prune_sessions");
     // A code block is stored once, under the session that printed it first, but other
     // sessions may have printed it too (their `code_block` events name its digest). For every
     // block the doomed sessions stored or printed, count the sightings that remain.
@@ -1272,7 +1395,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
             |r| r.get(0),
         )
     };
-    report.events = count("extraction_events", DOOMED)?;
+    report.events = count("extraction_events", &doomed_events)?;
     report.event_counts = count("event_counts", DOOMED)?;
     report.code_blocks = count("code_blocks", &gone_blocks)?;
     report.state_changes = count("process_state_changes", DOOMED)?;
@@ -1288,7 +1411,7 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
         let cond = if *table == "code_blocks" {
             gone_blocks.as_str()
         } else {
-            DOOMED
+            doomed_events.as_str()
         };
         tx.execute(
             &format!(
@@ -1314,12 +1437,16 @@ pub fn prune(conn: &Connection, cutoff: &str, dry_run: bool) -> QueryResult<Prun
     ))?;
     super::capture::delete_where(&tx, DOOMED)?;
     let doomed_ids: (Option<i64>, Option<i64>) = tx.query_row(
-        &format!("SELECT min(id), max(id) FROM extraction_events WHERE {DOOMED}"),
+        &format!("SELECT min(id), max(id) FROM extraction_events WHERE {doomed_events}"),
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    tx.execute(
+        &format!("DELETE FROM extraction_events WHERE {doomed_events}"),
+        [],
+    )?;
     for table in [
-        "extraction_events",
+        "event_session_spans",
         "event_counts",
         "process_state_changes",
         "process_sessions",
@@ -1363,8 +1490,9 @@ mod tests {
             .join(" | ")
     }
 
-    /// The §9 queries must come off an index with no sort step; a schema or query change
-    /// that loses that would make them scan a million rows.
+    /// The §9 queries must come off an index with no sort step, or (by session or agent) off
+    /// the spans, sorting only the rows of the spans that can hold the page; a schema or
+    /// query change that loses that would make them scan a million rows.
     #[test]
     fn first_pages_come_off_an_index_without_sorting() {
         let (_d, conn) = db();
@@ -1376,7 +1504,8 @@ mod tests {
             },
         );
         assert!(
-            p.contains("idx_events_agent_ts") && !p.contains("TEMP B-TREE"),
+            p.contains("SEARCH s USING INDEX idx_session_spans_agent (agent_name=?")
+                && p.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
             "{p}"
         );
         let p = plan(
@@ -1413,7 +1542,8 @@ mod tests {
             },
         );
         assert!(
-            p.contains("idx_events_session") && !p.contains("TEMP B-TREE"),
+            p.contains("SEARCH s USING PRIMARY KEY (session_id=?)")
+                && p.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
             "{p}"
         );
         let p = plan(&conn, EventFilter::default());

@@ -43,17 +43,19 @@ pub fn write_facts(conn: &Connection, session_id: &str, f: &SessionFacts) -> rus
 
 /// Merges the session log's account of an event into the event it confirms: the one on that
 /// output line with that type (and value), not yet confirmed. Returns whether one was found.
-/// The `(session_id, line_number)` index finds it at once.
+/// The session's spans whose lines reach that line find it (`store::session_spans`).
 pub fn merge_event(conn: &Connection, session_id: &str, m: &Merge) -> rusqlite::Result<bool> {
     let n = conn
         .prepare_cached(
             "UPDATE extraction_events SET metadata_json = \
              json_patch(coalesce(metadata_json, '{}'), ?1) \
-             WHERE id = (SELECT id FROM extraction_events WHERE session_id = ?2 \
-               AND line_number = ?3 AND event_type = ?4 \
-               AND (?5 IS NULL OR matched_value = ?5) \
-               AND json_extract(coalesce(metadata_json, '{}'), '$.log_line') IS NULL \
-               ORDER BY id LIMIT 1)",
+             WHERE id = (SELECT e.id FROM event_session_spans s CROSS JOIN extraction_events e \
+               ON e.id BETWEEN s.first_id AND s.last_id \
+               WHERE s.session_id = ?2 AND ?3 BETWEEN s.min_line AND s.max_line \
+               AND e.session_id = ?2 AND e.line_number = ?3 AND e.event_type = ?4 \
+               AND (?5 IS NULL OR e.matched_value = ?5) \
+               AND json_extract(coalesce(e.metadata_json, '{}'), '$.log_line') IS NULL \
+               ORDER BY e.id LIMIT 1)",
         )?
         .execute(params![
             m.metadata_json_for_merge(),

@@ -1025,8 +1025,8 @@ fn insert_sqls() -> &'static (String, String) {
     SQL.get_or_init(|| (insert_sql(ROWS_PER_STATEMENT), insert_sql(1)))
 }
 
-/// Inserts events with multi-row statements (the main lever on insert cost, SPEC §9), and
-/// their event-type spans (`store::spans`). Must run inside a write transaction.
+/// Inserts events with multi-row statements (the main lever on insert cost, SPEC §9), their
+/// event-type spans (`store::spans`) and their session span (`store::session_spans`). Must run inside a write transaction.
 ///
 /// The ids are given here, one after another from the table's largest: that is what SQLite
 /// would give them (the write lock is held), and knowing them is what makes the spans exact.
@@ -1076,7 +1076,8 @@ pub(crate) fn insert_events(
             )),
         ));
     }
-    super::spans::insert(conn, first, events)
+    super::spans::insert(conn, first, events)?;
+    super::session_spans::insert(conn, session_id, agent, first, events)
 }
 
 /// One event's own columns, in the order of [`EVENT_COLUMNS`] after the first two.
