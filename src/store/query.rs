@@ -765,17 +765,15 @@ fn code_block_where(f: &CodeBlockFilter) -> Where {
     }
     w.opt("language = ?", &f.language);
     if let Some(session) = &f.session {
+        // As for an agent: the `code_block` events, through their type's spans.
         w.add(
             &format!(
                 "(session_id = ? OR digest IN (SELECT e.matched_value FROM {} \
-                 WHERE s.session_id = ? AND e.session_id = ? AND e.event_type = 'code_block'))",
-                session_spans::FROM
+                 WHERE s.event_type = 'code_block' AND e.event_type = 'code_block' \
+                 AND e.session_id = ?))",
+                spans::FROM
             ),
-            [
-                Value::Text(session.clone()),
-                Value::Text(session.clone()),
-                Value::Text(session.clone()),
-            ],
+            [Value::Text(session.clone()), Value::Text(session.clone())],
         );
     }
     w
