@@ -292,3 +292,20 @@ INSERT INTO event_session_spans
 DROP INDEX IF EXISTS idx_events_session;
 DROP INDEX IF EXISTS idx_events_agent_ts;
 "#;
+
+/// A database file at `path` as a wrapper of schema `version` left it, for the migrations'
+/// tests: the migrations up to `version` run, and its version and id set.
+#[cfg(test)]
+pub fn database_at_version(path: &std::path::Path, version: i64) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    for (v, sql) in MIGRATIONS {
+        if *v <= version {
+            conn.execute_batch(sql).expect("migration");
+        }
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {version}; PRAGMA application_id = {APPLICATION_ID};"
+    ))
+    .expect("version");
+    conn
+}

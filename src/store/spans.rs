@@ -255,17 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("old.db");
         {
-            let conn = Connection::open(&path).expect("open");
-            for (v, sql) in crate::store::schema::MIGRATIONS {
-                if *v <= 5 {
-                    conn.execute_batch(sql).expect("migration");
-                }
-            }
-            conn.execute_batch(&format!(
-                "PRAGMA user_version = 5; PRAGMA application_id = {};",
-                crate::store::schema::APPLICATION_ID
-            ))
-            .expect("version");
+            let conn = crate::store::schema::database_at_version(&path, 5);
             session(&conn, "s1", "2026-01-01T00:00:00.000Z");
             session(&conn, "s2", "2026-01-01T00:00:00.000Z");
             // 1,500 rows of two sessions, one at a time and interleaved.
