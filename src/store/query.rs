@@ -534,39 +534,14 @@ fn session_listing(f: &EventFilter) -> Option<Listing<'_>> {
         (None, Some(a)) => (Key::Agent, a, Order::Timestamp),
         (None, None) => return None,
     };
-    let mut l = Listing {
-        key,
-        value,
-        order,
-        newest_first: true,
-        span_clauses: Vec::new(),
-        span_params: Vec::new(),
-        row_clauses: Vec::new(),
-        row_params: Vec::new(),
-    };
-    let mut row = |clause: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            l.row_clauses.push(clause.into());
-            l.row_params.push(Value::Text(v.clone()));
-        }
-    };
+    let mut l = Listing::new(key, value, order, true);
     if key == Key::Session {
-        row("e.agent_name = ?", &f.agent);
+        l.row("e.agent_name = ?", &f.agent);
     }
-    row("e.event_type = ?", &f.event_type);
-    row("e.pattern = ?", &f.pattern);
-    row("e.risk_level = ?", &f.risk);
-    row("e.timestamp >= ?", &f.since);
-    row("e.timestamp < ?", &f.until);
-    // A span whose rows all lie outside the window is skipped without reading them.
-    if let Some(since) = &f.since {
-        l.span_clauses.push("s.max_ts >= ?".into());
-        l.span_params.push(Value::Text(since.clone()));
-    }
-    if let Some(until) = &f.until {
-        l.span_clauses.push("s.min_ts < ?".into());
-        l.span_params.push(Value::Text(until.clone()));
-    }
+    l.row("e.event_type = ?", &f.event_type);
+    l.row("e.pattern = ?", &f.pattern);
+    l.row("e.risk_level = ?", &f.risk);
+    l.within(&f.since, &f.until);
     Some(l)
 }
 
@@ -1030,28 +1005,8 @@ pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<Timeli
         e.risk_level, e.matched_value, e.line_number, e.id";
     let (sql, mut p) = match &f.agent {
         Some(agent) => {
-            let mut l = Listing {
-                key: Key::Agent,
-                value: agent,
-                order: Order::Timestamp,
-                newest_first: !forward,
-                span_clauses: Vec::new(),
-                span_params: Vec::new(),
-                row_clauses: Vec::new(),
-                row_params: Vec::new(),
-            };
-            if let Some(from) = &f.from {
-                l.span_clauses.push("s.max_ts >= ?".into());
-                l.span_params.push(Value::Text(from.clone()));
-                l.row_clauses.push("e.timestamp >= ?".into());
-                l.row_params.push(Value::Text(from.clone()));
-            }
-            if let Some(to) = &f.to {
-                l.span_clauses.push("s.min_ts < ?".into());
-                l.span_params.push(Value::Text(to.clone()));
-                l.row_clauses.push("e.timestamp < ?".into());
-                l.row_params.push(Value::Text(to.clone()));
-            }
+            let mut l = Listing::new(Key::Agent, agent, Order::Timestamp, !forward);
+            l.within(&f.from, &f.to);
             let bound = session_spans::bound(conn, &l, f.limit, 0)?;
             let (w, p) = l.where_sql(bound.as_ref());
             let sql = format!(

@@ -80,17 +80,54 @@ impl Order {
 /// One ordered listing: the key and its value, the order and its direction, and the other
 /// conditions (on `s`, to skip spans, and on `e`), each with its values in order.
 pub struct Listing<'a> {
-    pub key: Key,
-    pub value: &'a str,
-    pub order: Order,
-    pub newest_first: bool,
-    pub span_clauses: Vec<String>,
-    pub span_params: Vec<Value>,
-    pub row_clauses: Vec<String>,
-    pub row_params: Vec<Value>,
+    key: Key,
+    value: &'a str,
+    order: Order,
+    newest_first: bool,
+    span_clauses: Vec<String>,
+    span_params: Vec<Value>,
+    row_clauses: Vec<String>,
+    row_params: Vec<Value>,
 }
 
-impl Listing<'_> {
+impl<'a> Listing<'a> {
+    /// A listing with no condition beside the key.
+    pub fn new(key: Key, value: &'a str, order: Order, newest_first: bool) -> Listing<'a> {
+        Listing {
+            key,
+            value,
+            order,
+            newest_first,
+            span_clauses: Vec::new(),
+            span_params: Vec::new(),
+            row_clauses: Vec::new(),
+            row_params: Vec::new(),
+        }
+    }
+
+    /// A condition on the rows, with its one value, if there is one.
+    pub fn row(&mut self, clause: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.row_clauses.push(clause.into());
+            self.row_params.push(Value::Text(v.clone()));
+        }
+    }
+
+    /// Only rows with `since <= timestamp < until` (either may be absent); a span whose rows
+    /// all lie outside is skipped without reading them.
+    pub fn within(&mut self, since: &Option<String>, until: &Option<String>) {
+        self.row("e.timestamp >= ?", since);
+        self.row("e.timestamp < ?", until);
+        if let Some(v) = since {
+            self.span_clauses.push("s.max_ts >= ?".into());
+            self.span_params.push(Value::Text(v.clone()));
+        }
+        if let Some(v) = until {
+            self.span_clauses.push("s.min_ts < ?".into());
+            self.span_params.push(Value::Text(v.clone()));
+        }
+    }
+
     /// ` WHERE …` for the rows of [`FROM`], with `bound` (see [`bound`]) if any, and its values.
     pub fn where_sql(&self, bound: Option<&Value>) -> (String, Vec<Value>) {
         let [span_key, row_key] = self.key.clauses();
@@ -156,10 +193,10 @@ pub fn bound(
     }
     let want = offset.saturating_add(limit);
     let (lo, hi) = l.order.span();
-    let (sort, near, far) = if l.newest_first {
-        (format!("{hi} DESC"), hi, lo)
+    let (sort, far) = if l.newest_first {
+        (format!("{hi} DESC"), lo)
     } else {
-        (format!("{lo} ASC"), lo, hi)
+        (format!("{lo} ASC"), hi)
     };
     // A session has a span per 500 events: reading them all is a few thousand short rows at
     // most, far less than the rows they stand for.
@@ -168,13 +205,13 @@ pub fn bound(
     let mut p = vec![Value::Text(l.value.to_string())];
     p.extend(l.span_params.iter().cloned());
     let sql = format!(
-        "SELECT {near}, {far}, s.n FROM event_session_spans s WHERE {} ORDER BY {sort}",
+        "SELECT {far}, s.n FROM event_session_spans s WHERE {} ORDER BY {sort}",
         clauses.join(" AND ")
     );
     let mut stmt = conn.prepare(&sql)?;
     let spans = stmt
         .query_map(params_from_iter(p), |r| {
-            Ok((r.get::<_, Value>(1)?, r.get::<_, i64>(2)?))
+            Ok((r.get::<_, Value>(0)?, r.get::<_, i64>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<(Value, i64)>>>()?;
     let mut first = 0u64;
@@ -186,6 +223,7 @@ pub fn bound(
             break;
         }
     }
+    // The statement's text, with the bound's clause (its value is bound in the loop).
     let (where_sql, _) = l.where_sql(Some(&Value::Null));
     let kth = format!(
         "SELECT {} FROM {FROM}{where_sql} ORDER BY {} LIMIT 1 OFFSET ?",
