@@ -554,13 +554,7 @@ fn listing_select(
     tail: &str,
 ) -> QueryResult<(String, Vec<Value>)> {
     let bound = session_spans::bound(conn, l, f.limit, f.offset)?;
-    let (w, p) = l.where_sql(bound.as_ref());
-    let sql = format!(
-        "SELECT {SPAN_EVENT_COLUMNS} FROM {}{w} ORDER BY {} {tail}",
-        session_spans::FROM,
-        l.order_sql()
-    );
-    Ok((sql, p))
+    Ok(l.page_sql(SPAN_EVENT_COLUMNS, bound.as_ref(), tail))
 }
 
 /// What [`events`] reads: which columns from where, the conditions, and the order.
@@ -1008,13 +1002,7 @@ pub fn timeline(conn: &Connection, f: &TimelineFilter) -> QueryResult<Vec<Timeli
             let mut l = Listing::new(Key::Agent, agent, Order::Timestamp, !forward);
             l.within(&f.from, &f.to);
             let bound = session_spans::bound(conn, &l, f.limit, 0)?;
-            let (w, p) = l.where_sql(bound.as_ref());
-            let sql = format!(
-                "SELECT {TIMELINE_COLUMNS} FROM {}{w} ORDER BY {} LIMIT ?",
-                session_spans::FROM,
-                l.order_sql()
-            );
-            (sql, p)
+            l.page_sql(TIMELINE_COLUMNS, bound.as_ref(), "LIMIT ?")
         }
         None => {
             let mut ew = Where::default();

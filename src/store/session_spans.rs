@@ -152,6 +152,39 @@ impl<'a> Listing<'a> {
         format!("{} {dir}, e.id {dir}", self.order.row())
     }
 
+    /// `SELECT` of `columns` (of `e`) for the listing's rows over the spans that can hold the
+    /// page, in its order, `tail` (the limit clause) applied.
+    ///
+    /// The page is chosen first by (order key, id) alone and only its rows are then read
+    /// whole: sorting the candidates with every column would carry each one's line, match and
+    /// metadata through SQLite's sorter. When one millisecond holds many spans (a flood read
+    /// in large chunks: 12,307 rows of 27 spans at the end of the benchmark's sessions), the
+    /// first page of `events --agent` on 1.1 M events took 26.7 ms (whole process) that way
+    /// and 14.6 ms this way (docs/PERFORMANCE.md, "Issue 17, eleventh session").
+    pub fn page_sql(
+        &self,
+        columns: &str,
+        bound: Option<&Value>,
+        tail: &str,
+    ) -> (String, Vec<Value>) {
+        let (w, p) = self.where_sql(bound);
+        let dir = if self.newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {columns} FROM (SELECT e.id AS page_id, {key} AS page_key FROM {FROM}{w} \
+             ORDER BY {order} {tail}) page CROSS JOIN extraction_events e ON e.id = page.page_id \
+             ORDER BY page.page_key {dir}, page.page_id {dir}",
+            key = self.order.row(),
+            order = self.order_sql(),
+        );
+        (sql, p)
+    }
+
+    /// The condition that a row is at `?` or before it in the listing's order.
+    fn row_at_or_before(&self) -> String {
+        let op = if self.newest_first { ">=" } else { "<=" };
+        format!("{} {op} ?", self.order.row())
+    }
+
     fn bound_clause(&self) -> &'static str {
         match (self.order, self.newest_first) {
             (Order::Line, true) => "s.max_line >= ?",
@@ -179,9 +212,10 @@ impl<'a> Listing<'a> {
 /// Newest first by line number (the other orders alike): with the spans sorted by
 /// `max_line`, take the first ones holding `offset + limit` rows; their smallest `min_line`
 /// `b` bounds the page's last row from below, so no span with `max_line < b` can hold a row of
-/// the page. That row is read from the spans with `max_line >= b`: if it is at or above `b`,
-/// done; if below (a span reaching down past it), it is the bound, and the spans above it are
-/// read again; if there is none (the other conditions left too few rows), twice as many spans.
+/// the page. If the spans with `max_line >= b` hold `offset + limit` rows at or above `b`, so
+/// is that row: done. If not, that row is read: if below `b` (a span reaching down past it), it
+/// is the bound, and the spans above it are counted again; if there is none (the other
+/// conditions left too few rows), twice as many spans.
 pub fn bound(
     conn: &Connection,
     l: &Listing<'_>,
@@ -231,6 +265,15 @@ pub fn bound(
         l.order_sql()
     );
     let mut stmt = conn.prepare(&kth)?;
+    // Whether `want` rows lie at the bound or before it: then so does the page's last row,
+    // found without reading (and sorting) every row of the spans the bound takes, which the
+    // `kth` statement must. It stops at the `want`th row.
+    let enough = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {FROM}{where_sql} AND {} LIMIT ?)",
+        l.row_at_or_before()
+    );
+    let mut enough = conn.prepare(&enough)?;
+    let want_v = Value::Integer(i64::try_from(want).unwrap_or(i64::MAX));
     let skip = Value::Integer(i64::try_from(want - 1).unwrap_or(i64::MAX));
     while take < spans.len() {
         // The farthest end of the spans taken: every row of theirs is on this side of it.
@@ -241,6 +284,13 @@ pub fn bound(
             }
         }
         loop {
+            let (_, mut p) = l.where_sql(Some(&b));
+            p.push(b.clone());
+            p.push(want_v.clone());
+            let n: i64 = enough.query_row(params_from_iter(p), |r| r.get(0))?;
+            if u64::try_from(n).unwrap_or(0) >= want {
+                return Ok(Some(b));
+            }
             let (_, mut p) = l.where_sql(Some(&b));
             p.push(skip.clone());
             let row: Option<Value> = match stmt.query_row(params_from_iter(p), |r| r.get(0)) {
