@@ -31,11 +31,21 @@ fn words(row: &str) -> String {
 impl Extractor {
     /// A line the screen committed (scrolled off, or read from a settled alternate screen).
     pub fn screen_line(&mut self, text: &str, ts: &Arc<str>) {
-        let start = self.core.out.len();
         let mut buf = Vec::with_capacity(text.len() + 1);
         buf.extend_from_slice(text.as_bytes());
         buf.push(b'\n');
-        self.feed(Stream::Pty, &buf, ts);
+        self.screen_lines(&buf, ts);
+    }
+
+    /// Lines the screen committed, each ended by `\n`, all at `ts`.
+    pub fn screen_lines(&mut self, lines: &[u8], ts: &Arc<str>) {
+        let start = self.core.out.len();
+        self.feed(Stream::Pty, lines, ts);
+        self.drop_prompts_seen_live(start);
+    }
+
+    /// Prompts among the records from `start` on that were recorded from a live row already.
+    fn drop_prompts_seen_live(&mut self, start: usize) {
         let prompts = &mut self.screen.recorded;
         if prompts.is_empty() {
             return;

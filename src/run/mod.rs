@@ -18,6 +18,7 @@ pub mod pty;
 mod pty_mode;
 pub mod pump;
 pub mod queue;
+mod screen_side;
 pub mod signals;
 pub mod summary;
 pub mod tty;
@@ -666,7 +667,7 @@ fn start_extraction(
             drop(book);
             match screen {
                 None => extract_loop(chunk_rx, extractor, records_tx, tap, prompt_idle, agent_log),
-                Some(s) => pty_mode::screen_loop(
+                Some(s) => screen_side::extract(
                     chunk_rx,
                     extractor,
                     records_tx,

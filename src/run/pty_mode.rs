@@ -24,13 +24,11 @@ use serde_json::json;
 
 use super::child::{self, ChildSpec, Exit, SpawnError};
 use super::pty::{self, PtyChild};
-use super::{pump, queue, signals, tty, Control, Outcome, GROUP_POLL};
+use super::{pump, signals, tty, Control, Outcome, GROUP_POLL};
 use crate::config::{PtyChoice, RunConfig};
-use crate::event::{format_timestamp, now_timestamp};
+use crate::event::now_timestamp;
 use crate::extract::rules::RuleBook;
-use crate::extract::Extractor;
 use crate::screen::modes::Modes;
-use crate::screen::Screen;
 use crate::store::writer::{Msg, State, StateChange};
 
 /// Whether this run uses a pty: always, never, or (auto) when wrapper's stdin and stdout are
@@ -355,101 +353,4 @@ fn wait(pid: Pid, reap_all: bool, before_stop: &dyn Fn()) -> io::Result<Exit> {
             Err(e) => return Err(io::Error::from(e)),
         }
     }
-}
-
-/// The extraction thread in PTY mode: the bytes go through the screen model
-/// ([`crate::screen`]); its committed lines are matched as lines of stream `pty`, and once
-/// nothing has been drawn for `prompt_idle` the screen settles: the alternate screen's new
-/// rows become lines and the live rows go to the prompt rules.
-pub(super) fn screen_loop(
-    rx: queue::Receiver,
-    mut x: Extractor,
-    sink: SyncSender<Msg>,
-    prompt_idle: Duration,
-    setup: ScreenSetup,
-    tap: Option<super::capture::CaptureTap>,
-    agent_log: Option<crate::agents::LogQuery>,
-) -> (u64, u64) {
-    let unpack = |v: u32| ((v >> 16) as u16, (v & 0xffff) as u16);
-    let (cols, rows) = unpack(setup.size.load(Ordering::Relaxed));
-    let mut screen = Screen::new(cols, rows);
-    // When what the screen shows last changed: by the clock (for waiting), and as read
-    // (a chunk read `prompt_idle` after the last change settles the screen before it is
-    // drawn, however late extraction gets to it — it may be behind after a flood).
-    let mut last: Option<(Instant, Arc<str>)> = None;
-    let mut last_change: Option<std::time::SystemTime> = None;
-    let mut out = super::ToWriter::new(sink);
-    loop {
-        let settle_at = last
-            .as_ref()
-            .filter(|_| screen.changed())
-            .map(|(t, _)| *t + prompt_idle);
-        let msg = rx.recv_timeout(settle_at.map(|at| at.saturating_duration_since(Instant::now())));
-        let done = match msg {
-            Ok(chunk) => {
-                let gap = last_change
-                    .and_then(|t| chunk.at.duration_since(t).ok())
-                    .is_some_and(|g| g >= prompt_idle);
-                if gap && screen.changed() {
-                    if let Some((_, ts)) = &last {
-                        settle(&mut screen, &mut x, &ts.clone());
-                    }
-                }
-                let before = screen.fingerprint();
-                let ts: Arc<str> = format_timestamp(chunk.at).into();
-                let size = unpack(setup.size.load(Ordering::Relaxed));
-                if size != screen.size() {
-                    if let Some(tap) = &tap {
-                        tap.resize(size.0, size.1, chunk.at);
-                    }
-                    for l in screen.resize(size.0, size.1) {
-                        x.screen_line(&l, &ts);
-                    }
-                }
-                for l in screen.feed(&chunk.data) {
-                    x.screen_line(&l, &ts);
-                }
-                if let Some(tap) = &tap {
-                    tap.output(chunk.stream, chunk.data, chunk.at);
-                }
-                if screen.fingerprint() != before || last.is_none() {
-                    last_change = Some(chunk.at);
-                    last = Some((Instant::now(), ts));
-                }
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                let ts = last
-                    .as_ref()
-                    .map(|(_, ts)| ts.clone())
-                    .unwrap_or_else(|| now_timestamp().into());
-                settle(&mut screen, &mut x, &ts);
-                false
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let ts: Arc<str> = now_timestamp().into();
-                for l in std::mem::replace(&mut screen, Screen::new(1, 1)).finish() {
-                    x.screen_line(&l, &ts);
-                }
-                x.finish(&ts);
-                if let Some(q) = &agent_log {
-                    super::read_agent_log(q, &mut x);
-                }
-                true
-            }
-        };
-        out.send(&mut x);
-        if done {
-            return (x.lines(), x.events());
-        }
-    }
-}
-
-/// Nothing drawn for `prompt_idle`: the settled screen's new rows and live rows.
-fn settle(screen: &mut Screen, x: &mut Extractor, ts: &Arc<str>) {
-    let settled = screen.settle();
-    for l in &settled.lines {
-        x.screen_line(l, ts);
-    }
-    x.screen_prompts(&settled.live, ts);
 }
