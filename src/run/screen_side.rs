@@ -72,9 +72,19 @@ pub(super) fn extract(
         });
     match spawned {
         Ok(handle) => {
+            let mut ended = false;
             for s in shown.iter() {
+                ended |= matches!(s, Shown::End(_));
                 apply(&mut x, s, &agent_log);
                 out.send(&mut x);
+            }
+            if !ended {
+                // The screen thread died (a panic in the virtual terminal): what was
+                // extracted so far is finished and stored all the same.
+                tracing::error!(
+                    "the screen model stopped early: later output is shown, not recorded"
+                );
+                apply(&mut x, Shown::End(now_timestamp().into()), &agent_log);
             }
             let _ = handle.join();
         }
