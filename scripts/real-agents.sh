@@ -366,7 +366,8 @@ if want claude && [[ -z ${ONLY_S2:-} ]]; then
     check "stream-json: gcc failed (is_error)" "$OUT/claude-p-stream.stdout" '"content":"Exit code 1\\nbroken.c'
     check "stream-json: permission denial" "$OUT/claude-p-stream.stdout" '"permission_denials":\[\{"tool_name":"Bash"'
     check "stream-json: fenced block" "$OUT/claude-p-stream.stdout" '```c'
-    check "text: answer with fence" "$OUT/claude-p-text.stdout" '^```c$'
+    # Through `wrapper --pty` the output comes off a terminal, whose lines end in \r\n.
+    check "text: answer with fence" "$OUT/claude-p-text.stdout" '^```c[[:space:]]*$'
 
     # The TUI: every Bash call asks; 1 (Yes), 1 (Yes), 3 (No), then a follow-up prompt.
     start_tui claude-tui CLAUDE_ENV claude claude
