@@ -140,6 +140,18 @@ wrapped() {
 rm -rf "$WORK" "$CODEX_HOME"
 mkdir -p "$WORK" "$OUT" "$CODEX_HOME" "$CLAUDE_DIR" "$GEMINI_HOME/.gemini"
 
+# What a run printed on stderr: through `wrapper --pty` the agent has one terminal for both
+# streams (and colours what it prints there), so it is in the .stdout file.
+err_of() {
+    if ((USE_WRAPPER)) && [[ -n $PTY_FLAG ]]; then
+        echo "$OUT/$1.stdout"
+    else
+        echo "$OUT/$1.stderr"
+    fi
+}
+# A line start, past a colour sequence if there is one.
+SOL='^(.\[[0-9;]*m)?'
+
 # ---------------------------------------------------------------- the project the agents work on
 make_project() {
     rm -rf "$PROJ"
@@ -322,8 +334,8 @@ if want codex && [[ -z ${ONLY_S2:-} ]]; then
     check "exec --json: failing gcc exit 1" "$OUT/codex-exec-json.stdout" '"command":"[^"]*gcc broken.c[^"]*".*"exit_code":1,"status":"failed"'
     check "exec --json: pytest passed" "$OUT/codex-exec-json.stdout" '2 passed.*"exit_code":0,"status":"completed"'
     check "exec --json: fenced code block" "$OUT/codex-exec-json.stdout" '```c'
-    check "exec text: failing gcc" "$OUT/codex-exec-text.stderr" '^ exited 1 in '
-    check "exec text: escalation rejected" "$OUT/codex-exec-text.stderr" 'reject command'
+    check "exec text: failing gcc" "$(err_of codex-exec-text)" "$SOL"' exited 1 in '
+    check "exec text: escalation rejected" "$(err_of codex-exec-text)" 'reject command'
 
     # The TUI, approval policy `on-request`: gcc runs in the sandbox without asking; the model
     # `mock-model-tui` makes the mock ask for escalation for pytest (answered yes) and for the
@@ -453,8 +465,8 @@ start_mock "$PORT"
 if want codex && [[ -z ${SKIP_S2:-} ]]; then
     run_batch codex-test_fail-exec-json codex CODEX_ENV "${CLOG[@]}" codex exec --json --skip-git-repo-check "$PROMPT"
     run_batch codex-test_fail-exec-text codex CODEX_ENV "${CLOG[@]}" codex exec --skip-git-repo-check "$PROMPT"
-    check "test_fail exec: pytest failed" "$OUT/codex-test_fail-exec-text.stderr" '^ exited 1 in '
-    check "test_fail exec: exit 127" "$OUT/codex-test_fail-exec-text.stderr" '^ exited 127 in '
+    check "test_fail exec: pytest failed" "$(err_of codex-test_fail-exec-text)" "$SOL"' exited 1 in '
+    check "test_fail exec: exit 127" "$(err_of codex-test_fail-exec-text)" "$SOL"' exited 127 in '
     start_tui codex-test_fail-tui CODEX_ENV codex codex -a on-request
     if wait_screen codex-test_fail-tui 'Ask Codex to do anything' 60; then
         type_line codex-test_fail-tui "$PROMPT" 'Working|failing test'
