@@ -55,50 +55,41 @@ pub(super) fn extract(
 ) -> (u64, u64) {
     let mut out = super::ToWriter::new(sink);
     let (tx, shown) = mpsc::sync_channel::<Shown>(AHEAD);
-    // The receiver is shared with the fallback below: should the thread not start, the
-    // closure that owned the queue's receiver is gone with it, so it is handed over in a slot.
-    let slot = Arc::new(std::sync::Mutex::new(Some((rx, tap))));
-    let theirs = Arc::clone(&slot);
-    let their_setup = setup.clone();
-    let spawned = thread::Builder::new()
-        .name("wrapper-screen".into())
-        .spawn(move || {
-            let taken = theirs.lock().map(|mut g| g.take()).ok().flatten();
-            if let Some((rx, tap)) = taken {
-                model(&rx, prompt_idle, &their_setup, tap.as_ref(), |s| {
+    let (rx, setup, tap) = (&rx, &setup, tap.as_ref());
+    thread::scope(|scope| {
+        // The thread borrows the queue: should it not start, the queue is still here.
+        let spawned = thread::Builder::new()
+            .name("wrapper-screen".into())
+            .spawn_scoped(scope, move || {
+                model(rx, prompt_idle, setup, tap, |s| {
                     let _ = tx.send(s);
-                });
-            }
-        });
-    match spawned {
-        Ok(handle) => {
-            let mut ended = false;
-            for s in shown.iter() {
-                ended |= matches!(s, Shown::End(_));
-                apply(&mut x, s, &agent_log);
-                out.send(&mut x);
-            }
-            if !ended {
-                // The screen thread died (a panic in the virtual terminal): what was
-                // extracted so far is finished and stored all the same.
-                tracing::error!(
-                    "the screen model stopped early: later output is shown, not recorded"
-                );
-                apply(&mut x, Shown::End(now_timestamp().into()), &agent_log);
-            }
-            let _ = handle.join();
-        }
-        Err(e) => {
-            tracing::debug!("cannot start the screen thread ({e}); the screen runs here");
-            let taken = slot.lock().map(|mut g| g.take()).ok().flatten();
-            if let Some((rx, tap)) = taken {
-                model(&rx, prompt_idle, &setup, tap.as_ref(), |s| {
+                })
+            });
+        let handle = match spawned {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::debug!("cannot start the screen thread ({e}); the screen runs here");
+                return model(rx, prompt_idle, setup, tap, |s| {
                     apply(&mut x, s, &agent_log);
                     out.send(&mut x);
                 });
             }
+        };
+        let mut ended = false;
+        for s in shown.iter() {
+            ended |= matches!(s, Shown::End(_));
+            apply(&mut x, s, &agent_log);
+            out.send(&mut x);
         }
-    }
+        if !ended {
+            // The screen thread died (a panic in the virtual terminal): what was extracted
+            // so far is finished and stored all the same.
+            tracing::error!("the screen model stopped early: later output is shown, not recorded");
+            apply(&mut x, Shown::End(now_timestamp().into()), &agent_log);
+        }
+        // Joined here, so that a panic of its is not raised again by the scope.
+        let _ = handle.join();
+    });
     out.send(&mut x);
     (x.lines(), x.events())
 }

@@ -160,7 +160,8 @@ impl<'a> Listing<'a> {
     /// metadata through SQLite's sorter. When one millisecond holds many spans (a flood read
     /// in large chunks: 12,307 rows of 27 spans at the end of the benchmark's sessions), the
     /// first page of `events --agent` on 1.1 M events took 26.7 ms (whole process) that way
-    /// and 14.6 ms this way (docs/PERFORMANCE.md, "Issue 17, eleventh session").
+    /// and 14.6 ms this way (docs/PERFORMANCE.md, "Issue 17, tenth and eleventh
+    /// sessions").
     pub fn page_sql(
         &self,
         columns: &str,
@@ -285,13 +286,12 @@ pub fn bound(
         }
         loop {
             let (_, mut p) = l.where_sql(Some(&b));
-            p.push(b.clone());
-            p.push(want_v.clone());
-            let n: i64 = enough.query_row(params_from_iter(p), |r| r.get(0))?;
+            let mut counted = p.clone();
+            counted.extend([b.clone(), want_v.clone()]);
+            let n: i64 = enough.query_row(params_from_iter(counted), |r| r.get(0))?;
             if u64::try_from(n).unwrap_or(0) >= want {
                 return Ok(Some(b));
             }
-            let (_, mut p) = l.where_sql(Some(&b));
             p.push(skip.clone());
             let row: Option<Value> = match stmt.query_row(params_from_iter(p), |r| r.get(0)) {
                 Ok(v) => Some(v),
