@@ -8,7 +8,7 @@
 //! is fed the bytes, and text is taken from the screen it maintains:
 //!
 //! * **committed lines** — rows that scroll off the top of the primary screen, or that are
-//!   cleared into history, in order (avt's `Transcript` joins soft-wrapped rows); at the end,
+//!   cleared into history, in order (soft-wrapped rows joined: `transcript.rs`); at the end,
 //!   the rows still on the primary screen;
 //! * **alternate screen** — it has no history, so its rows are read when the screen settles
 //!   (nothing drawn for `prompt_idle`) and once more just before the program leaves it: the
@@ -22,10 +22,12 @@
 //! Bytes may be split anywhere, also inside a UTF-8 sequence.
 
 pub mod modes;
+mod transcript;
 
-use avt::observer::Transcript;
 use avt::parser::Function;
 use avt::{Observation, Observer, Operation, ScreenKind, Terminal};
+
+use transcript::Transcript;
 
 /// The virtual terminal and what has been read from it.
 pub struct Screen {
@@ -60,25 +62,24 @@ struct Watch {
     dirty: bool,
 }
 
+/// avt calls `before` and `after` for every character it prints, so they are kept to a test
+/// that inlines into its loop; what they do when it holds is out of line.
 impl Observer for Watch {
     type Output = Vec<String>;
 
+    #[inline(always)]
     fn before(&mut self, cx: &mut Observation<'_>, op: &Operation) {
-        self.transcript.before(cx, op);
-        let leaving = matches!(
-            op,
-            Operation::Function(Function::Decrst(_) | Function::Ris | Function::Decstr)
-        );
-        if leaving && cx.terminal().active_screen_kind() == ScreenKind::Alternate {
-            self.alt_before = Some(visible_rows(cx.terminal()));
+        if let Operation::Function(f @ (Function::Decrst(_) | Function::Ris | Function::Decstr)) =
+            op
+        {
+            self.leaving(cx, f);
         }
     }
 
+    #[inline(always)]
     fn after(&mut self, cx: &mut Observation<'_>, _op: &Operation) {
-        if let Some(rows) = self.alt_before.take() {
-            if cx.terminal().active_screen_kind() == ScreenKind::Primary {
-                self.left_alt.push(rows);
-            }
+        if self.alt_before.is_some() {
+            self.left(cx);
         }
     }
 
@@ -86,12 +87,38 @@ impl Observer for Watch {
         self.dirty = true;
     }
 
-    fn evicted(&mut self, cx: &mut Observation<'_>, line: &avt::Line) {
-        self.transcript.evicted(cx, line);
+    fn evicted(&mut self, _cx: &mut Observation<'_>, line: &avt::Line) {
+        self.transcript.push(line);
     }
 
-    fn end(&mut self, cx: &mut Observation<'_>) -> Vec<String> {
-        self.transcript.end(cx)
+    fn end(&mut self, _cx: &mut Observation<'_>) -> Vec<String> {
+        self.transcript.take()
+    }
+}
+
+impl Watch {
+    /// A reset, or a mode change that may leave the alternate screen, is about to run.
+    #[cold]
+    #[inline(never)]
+    fn leaving(&mut self, cx: &mut Observation<'_>, f: &Function) {
+        if matches!(f, Function::Ris) {
+            // A hard reset clears the primary screen: its rows are lines first.
+            self.transcript.finish_primary(cx.terminal());
+        }
+        if cx.terminal().active_screen_kind() == ScreenKind::Alternate {
+            self.alt_before = Some(visible_rows(cx.terminal()));
+        }
+    }
+
+    /// After such an operation: if the alternate screen was left, its last rows are kept.
+    #[cold]
+    #[inline(never)]
+    fn left(&mut self, cx: &mut Observation<'_>) {
+        if let Some(rows) = self.alt_before.take() {
+            if cx.terminal().active_screen_kind() == ScreenKind::Primary {
+                self.left_alt.push(rows);
+            }
+        }
     }
 }
 
