@@ -55,7 +55,11 @@ pub const EVENT: &str = "wrapper.event";
 /// Longest time wrapper spends at exit delivering what is left.
 pub const FLUSH_DEADLINE: Duration = Duration::from_secs(3);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_QUEUE: usize = 8192;
+/// Records waiting for export, as the OpenTelemetry SDKs' default `OTEL_BLRP_MAX_QUEUE_SIZE`:
+/// an agent's events arrive a few a second, a flood beyond what the export thread sends is
+/// dropped and counted whatever the bound, and each queued record is a copy of its event (at
+/// 8192, a flood held ~2.5 MiB more at its peak: docs/PERFORMANCE.md).
+const DEFAULT_QUEUE: usize = 2048;
 const DEFAULT_BATCH: usize = 512;
 const DEFAULT_DELAY: Duration = Duration::from_secs(1);
 /// Longest attribute text sent (an event's line may be 64 KiB).
