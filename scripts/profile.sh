@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Where the time goes, per thread: `perf record` of wrapper's pipelines on the standard input,
+# then each thread's share of all CPU samples and its hottest functions (docs/PERFORMANCE.md,
+# issue 17: "where a target is not reached, the note shows the profile that limits it").
+#
+#   scripts/profile.sh                    # database pipeline, 200 k lines
+#   scripts/profile.sh db nocapture pty-db extract
+#   LINES=1000000 TOP=12 scripts/profile.sh db
+#   NO_BUILD=1 WRAPPER=path/to/wrapper scripts/profile.sh
+#
+# Modes: db (`bench --db`, capture on), nocapture (`--no-capture`), extract (`--events-out`
+# to a file, no database), pty-db (`--pty bench --db`, the input `cat`ed on the pty, stdin
+# /dev/null so no echo). Samples are `cpu-clock` (also in a VM without hardware counters) at
+# FREQ Hz, no call graphs: shares and self time, which is what says which thread limits a
+# run and what it does. A whole run on two cores is CPU-bound when the threads' shares add up
+# to about twice its wall time; then every thread's CPU counts, not only the longest one's.
+#
+# Needs perf (Debian: `apt-get install linux-perf`) and perf_event_paranoid <= 1 (or root).
+# Knobs: LINES (200000), FREQ (2000), TOP (8 functions per thread), WRAPPER, NO_BUILD,
+# PROFILE_TMP (where input, databases and perf data go; default $TMPDIR or /tmp).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+LINES=${LINES:-200000}
+FREQ=${FREQ:-2000}
+TOP=${TOP:-8}
+MODES=("$@")
+[ ${#MODES[@]} -gt 0 ] || MODES=(db)
+for m in "${MODES[@]}"; do
+  case $m in
+    db | nocapture | extract | pty-db) ;;
+    *) echo "profile: unknown mode '$m' (db, nocapture, extract, pty-db)" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v perf > /dev/null; then
+  echo "profile: perf is not installed (Debian: apt-get install linux-perf)" >&2
+  exit 2
+fi
+if ! perf stat -e cpu-clock true > /dev/null 2>&1; then
+  echo "profile: perf cannot count here: run as root or set kernel.perf_event_paranoid=1" >&2
+  exit 2
+fi
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -z "${NO_BUILD:-}" ]; then
+  echo "building: cargo build --release" >&2
+  cargo build --release --quiet
+fi
+W=${WRAPPER:-$CARGO_TARGET_DIR/release/wrapper}
+[ -x "$W" ] || { echo "profile: no wrapper binary at $W" >&2; exit 2; }
+
+WORK=$(mktemp -d "${PROFILE_TMP:-${TMPDIR:-/tmp}}/wrapper-profile.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+export XDG_CONFIG_HOME=$WORK/config XDG_DATA_HOME=$WORK/data
+unset WRAPPER_DB WRAPPER_ENV WRAPPER_ENABLE_DB RUST_LOG
+export NO_COLOR=1
+
+GEN=$ROOT/../shared/bench/gen_log.py
+[ -f "$GEN" ] || GEN=$ROOT/scripts/gen_log.py
+python3 "$GEN" "$LINES" > "$WORK/input.log"
+echo "input: $(basename "$GEN") $LINES ($(wc -c < "$WORK/input.log") bytes); wrapper: $("$W" --version)"
+echo "machine: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for mode in "${MODES[@]}"; do
+  db=$WORK/$mode.db
+  rm -f "$db" "$db-wal" "$db-shm"
+  case $mode in
+    db) cmd=("$W" bench --db "$db" -- cat "$WORK/input.log") ;;
+    nocapture) cmd=("$W" bench --db "$db" --no-capture -- cat "$WORK/input.log") ;;
+    extract) cmd=("$W" bench --events-out "$WORK/events.jsonl" -- cat "$WORK/input.log") ;;
+    pty-db) cmd=("$W" --pty bench --db "$db" -- cat "$WORK/input.log") ;;
+  esac
+  # Once as it is, for its wall and CPU time (perf's own start and finish would be counted),
+  # then under perf.
+  TIMEFORMAT="%R %U %S"
+  times=$( { time "${cmd[@]}" < /dev/null > /dev/null 2> "$WORK/err"; } 2>&1 ) || {
+    echo "profile: $mode failed:" >&2
+    cat "$WORK/err" >&2
+    exit 1
+  }
+  rm -f "$db" "$db-wal" "$db-shm"
+  data=$WORK/$mode.perf
+  perf record -q -e cpu-clock -F "$FREQ" -o "$data" -- "${cmd[@]}" < /dev/null > /dev/null 2> "$WORK/err" || {
+    echo "profile: $mode failed under perf:" >&2
+    cat "$WORK/err" >&2
+    exit 1
+  }
+  echo
+  echo "== $mode: ${cmd[*]##*/}"
+  read -r wall user sys <<< "$times"
+  echo "  run alone: wall $wall s, CPU $user user + $sys system s"
+  # Shares by thread (comm), and the samples they stand for as CPU seconds at FREQ Hz.
+  perf report -i "$data" --stdio --sort comm -g none --no-children 2> /dev/null \
+    | awk -v f="$FREQ" '
+        /^# Samples: / { n = $3; sub(/K$/, "000", n); total = n }
+        /^ *[0-9.]+%/ { pct = $1; sub(/%/, "", pct); $1 = ""; name = substr($0, 2);
+                        rows[++k] = sprintf("  %-20s %6.1f%%", name, pct); share[k] = pct }
+        END {
+          printf "  under perf: %d samples = %.2f CPU s, by thread:\n", total, total / f
+          for (i = 1; i <= k; i++) if (share[i] >= 0.5) print rows[i]
+        }'
+  # Each busy thread's hottest functions (self time, share of all samples).
+  perf report -i "$data" --stdio --sort comm -g none --no-children 2> /dev/null \
+    | awk '/^ *[0-9.]+%/ { pct = $1; sub(/%/, "", pct); if (pct + 0 >= 5) { $1 = ""; print substr($0, 2) } }' \
+    | while read -r comm; do
+        echo "  -- $comm"
+        # (stdin from /dev/null: the loop reads the thread names from it)
+        perf report -i "$data" --stdio --comm "$comm" --sort dso,sym -g none --no-children \
+          < /dev/null 2> /dev/null | grep -E '^ *[0-9.]+%' | sed 's/^ */     /' | cut -c1-110 \
+          | awk -v n="$TOP" 'NR <= n'
+      done
+done
