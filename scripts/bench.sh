@@ -24,32 +24,9 @@ LONG_GB=${LONG_GB:-1}
 LAT_SAMPLES=${LAT_SAMPLES:-200}
 START_RUNS=${START_RUNS:-30}
 SKIP=${SKIP:-}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-
-if [ -z "${NO_BUILD:-}" ]; then
-  echo "building: cargo build --release" >&2
-  cargo build --release --quiet
-fi
-W=${WRAPPER:-$CARGO_TARGET_DIR/release/wrapper}
-[ -x "$W" ] || { echo "bench: no wrapper binary at $W" >&2; exit 1; }
-
-WORK=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/wrapper-bench.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
-
-# No user config, user patterns or database from the environment.
-export XDG_CONFIG_HOME=$WORK/config XDG_DATA_HOME=$WORK/data
-unset WRAPPER_DB WRAPPER_ENV WRAPPER_ENABLE_DB RUST_LOG
-export NO_COLOR=1 PYTHONDONTWRITEBYTECODE=1
-
-SHARED_GEN=$(git rev-parse --show-toplevel 2>/dev/null || echo "$ROOT")/../shared/bench/gen_log.py
-if [ -f "$SHARED_GEN" ]; then
-  GEN=$SHARED_GEN; SRC="../shared/bench/gen_log.py $LINES"
-else
-  GEN=$ROOT/scripts/gen_log.py; SRC="scripts/gen_log.py $LINES (../shared absent; same output)"
-fi
-echo "input: $SRC" >&2
-python3 "$GEN" "$LINES" > "$WORK/input.log"
+# shellcheck source=scripts/bench_env.sh
+source "$ROOT/scripts/bench_env.sh"
+bench_setup bench "${BENCH_TMP:-}" "$LINES"
 
 mkdir -p "$ROOT/target/bench"
 python3 "$ROOT/scripts/bench.py" \

@@ -43,25 +43,10 @@ if ! perf stat -e cpu-clock true > /dev/null 2>&1; then
   exit 2
 fi
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ -z "${NO_BUILD:-}" ]; then
-  echo "building: cargo build --release" >&2
-  cargo build --release --quiet
-fi
-W=${WRAPPER:-$CARGO_TARGET_DIR/release/wrapper}
-[ -x "$W" ] || { echo "profile: no wrapper binary at $W" >&2; exit 2; }
-
-WORK=$(mktemp -d "${PROFILE_TMP:-${TMPDIR:-/tmp}}/wrapper-profile.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
-export XDG_CONFIG_HOME=$WORK/config XDG_DATA_HOME=$WORK/data
-unset WRAPPER_DB WRAPPER_ENV WRAPPER_ENABLE_DB RUST_LOG
-export NO_COLOR=1
-
-GEN=$ROOT/../shared/bench/gen_log.py
-[ -f "$GEN" ] || GEN=$ROOT/scripts/gen_log.py
-python3 "$GEN" "$LINES" > "$WORK/input.log"
-echo "input: $(basename "$GEN") $LINES ($(wc -c < "$WORK/input.log") bytes); wrapper: $("$W" --version)"
+# shellcheck source=scripts/bench_env.sh
+source "$ROOT/scripts/bench_env.sh"
+bench_setup profile "${PROFILE_TMP:-}" "$LINES"
+echo "input: $(wc -c < "$WORK/input.log") bytes; wrapper: $("$W" --version)"
 echo "machine: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for mode in "${MODES[@]}"; do
