@@ -58,7 +58,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Records waiting for export, as the OpenTelemetry SDKs' default `OTEL_BLRP_MAX_QUEUE_SIZE`:
 /// an agent's events arrive a few a second, a flood beyond what the export thread sends is
 /// dropped and counted whatever the bound, and each queued record is a copy of its event (at
-/// 8192, a flood held ~2.5 MiB more at its peak: docs/PERFORMANCE.md).
+/// 8192, a flood peaked 1.5-3 MiB higher: docs/PERFORMANCE.md).
 const DEFAULT_QUEUE: usize = 2048;
 const DEFAULT_BATCH: usize = 512;
 const DEFAULT_DELAY: Duration = Duration::from_secs(1);
