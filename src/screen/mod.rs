@@ -140,11 +140,12 @@ fn fingerprint(t: &Terminal) -> u64 {
     mix(u32::from(t.active_screen_kind() == ScreenKind::Alternate));
     for line in t.screen().visible_lines() {
         let cells = line.cells();
+        // (A cell holding a blank that is not a plain one is the second cell of a wide
+        // character, which shows nothing of its own and is not hashed either way.)
         let end = cells
             .iter()
-            .rposition(|c| !(c.width() == 1 && c.char() == ' '))
+            .rposition(|c| c.char() != ' ')
             .map_or(0, |i| i + 1);
-        // The second cell of a wide character shows nothing of its own.
         for c in cells[..end].iter().filter(|c| c.width() != 0) {
             mix(u32::from(c.char()));
         }

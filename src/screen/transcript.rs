@@ -35,7 +35,9 @@ impl Transcript {
         // The line ends with this row. Trimming its end keeps everything up to the row's last
         // shown character that is not whitespace; if the row has none, the row adds nothing
         // and the wrapped rows before it are trimmed instead.
-        let last = cells
+        // (Plain blanks first, one comparison each: most of a row is usually those.)
+        let blanks = cells.iter().rev().take_while(|c| c.char() == ' ').count();
+        let last = cells[..cells.len() - blanks]
             .iter()
             .rposition(|c| c.width() != 0 && !c.char().is_whitespace());
         let text = match last {
