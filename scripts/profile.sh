@@ -78,18 +78,17 @@ for mode in "${MODES[@]}"; do
   read -r wall user sys <<< "$times"
   echo "  run alone: wall $wall s, CPU $user user + $sys system s"
   # Shares by thread (comm), and the samples they stand for as CPU seconds at FREQ Hz.
-  perf report -i "$data" --stdio --sort comm -g none --no-children 2> /dev/null \
-    | awk -v f="$FREQ" '
+  by_thread=$(perf report -i "$data" --stdio --sort comm -g none --no-children 2> /dev/null)
+  awk -v f="$FREQ" '
         /^# Samples: / { n = $3; sub(/K$/, "000", n); total = n }
         /^ *[0-9.]+%/ { pct = $1; sub(/%/, "", pct); $1 = ""; name = substr($0, 2);
                         rows[++k] = sprintf("  %-20s %6.1f%%", name, pct); share[k] = pct }
         END {
           printf "  under perf: %d samples = %.2f CPU s, by thread:\n", total, total / f
           for (i = 1; i <= k; i++) if (share[i] >= 0.5) print rows[i]
-        }'
+        }' <<< "$by_thread"
   # Each busy thread's hottest functions (self time, share of all samples).
-  perf report -i "$data" --stdio --sort comm -g none --no-children 2> /dev/null \
-    | awk '/^ *[0-9.]+%/ { pct = $1; sub(/%/, "", pct); if (pct + 0 >= 5) { $1 = ""; print substr($0, 2) } }' \
+  awk '/^ *[0-9.]+%/ { pct = $1; sub(/%/, "", pct); if (pct + 0 >= 5) { $1 = ""; print substr($0, 2) } }' <<< "$by_thread" \
     | while read -r comm; do
         echo "  -- $comm"
         # (stdin from /dev/null: the loop reads the thread names from it)

@@ -29,15 +29,8 @@ fn words(row: &str) -> String {
 }
 
 impl Extractor {
-    /// A line the screen committed (scrolled off, or read from a settled alternate screen).
-    pub fn screen_line(&mut self, text: &str, ts: &Arc<str>) {
-        let mut buf = Vec::with_capacity(text.len() + 1);
-        buf.extend_from_slice(text.as_bytes());
-        buf.push(b'\n');
-        self.screen_lines(&buf, ts);
-    }
-
-    /// Lines the screen committed, each ended by `\n`, all at `ts`.
+    /// Lines the screen committed (scrolled off, or read from a settled alternate screen),
+    /// each ended by `\n`, all at `ts`.
     pub fn screen_lines(&mut self, lines: &[u8], ts: &Arc<str>) {
         let start = self.core.out.len();
         self.feed(Stream::Pty, lines, ts);
@@ -215,12 +208,12 @@ samples = ["● Bash(ls)"]
             "● Bash(make)",
             " Do you want to proceed?",
         ] {
-            x.screen_line(l, &ts);
+            x.screen_lines(format!("{l}\n").as_bytes(), &ts);
         }
         assert_eq!(names(&mut x), ["bash:pty", "bash:pty"]);
         assert_eq!(x.events(), 4);
         // A third one seen only in history is recorded.
-        x.screen_line(" Do you want to proceed?", &ts);
+        x.screen_lines(b" Do you want to proceed?\n", &ts);
         assert_eq!(names(&mut x), ["proceed:pty"]);
     }
 }

@@ -146,8 +146,8 @@ fn fingerprint(t: &Terminal) -> u64 {
             .iter()
             .rposition(|c| c.char() != ' ')
             .map_or(0, |i| i + 1);
-        for c in cells[..end].iter().filter(|c| c.width() != 0) {
-            mix(u32::from(c.char()));
+        for c in transcript::shown(&cells[..end]) {
+            mix(u32::from(c));
         }
         mix(u32::from('\n'));
     }

@@ -19,7 +19,7 @@ pub(super) struct Transcript {
 }
 
 /// The characters a row shows, in order (the second cell of a wide character holds none).
-fn shown(cells: &[avt::Cell]) -> impl Iterator<Item = char> + '_ {
+pub(super) fn shown(cells: &[avt::Cell]) -> impl Iterator<Item = char> + '_ {
     cells.iter().filter(|c| c.width() != 0).map(|c| c.char())
 }
 
