@@ -16,7 +16,9 @@
 # to about twice its wall time; then every thread's CPU counts, not only the longest one's.
 #
 # Needs perf (Debian: `apt-get install linux-perf`) and perf_event_paranoid <= 1 (or root).
-# Knobs: LINES (200000), FREQ (2000), TOP (8 functions per thread), WRAPPER, NO_BUILD,
+# Then a timeline: each thread's samples per STEP_MS (100; 0 for none) and what the cpus spent
+# elsewhere, which shows a thread that stalls while another works alone.
+# Knobs: LINES (200000), FREQ (2000), TOP (8 functions per thread), STEP_MS, WRAPPER, NO_BUILD,
 # PROFILE_TMP (where input, databases and perf data go; default $TMPDIR or /tmp).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +27,7 @@ cd "$ROOT"
 LINES=${LINES:-200000}
 FREQ=${FREQ:-2000}
 TOP=${TOP:-8}
+STEP_MS=${STEP_MS:-100}
 MODES=("$@")
 [ ${#MODES[@]} -gt 0 ] || MODES=(db)
 for m in "${MODES[@]}"; do
@@ -87,13 +90,37 @@ for mode in "${MODES[@]}"; do
           printf "  under perf: %d samples = %.2f CPU s, by thread:\n", total, total / f
           for (i = 1; i <= k; i++) if (share[i] >= 0.5) print rows[i]
         }' <<< "$by_thread"
-  # Each busy thread's hottest functions (self time, share of all samples).
+  # Each busy thread's hottest functions (self time, share of all samples). Sorted by thread
+  # and symbol together: `--comm X --sort sym` adds other threads' samples of the same
+  # function to X's (the twelfth session's lists had the masking DFA of the capture thread in
+  # extraction's).
+  by_sym=$(perf report -i "$data" --stdio --sort comm,dso,sym -g none --no-children 2> /dev/null \
+    | grep -E '^ *[0-9.]+%')
   awk '/^ *[0-9.]+%/ { pct = $1; sub(/%/, "", pct); if (pct + 0 >= 5) { $1 = ""; print substr($0, 2) } }' <<< "$by_thread" \
     | while read -r comm; do
         echo "  -- $comm"
-        # (stdin from /dev/null: the loop reads the thread names from it)
-        perf report -i "$data" --stdio --comm "$comm" --sort dso,sym -g none --no-children \
-          < /dev/null 2> /dev/null | grep -E '^ *[0-9.]+%' | sed 's/^ */     /' | cut -c1-110 \
-          | awk -v n="$TOP" 'NR <= n'
+        awk -v c="$comm" -v n="$TOP" '$2 == c { $2 = ""; if (++k <= n) print "     " $0 }' \
+          <<< "$by_sym" | cut -c1-110
       done
+  # When each thread ran: samples per STEP_MS, and what the cpus did not spend on this run
+  # (idle, or other processes). A thread that stops while another works alone is a stall.
+  if [ "$STEP_MS" -gt 0 ]; then
+    perf script -i "$data" -F comm,time 2> /dev/null | awk -v step="$STEP_MS" -v f="$FREQ" \
+      -v cpus="$(nproc)" '
+        { t = $NF; sub(/:$/, "", t); $NF = ""; c = $0; sub(/ +$/, "", c); sub(/^ +/, "", c)
+          if (t0 == "") t0 = t
+          k = int((t - t0) * 1000 / step); n[k, c]++; tot[k]++; if (k > last) last = k
+          if (!(c in seen)) { seen[c] = 1; names[++m] = c } all[c]++ }
+        END {
+          cap = cpus * f * step / 1000
+          printf "  timeline, samples per %d ms (of %d the cpus can give):\n  %8s", step, cap, "ms"
+          for (i = 1; i <= m; i++) if (all[names[i]] * 100 >= NR) { l = names[i]; sub(/^wrapper-/, "", l); printf " %9.9s", l }
+          printf " %9s\n", "not ours"
+          for (k = 0; k <= last; k++) {
+            printf "  %8d", k * step
+            for (i = 1; i <= m; i++) if (all[names[i]] * 100 >= NR) printf " %9d", n[k, names[i]]
+            idle = cap - tot[k]; printf " %9d\n", (idle > 0 ? idle : 0)
+          }
+        }'
+  fi
 done
