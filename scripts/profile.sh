@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where the time goes, per thread: `perf record` of wrapper's pipelines on the standard input,
-# then each thread's share of all CPU samples and its hottest functions (docs/PERFORMANCE.md,
-# issue 17: "where a target is not reached, the note shows the profile that limits it").
+# then each thread's share of all CPU samples, its hottest functions and a timeline of when it
+# ran (docs/PERFORMANCE.md, issue 17: "where a target is not reached, the note shows the
+# profile that limits it").
 #
 #   scripts/profile.sh                    # database pipeline, 200 k lines
 #   scripts/profile.sh db nocapture pty-db extract
@@ -15,9 +16,10 @@
 # run and what it does. A whole run on two cores is CPU-bound when the threads' shares add up
 # to about twice its wall time; then every thread's CPU counts, not only the longest one's.
 #
+# The timeline is each thread's samples per STEP_MS (100; 0 for none) and what the cpus spent
+# elsewhere: it shows a thread that stalls while another works alone.
+#
 # Needs perf (Debian: `apt-get install linux-perf`) and perf_event_paranoid <= 1 (or root).
-# Then a timeline: each thread's samples per STEP_MS (100; 0 for none) and what the cpus spent
-# elsewhere, which shows a thread that stalls while another works alone.
 # Knobs: LINES (200000), FREQ (2000), TOP (8 functions per thread), STEP_MS, WRAPPER, NO_BUILD,
 # PROFILE_TMP (where input, databases and perf data go; default $TMPDIR or /tmp).
 set -euo pipefail
