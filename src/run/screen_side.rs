@@ -36,9 +36,24 @@ enum Shown {
     End(Arc<str>),
 }
 
-/// Messages the screen may be ahead of the rules: each is one read's lines (at most a pty
-/// read, 4 KiB) or a settle's rows.
+/// Messages the screen may be ahead of the rules: each is one feed's lines (at most
+/// [`FEED_BYTES`] of output) or a settle's rows.
 const AHEAD: usize = 64;
+
+/// Most output fed to the screen at once: reads that wait in the queue (the screen is
+/// behind) are fed together, up to this many bytes.
+///
+/// A program printing line by line on a pty is read a line or two at a time (~120 bytes a
+/// read under `cat`, strace), and the screen model fast-forwards only over reads that hold
+/// more lines than the screen has rows (`screen/fast.rs`); fed together, a flood's reads are.
+/// Each read still goes to the capture on its own, with its own time.
+const FEED_BYTES: usize = 64 * 1024;
+
+/// The longest span of read times fed together. Lines committed by a feed carry the time of
+/// its last read, so this bounds how much later than its read a line's time can be (only
+/// when the screen is behind, and never across a pause the screen may settle in: at most
+/// half of `prompt_idle`).
+const FEED_SPAN: Duration = Duration::from_millis(20);
 
 /// The extraction thread in PTY mode: the bytes go through the screen model; its committed
 /// lines are matched as lines of stream `pty`, and once nothing has been drawn for
@@ -125,12 +140,20 @@ fn model(
     // drawn, however late the screen gets to it — it may be behind after a flood).
     let mut last: Option<(Instant, Arc<str>)> = None;
     let mut last_change: Option<std::time::SystemTime> = None;
+    let span = FEED_SPAN.min(prompt_idle / 2);
+    // A read taken from the queue that could not join the feed before it.
+    let mut held: Option<queue::Chunk> = None;
     loop {
         let settle_at = last
             .as_ref()
             .filter(|_| screen.changed())
             .map(|(t, _)| *t + prompt_idle);
-        let msg = rx.recv_timeout(settle_at.map(|at| at.saturating_duration_since(Instant::now())));
+        let msg = match held.take() {
+            Some(chunk) => Ok(chunk),
+            None => {
+                rx.recv_timeout(settle_at.map(|at| at.saturating_duration_since(Instant::now())))
+            }
+        };
         match msg {
             Ok(chunk) => {
                 let gap = last_change
@@ -142,24 +165,54 @@ fn model(
                     }
                 }
                 let before = screen.fingerprint();
-                let ts: Arc<str> = format_timestamp(chunk.at).into();
+                // The reads waiting behind this one, fed with it (see FEED_BYTES).
+                let first_at = chunk.at;
+                let mut at = chunk.at;
+                let mut data = Vec::new();
+                let mut total = chunk.data.len();
+                let mut reads = vec![chunk];
+                while total < FEED_BYTES {
+                    let Ok(next) = rx.recv_timeout(Some(Duration::ZERO)) else {
+                        break;
+                    };
+                    // (A clock stepped back ends the feed too.)
+                    if next.at.duration_since(first_at).map_or(true, |d| d > span) {
+                        held = Some(next);
+                        break;
+                    }
+                    at = next.at;
+                    if reads.len() == 1 {
+                        data.extend_from_slice(&reads[0].data);
+                    }
+                    data.extend_from_slice(&next.data);
+                    total += next.data.len();
+                    reads.push(next);
+                }
+                let ts: Arc<str> = format_timestamp(at).into();
                 let size = unpack(setup.size.load(Ordering::Relaxed));
                 let mut lines = Vec::new();
                 if size != screen.size() {
                     if let Some(tap) = tap {
-                        tap.resize(size.0, size.1, chunk.at);
+                        tap.resize(size.0, size.1, first_at);
                     }
                     lines = screen.resize(size.0, size.1);
                 }
-                lines.extend(screen.feed(&chunk.data));
+                let fed = if reads.len() == 1 {
+                    &reads[0].data
+                } else {
+                    &data
+                };
+                lines.extend(screen.feed(fed));
                 if !lines.is_empty() {
                     show(Shown::Lines(joined(&lines), ts.clone()));
                 }
                 if let Some(tap) = tap {
-                    tap.output(chunk.stream, chunk.data, chunk.at);
+                    for r in reads {
+                        tap.output(r.stream, r.data, r.at);
+                    }
                 }
                 if screen.fingerprint() != before || last.is_none() {
-                    last_change = Some(chunk.at);
+                    last_change = Some(at);
                     last = Some((Instant::now(), ts));
                 }
             }
@@ -172,6 +225,10 @@ fn model(
             }
             Err(RecvTimeoutError::Disconnected) => {
                 let ts: Arc<str> = now_timestamp().into();
+                tracing::debug!(
+                    "the screen model fast-forwarded over {} lines",
+                    screen.skipped_lines()
+                );
                 let lines = screen.finish();
                 if !lines.is_empty() {
                     show(Shown::Lines(joined(&lines), ts.clone()));

@@ -21,11 +21,14 @@
 //! Pure: no I/O, no threads, no clock — the caller says when the screen has settled.
 //! Bytes may be split anywhere, also inside a UTF-8 sequence.
 
+mod fast;
 pub mod modes;
 mod transcript;
 
+use std::collections::VecDeque;
+
 use avt::parser::Function;
-use avt::{Observation, Observer, Operation, ScreenKind, Terminal};
+use avt::{Charset, Observation, Observer, Operation, ScreenKind, Terminal};
 
 use transcript::Transcript;
 
@@ -41,6 +44,11 @@ pub struct Screen {
     /// (a TUI repainting every frame) do not keep the screen from settling.
     shown: u64,
     settled: u64,
+    /// Whether plain lines may be fast-forwarded (`fast.rs`): until the program prints the
+    /// marker itself.
+    fast: bool,
+    /// Lines fast-forwarded so far.
+    skipped_lines: u64,
 }
 
 /// What a settle yields.
@@ -60,6 +68,62 @@ struct Watch {
     alt_before: Option<Vec<String>>,
     left_alt: Vec<Vec<String>>,
     dirty: bool,
+    /// What the terminal's state is for fast-forwarding (`fast.rs`).
+    state: Plain,
+    /// The text of lines fed as markers, committed when their rows leave the screen.
+    skipped: VecDeque<String>,
+    /// How many of them each marker on the screen stands for, top to bottom.
+    runs: VecDeque<usize>,
+}
+
+/// What of the terminal's state decides whether a line can only scroll: its scroll region
+/// and character sets (avt does not tell; followed here from the operations it runs).
+#[derive(Clone, Copy, Default)]
+struct Plain {
+    /// A scroll region smaller than the screen is set.
+    margins: bool,
+    /// G0 and G1 are not ASCII.
+    g0_drawing: bool,
+    g1_drawing: bool,
+    /// G1 is shifted in (SO).
+    shifted: bool,
+}
+
+impl Plain {
+    fn ok(self) -> bool {
+        !self.margins
+            && !(if self.shifted {
+                self.g1_drawing
+            } else {
+                self.g0_drawing
+            })
+    }
+
+    /// Before `f` runs on a terminal of `rows` rows (as avt's engine runs it).
+    #[cold]
+    #[inline(never)]
+    fn follow(&mut self, f: &Function, rows: usize) {
+        match *f {
+            Function::Decstbm(top, bottom) => {
+                let top = usize::from(top.max(1)) - 1;
+                let bottom = if bottom == 0 {
+                    rows
+                } else {
+                    usize::from(bottom)
+                } - 1;
+                // An invalid region is ignored.
+                if top < bottom && bottom < rows {
+                    self.margins = top != 0 || bottom != rows - 1;
+                }
+            }
+            Function::Gzd4(c) => self.g0_drawing = c != Charset::Ascii,
+            Function::G1d4(c) => self.g1_drawing = c != Charset::Ascii,
+            Function::So => self.shifted = true,
+            Function::Si => self.shifted = false,
+            Function::Ris | Function::Decstr => *self = Plain::default(),
+            _ => {}
+        }
+    }
 }
 
 /// avt calls `before` and `after` for every character it prints, so they are kept to a test
@@ -69,10 +133,20 @@ impl Observer for Watch {
 
     #[inline(always)]
     fn before(&mut self, cx: &mut Observation<'_>, op: &Operation) {
-        if let Operation::Function(f @ (Function::Decrst(_) | Function::Ris | Function::Decstr)) =
-            op
-        {
-            self.leaving(cx, f);
+        if let Operation::Function(f) = op {
+            if let Function::Decrst(_) | Function::Ris | Function::Decstr = f {
+                self.leaving(cx, f);
+            }
+            if let Function::Decstbm(..)
+            | Function::Gzd4(_)
+            | Function::G1d4(_)
+            | Function::So
+            | Function::Si
+            | Function::Ris
+            | Function::Decstr = f
+            {
+                self.state.follow(f, cx.terminal().size().1);
+            }
         }
     }
 
@@ -88,6 +162,19 @@ impl Observer for Watch {
     }
 
     fn evicted(&mut self, _cx: &mut Observation<'_>, line: &avt::Line) {
+        if !self.runs.is_empty()
+            && line
+                .cells()
+                .first()
+                .is_some_and(|c| c.char() == fast::MARKER)
+        {
+            if let Some(n) = self.runs.pop_front() {
+                for text in self.skipped.drain(..n.min(self.skipped.len())) {
+                    self.transcript.push_text(text);
+                }
+                return;
+            }
+        }
         self.transcript.push(line);
     }
 
@@ -176,7 +263,14 @@ impl Screen {
             alt_read: Vec::new(),
             shown: 0,
             settled: 0,
+            fast: true,
+            skipped_lines: 0,
         }
+    }
+
+    /// Lines fast-forwarded so far (`fast.rs`).
+    pub fn skipped_lines(&self) -> u64 {
+        self.skipped_lines
     }
 
     pub fn size(&self) -> (u16, u16) {
@@ -187,9 +281,42 @@ impl Screen {
     /// Feeds the program's next bytes; returns the lines committed by them, in order.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
         let text = self.decode(bytes);
-        let mut lines = self.term.feed_with(text.as_str(), &mut self.watch);
+        let reduced = self.fast_forward(&text);
+        let fed = reduced.as_deref().unwrap_or(&text);
+        let mut lines = self.term.feed_with(fed, &mut self.watch);
+        if !self.watch.runs.is_empty() || !self.watch.skipped.is_empty() {
+            // Cannot happen (every marker's row scrolls off within the read, `fast.rs`); should
+            // it, no line is lost, and the screen stops fast-forwarding.
+            debug_assert!(false, "marker rows left on the screen");
+            self.fast = false;
+            lines.extend(self.watch.skipped.drain(..));
+            self.watch.runs.clear();
+        }
         self.after_feed(&mut lines);
         lines
+    }
+
+    /// What to feed instead of `text` when lines of it can be skipped (`fast.rs`).
+    fn fast_forward(&mut self, text: &str) -> Option<String> {
+        if !self.fast {
+            return None;
+        }
+        if text.contains(fast::MARKER) {
+            self.fast = false;
+            return None;
+        }
+        let (cols, rows) = self.term.size();
+        if !self.watch.state.ok()
+            || self.term.active_screen_kind() != ScreenKind::Primary
+            || self.term.cursor().row + 1 != rows
+        {
+            return None;
+        }
+        let r = fast::reduce(text, cols, rows)?;
+        self.skipped_lines += r.lines.len() as u64;
+        self.watch.skipped.extend(r.lines);
+        self.watch.runs.extend(r.runs);
+        Some(r.fed)
     }
 
     /// The user's terminal changed size.
@@ -487,6 +614,129 @@ mod tests {
             }
         }
         assert!(seen.len() > 500, "too few distinct screens: {}", seen.len());
+    }
+
+    /// Fast-forwarding changes nothing but the cost: over generated output (plain lines of
+    /// every width, colours, wide characters, and everything that makes a line more than a
+    /// line — cursor moves, scroll regions, character sets, the alternate screen, resets, the
+    /// marker itself), a screen that fast-forwards and one that draws everything commit the
+    /// same lines after every read, end with the same lines, and are in the same state after
+    /// every read (avt's dump of the whole terminal: every cell, pen, mode, cursor).
+    #[test]
+    fn fast_forwarding_commits_the_same_lines_and_leaves_the_same_terminal() {
+        const LINES: &[&str] = &[
+            "ok",
+            "",
+            "   ",
+            "word word word",
+            "trailing   ",
+            "\x1b[32m✓\x1b[0m step done",
+            "\x1b[1;31merror\x1b[0m: bad",
+            "\x1b[38;2;1;2;3mrgb",
+            "\x1b[41m",
+            "é combining e\u{301}",
+            "漢字 wide",
+            "0123456789abc",
+            "0123456789",
+            "012345678",
+            "a\u{a0}\u{a0}",
+            "bell\x07",
+            "tab\there",
+            "cr\rover",
+            "lf\nonly",
+        ];
+        const ODD: &[&str] = &[
+            "\x1b[2J",
+            "\x1b[H",
+            "\x1b[3A",
+            "\x1b[2;4r",
+            "\x1b[r",
+            "\x1b[1;99r",
+            "\x1b(0",
+            "\x1b(B",
+            "\x1b)0",
+            "\x0e",
+            "\x0f",
+            "\x1b7",
+            "\x1b8",
+            "\x1b[?1049h",
+            "\x1b[?1049l",
+            "\x1bc",
+            "\x1b[!p",
+            "\x1b[4h",
+            "\x1b[4l",
+            "\x1b[?7l",
+            "\x1b[?7h",
+            "\x1b[?6h",
+            "\x1b[K",
+            "\x1b[S",
+            "\x1bM",
+            "\x1b[L",
+            "progress 50%\r",
+            "\u{fdd0}",
+        ];
+        let mut rng = crate::test_rng::XorShift::new(0xfa57);
+        let mut forwarded = 0;
+        for case in 0..300 {
+            let (cols, rows) = [(10, 3), (12, 4), (20, 6), (6, 2), (10, 1)][case % 5];
+            let mut fast = Screen::new(cols, rows);
+            let mut slow = Screen::new(cols, rows);
+            slow.fast = false;
+            let mut fed = String::new();
+            for read in 0..(3 + rng.below(12)) {
+                let mut chunk = String::new();
+                for _ in 0..rng.below(30) {
+                    if rng.below(12) == 0 {
+                        chunk.push_str(ODD[rng.below(ODD.len())]);
+                    } else {
+                        chunk.push_str(LINES[rng.below(LINES.len())]);
+                        chunk.push_str("\r\n");
+                    }
+                }
+                if read % 7 == 6 {
+                    let (c, r) = [(10, 3), (14, 5), (8, 2)][rng.below(3)];
+                    assert_eq!(fast.resize(c, r), slow.resize(c, r), "case {case}: resize");
+                }
+                fed.push_str(&chunk);
+                // Split anywhere, inside a character too.
+                let cut = rng.below(chunk.len() + 1);
+                for part in [&chunk.as_bytes()[..cut], &chunk.as_bytes()[cut..]] {
+                    let before = fast.skipped_lines;
+                    let (a, b) = (fast.feed(part), slow.feed(part));
+                    forwarded += usize::from(fast.skipped_lines > before);
+                    assert_eq!(a, b, "case {case} ({cols}x{rows}): lines after {fed:?}");
+                    assert_eq!(
+                        fast.term.dump(),
+                        slow.term.dump(),
+                        "case {case} ({cols}x{rows}): terminal after {fed:?}"
+                    );
+                    assert_eq!(fast.fingerprint(), slow.fingerprint(), "case {case}");
+                }
+            }
+            assert_eq!(
+                fast.finish(),
+                slow.finish(),
+                "case {case}: the end of {fed:?}"
+            );
+        }
+        assert!(forwarded > 200, "too few reads fast-forwarded: {forwarded}");
+    }
+
+    #[test]
+    fn a_flood_of_lines_is_fast_forwarded_and_commits_every_line() {
+        let mut sc = Screen::new(80, 24);
+        let mut lines = Vec::new();
+        let text: String = (0..1000)
+            .map(|i| format!("\x1b[2mline\x1b[0m {i}\r\n"))
+            .collect();
+        for chunk in text.as_bytes().chunks(4096) {
+            lines.extend(sc.feed(chunk));
+        }
+        // (Not the first read: the cursor starts at the top.)
+        assert!(sc.skipped_lines > 600, "{}", sc.skipped_lines);
+        lines.extend(sc.finish());
+        let want: Vec<String> = (0..1000).map(|i| format!("line {i}")).collect();
+        assert_eq!(lines, want);
     }
 
     #[test]

@@ -59,6 +59,17 @@ impl Transcript {
         self.ready.push(text);
     }
 
+    /// A line that left the screen as the text given (a fast-forwarded line, `fast.rs`: it
+    /// always follows a row that ended a line).
+    pub(super) fn push_text(&mut self, text: String) {
+        if !self.pending.is_empty() {
+            let s = self.pending.trim_end().to_owned();
+            self.pending.clear();
+            self.ready.push(s);
+        }
+        self.ready.push(text);
+    }
+
     /// The rows still on the primary screen become lines (blank ones at its end do not): at
     /// a hard reset, which clears it, and when the program ends.
     pub(super) fn finish_primary(&mut self, term: &Terminal) {

@@ -554,6 +554,51 @@ fn built_in_rules_with_context_work_on_the_pty_stream() {
     );
 }
 
+/// A flood of lines through PTY mode (the screen model fast-forwards over most of them,
+/// screen/fast.rs): every line is committed once, in order, its events extracted with the
+/// right line numbers, colours and all, and nothing else.
+#[test]
+fn a_flood_of_lines_on_the_pty_commits_every_line_in_order() {
+    const N: usize = 20_000;
+    let mut t = Term::new(80, 24);
+    // Every 10th line an error, in colour; the rest plain, some coloured, some wide. Written
+    // to a file first, then `cat` on the pty in large writes: reads of many lines each.
+    let script = format!(
+        "i=1; while [ $i -le {N} ]; do \
+           if [ $((i % 10)) -eq 0 ]; then printf '\\033[31merror\\033[0m: failure %d\\n' $i; \
+           elif [ $((i % 7)) -eq 0 ]; then printf '\\033[2m  step %d done\\033[0m  \\n' $i; \
+           elif [ $((i % 13)) -eq 0 ]; then printf '漢字 line %d\\n' $i; \
+           else printf 'line %d of output\\n' $i; fi; i=$((i + 1)); done > flood.txt; \
+         cat flood.txt; echo DO''NE"
+    );
+    let mut cmd = t.env.run_cmd("codex", &["--pty"], &["sh", "-c", &script]);
+    cmd.env("RUST_LOG", "wrapper=debug");
+    t.start(cmd);
+    assert_eq!(t.wait(), 0, "{:?}", t.text().len());
+    // The screen model did skip drawing most lines (its own count, logged at the end).
+    let text = t.text();
+    let said = "the screen model fast-forwarded over ";
+    let skipped: usize = text
+        .find(said)
+        .and_then(|i| text[i + said.len()..].split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no count: {:?}", &text[text.len().saturating_sub(2000)..]));
+    assert!(skipped > N / 2, "{skipped} of {N} lines fast-forwarded");
+    assert_eq!(outcome(&t.env), "completed:0:");
+    let got = t.env.query_strings(
+        "SELECT line_number || ' ' || matched_value FROM extraction_events \
+         WHERE pattern = 't_error' ORDER BY line_number",
+    );
+    let want: Vec<String> = (1..=N / 10)
+        .map(|k| format!("{} failure {}", k * 10, k * 10))
+        .collect();
+    assert_eq!(got.len(), want.len(), "{:?}", &got[..got.len().min(5)]);
+    assert_eq!(got, want);
+    let lines = t
+        .env
+        .query_strings("SELECT CAST(total_lines_processed AS TEXT) FROM process_sessions");
+    assert_eq!(lines, [(N + 1).to_string()]);
+}
+
 /// PTY mode's output is captured as one `pty` stream with the terminal's size, masked, and
 /// exports to an asciicast of that size.
 #[test]
