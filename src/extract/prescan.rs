@@ -400,8 +400,10 @@ impl Prescan {
         };
         let handle = match std::thread::Builder::new()
             .name("wrapper-scan".into())
-            .spawn(move || helper(rx, helper_ctx))
-        {
+            .spawn(move || {
+                crate::run::nice::background();
+                helper(rx, helper_ctx)
+            }) {
             Ok(h) => {
                 tracing::debug!("large chunks: their lines are computed ahead on a second thread");
                 Some(h)

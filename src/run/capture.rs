@@ -86,6 +86,7 @@ pub fn start(
     let handle = thread::Builder::new()
         .name("wrapper-capture".into())
         .spawn(move || {
+            super::nice::background();
             // A copy of its own, as extraction has (see `Redactor`).
             let masker = Masker::new(Arc::new(Redactor::clone(&redactor)), &book, redact);
             drop(book);

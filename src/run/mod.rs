@@ -14,6 +14,7 @@
 mod alloc;
 pub mod capture;
 pub mod child;
+pub mod nice;
 pub mod pty;
 mod pty_mode;
 pub mod pump;
@@ -651,6 +652,7 @@ fn start_extraction(
     let handle = thread::Builder::new()
         .name("wrapper-extract".into())
         .spawn(move || {
+            nice::background();
             // This thread's own copy of the masking rules (the main thread used them first,
             // and a regex's other threads take a lock for each search: see `Redactor`).
             let redactor = Arc::new(Redactor::clone(&redactor));

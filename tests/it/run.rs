@@ -1153,3 +1153,49 @@ fn large_chunks_record_the_same_events_with_or_without_the_helper_thread() {
     }
     assert_eq!(alone.len(), with_db.len());
 }
+
+/// The threads that record run at a lower priority than the agent and the pump that passes
+/// its output through (src/run/nice.rs); the agent itself runs at the priority wrapper was
+/// started with, as it would alone.
+#[test]
+fn recording_threads_yield_and_the_agent_runs_at_its_own_priority() {
+    let env = Env::new();
+    // The child looks at its parent's threads once the recording ones have started.
+    let out = env.sh(
+        &[],
+        r#"i=0
+        while [ $i -lt 500 ]; do
+          n=$(cat /proc/$PPID/task/*/comm | grep -c -e wrapper-extract -e wrapper-writer -e wrapper-checkpo -e wrapper-capture)
+          [ "$n" -ge 4 ] && break
+          sleep 0.01; i=$((i + 1))
+        done
+        echo "self $(cut -d' ' -f19 /proc/self/stat)"
+        for t in /proc/$PPID/task/*; do echo "$(cat $t/comm) $(cut -d' ' -f19 $t/stat)"; done"#,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let own: i32 = std::fs::read_to_string("/proc/self/stat")
+        .expect("stat")
+        .split(' ')
+        .nth(18)
+        .and_then(|n| n.parse().ok())
+        .expect("nice");
+    let nice = |name: &str| -> Vec<i32> {
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.trim().parse().expect("a number"))
+            .collect()
+    };
+    assert_eq!(nice("self"), [own], "{text}");
+    assert!(!nice("wrapper-pump").is_empty(), "{text}");
+    assert!(nice("wrapper-pump").iter().all(|&n| n == own), "{text}");
+    for t in [
+        "wrapper-extract",
+        "wrapper-writer",
+        "wrapper-checkpo",
+        "wrapper-capture",
+    ] {
+        assert_eq!(nice(t), [(own + 10).min(19)], "{t}: {text}");
+    }
+}
