@@ -26,6 +26,7 @@ const DEPTH: usize = 16;
 
 enum Tap {
     Output(Stream, Vec<u8>, SystemTime),
+    Outputs(Vec<(Stream, Vec<u8>, SystemTime)>),
     Resize(u16, u16, SystemTime),
 }
 
@@ -40,6 +41,13 @@ impl CaptureTap {
     /// this from the thread that passes output through).
     pub fn output(&self, stream: Stream, bytes: Vec<u8>, at: SystemTime) {
         let _ = self.tx.send(Tap::Output(stream, bytes, at));
+    }
+
+    /// Reads in order, in one message (the capture thread wakes once for them).
+    pub fn outputs(&self, reads: Vec<(Stream, Vec<u8>, SystemTime)>) {
+        if !reads.is_empty() {
+            let _ = self.tx.send(Tap::Outputs(reads));
+        }
     }
 
     /// The pty was resized to `cols`×`rows` at `at`.
@@ -110,6 +118,11 @@ fn capture_loop(rx: Receiver<Tap>, mut enc: Encoder, writer: SyncSender<Msg>) ->
         };
         match msg {
             Ok(Tap::Output(s, b, at)) => enc.output(s, &b, at),
+            Ok(Tap::Outputs(reads)) => {
+                for (s, b, at) in reads {
+                    enc.output(s, &b, at);
+                }
+            }
             Ok(Tap::Resize(c, r, at)) => enc.resize(c, r, at),
             Err(RecvTimeoutError::Timeout) => enc.seal(),
             Err(RecvTimeoutError::Disconnected) => {

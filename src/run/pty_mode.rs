@@ -11,11 +11,11 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -42,11 +42,15 @@ pub fn wanted(choice: PtyChoice) -> bool {
     }
 }
 
-/// What the extraction side needs to model the screen: its size, kept current on SIGWINCH
-/// (`cols << 16 | rows`).
+/// What the extraction side needs to model the screen: the pty's size when the agent started,
+/// and its size now (`cols << 16 | rows`), kept current on SIGWINCH with the time of the last
+/// change (µs since the epoch, stored before the size), so that the screen model and the
+/// capture put a resize among the reads where it happened, however far behind they are.
 #[derive(Clone)]
 pub struct ScreenSetup {
+    pub start: (u16, u16),
     pub size: Arc<AtomicU32>,
+    pub resized_at_us: Arc<AtomicU64>,
 }
 
 fn pack_size(cols: u16, rows: u16) -> u32 {
@@ -99,7 +103,9 @@ pub(super) fn supervise(
     let Started { child, size, raw } = started;
     let pid = child.pid;
     let screen = ScreenSetup {
+        start: size,
         size: Arc::new(AtomicU32::new(pack_size(size.0, size.1))),
+        resized_at_us: Arc::new(AtomicU64::new(0)),
     };
     let (chunk_tx, extract, _backlog) =
         super::start_extraction(cfg, book, redactor, records_tx, Some(screen.clone()), tap)?;
@@ -308,9 +314,13 @@ impl Supervisor<'_> {
             tracing::debug!("cannot resize the pty: {e}");
             return;
         }
+        let now_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.screen.resized_at_us.store(now_us, Ordering::Relaxed);
         self.screen
             .size
-            .store(pack_size(cols, rows), Ordering::Relaxed);
+            .store(pack_size(cols, rows), Ordering::Release);
         self.record_signal(
             libc::SIGWINCH,
             json!({ "cols": cols, "rows": rows, "resized": "pty" }),

@@ -359,6 +359,34 @@ fn a_resize_of_the_users_terminal_resizes_the_pty_and_is_recorded() {
         meta[0].contains("\"cols\":132") && meta[0].contains("\"rows\":40"),
         "{meta:?}"
     );
+    // The capture has the resize where it happened: after the output before it, before the
+    // output after it (asciicast: an "r" event between the two).
+    let sid = t
+        .env
+        .query_strings("SELECT session_id FROM process_sessions")
+        .remove(0);
+    let cast = t.env.path("r.cast");
+    let out = t
+        .env
+        .cmd()
+        .args(["export", &sid, "--db"])
+        .arg(t.env.db())
+        .arg("-o")
+        .arg(&cast)
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&cast).expect("cast");
+    let (ready, resize, size) = (
+        text.find("READY"),
+        text.find("\"r\", \"132x40\"")
+            .or_else(|| text.find("\"r\",\"132x40\"")),
+        text.find("40 132"),
+    );
+    assert!(
+        matches!((ready, resize, size), (Some(a), Some(b), Some(c)) if a < b && b < c),
+        "{ready:?} {resize:?} {size:?}: {text}"
+    );
 }
 
 /// `--pty` with piped input: the child reads it from its terminal and gets the terminal's
