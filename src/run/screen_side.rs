@@ -238,12 +238,22 @@ fn model(
         let msg = match held.take() {
             Some(chunk) => Ok(chunk),
             None => {
+                let wait = |rx: &queue::Receiver| {
+                    rx.recv_timeout(wake_at.map(|at| at.saturating_duration_since(Instant::now())))
+                };
                 if outbox.since.is_some() {
-                    // In a burst of output: the reads that come meanwhile are fed together,
-                    // rather than each waking this thread (see OUTBOX_WAIT).
-                    thread::sleep(BURST_PAUSE);
+                    // In a burst of output: if nothing waits, the reads that come meanwhile
+                    // are fed together, rather than each waking this thread (OUTBOX_WAIT).
+                    match rx.recv_timeout(Some(Duration::ZERO)) {
+                        Err(RecvTimeoutError::Timeout) => {
+                            thread::sleep(BURST_PAUSE);
+                            wait(rx)
+                        }
+                        got => got,
+                    }
+                } else {
+                    wait(rx)
                 }
-                rx.recv_timeout(wake_at.map(|at| at.saturating_duration_since(Instant::now())))
             }
         };
         match msg {
