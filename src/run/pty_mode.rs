@@ -310,14 +310,15 @@ impl Supervisor<'_> {
             return;
         }
         let (cols, rows) = (ws.ws_col, ws.ws_row);
+        // Before the resize: output the child writes in answer to it is read after this.
+        let at_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         if let Err(e) = pty::resize(master, cols, rows) {
             tracing::debug!("cannot resize the pty: {e}");
             return;
         }
-        let now_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        self.screen.resized_at_us.store(now_us, Ordering::Relaxed);
+        self.screen.resized_at_us.store(at_us, Ordering::Relaxed);
         self.screen
             .size
             .store(pack_size(cols, rows), Ordering::Release);

@@ -162,6 +162,24 @@ impl Drop for Term {
     }
 }
 
+/// The only session's capture, exported as an asciicast (v2).
+fn export_cast(env: &Env) -> String {
+    let sid = env
+        .query_strings("SELECT session_id FROM process_sessions")
+        .remove(0);
+    let cast = env.path("session.cast");
+    let out = env
+        .cmd()
+        .args(["export", &sid, "--db"])
+        .arg(env.db())
+        .arg("-o")
+        .arg(&cast)
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::read_to_string(&cast).expect("cast")
+}
+
 fn outcome(env: &Env) -> String {
     env.query_strings(
         "SELECT state || ':' || exit_code || ':' || coalesce(signal, '') FROM process_sessions",
@@ -361,22 +379,7 @@ fn a_resize_of_the_users_terminal_resizes_the_pty_and_is_recorded() {
     );
     // The capture has the resize where it happened: after the output before it, before the
     // output after it (asciicast: an "r" event between the two).
-    let sid = t
-        .env
-        .query_strings("SELECT session_id FROM process_sessions")
-        .remove(0);
-    let cast = t.env.path("r.cast");
-    let out = t
-        .env
-        .cmd()
-        .args(["export", &sid, "--db"])
-        .arg(t.env.db())
-        .arg("-o")
-        .arg(&cast)
-        .output()
-        .expect("export");
-    assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read_to_string(&cast).expect("cast");
+    let text = export_cast(&t.env);
     let (ready, resize, size) = (
         text.find("READY"),
         text.find("\"r\", \"132x40\"")
@@ -646,22 +649,7 @@ fn pty_output_is_captured_masked_and_exports_with_the_terminal_size() {
             .query_strings("SELECT mode || ' ' || cols || 'x' || rows FROM capture_sessions"),
         ["pty 100x30"]
     );
-    let sid = t
-        .env
-        .query_strings("SELECT session_id FROM process_sessions")
-        .remove(0);
-    let cast = t.env.path("s.cast");
-    let out = t
-        .env
-        .cmd()
-        .args(["export", &sid, "--db"])
-        .arg(t.env.db())
-        .arg("-o")
-        .arg(&cast)
-        .output()
-        .expect("export");
-    assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read_to_string(&cast).expect("cast");
+    let text = export_cast(&t.env);
     let header: serde_json::Value =
         serde_json::from_str(text.lines().next().expect("header")).expect("json");
     assert_eq!(
