@@ -13,20 +13,35 @@
 //! session (everything recorded) took as long either way, 4.3-5.0 s (four interleaved runs on
 //! two cores; docs/PERFORMANCE.md, fourteenth session).
 
-/// How much less the recording threads weigh: nice +10 is about a tenth of a nice-0
-/// thread's share of a busy core under Linux's scheduler.
+/// How much less the recording threads weigh: nice +10 (relative to wrapper's own) is about a
+/// tenth of a nice-0 thread's share of a busy core under Linux's scheduler.
 const NICE: libc::c_int = 10;
 
-/// Lowers the calling thread's priority (Linux: each thread has its own nice value).
+/// Puts the calling thread [`NICE`] below wrapper's main thread (to at most 19; Linux: each
+/// thread has its own nice value), if it is not there already (a thread started by one that
+/// called this inherits its value).
 ///
 /// Only for threads that start no processes: a child inherits the nice value of the thread
 /// that forks it, and the agent must run as it would alone.
 pub fn background() {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on the calling thread's own id changes nothing but its priority;
-    // a failure (not possible for lowering one's own) leaves it as it was.
+    // SAFETY: getpriority reads a priority; setpriority on the calling thread's own id
+    // changes nothing but its priority; a failure leaves it as it was.
     unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE);
+        // -1 is also a valid nice value: errno tells an error apart.
+        let nice_of = |id: libc::id_t| {
+            *libc::__errno_location() = 0;
+            let n = libc::getpriority(libc::PRIO_PROCESS, id);
+            (n != -1 || *libc::__errno_location() == 0).then_some(n)
+        };
+        let tid = libc::gettid() as libc::id_t;
+        // The process id names the main thread.
+        let (Some(main), Some(now)) = (nice_of(libc::getpid() as libc::id_t), nice_of(tid)) else {
+            return;
+        };
+        let target = (main + NICE).min(19);
+        if now < target {
+            libc::setpriority(libc::PRIO_PROCESS, tid, target);
+        }
     }
 }

@@ -662,3 +662,40 @@ fn pty_output_is_captured_masked_and_exports_with_the_terminal_size() {
         "{text}"
     );
 }
+
+/// In PTY mode too the screen model yields (src/run/nice.rs), started by the extraction
+/// thread at the same value, not lowered twice; the agent runs at wrapper's priority.
+#[test]
+fn the_screen_model_yields_once_and_the_agent_does_not() {
+    let mut t = Term::new(80, 24);
+    t.sh(
+        &[],
+        r#"i=0
+        while [ $i -lt 500 ]; do
+          grep -q wrapper-screen /proc/$PPID/task/*/comm && break
+          sleep 0.01; i=$((i + 1))
+        done
+        echo "self $(cut -d' ' -f19 /proc/self/stat)"
+        for t in /proc/$PPID/task/*; do echo "$(cat $t/comm) $(cut -d' ' -f19 $t/stat)"; done
+        echo DO''NE"#,
+    );
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
+    let text = t.text();
+    let own: i32 = std::fs::read_to_string("/proc/self/stat")
+        .expect("stat")
+        .split(' ')
+        .nth(18)
+        .and_then(|n| n.parse().ok())
+        .expect("nice");
+    let nice = |name: &str| -> Vec<i32> {
+        text.lines()
+            .filter_map(|l| l.trim_end().split_once(' '))
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, v)| v.trim().parse().ok())
+            .collect()
+    };
+    assert_eq!(nice("self"), [own], "{text}");
+    assert_eq!(nice("wrapper-screen"), [(own + 10).min(19)], "{text}");
+    assert_eq!(nice("wrapper-extract"), [(own + 10).min(19)], "{text}");
+    assert!(nice("wrapper-pump").iter().all(|&n| n == own), "{text}");
+}

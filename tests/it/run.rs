@@ -1195,7 +1195,11 @@ fn recording_threads_yield_and_the_agent_runs_at_its_own_priority() {
         "wrapper-writer",
         "wrapper-checkpo",
         "wrapper-capture",
+        "wrapper-scan",
     ] {
-        assert_eq!(nice(t), [(own + 10).min(19)], "{t}: {text}");
+        // (The scan helper only runs for large chunks: absent here, or at the same value.)
+        let want = (own + 10).min(19);
+        assert!(nice(t).iter().all(|&n| n == want), "{t}: {text}");
+        assert!(t == "wrapper-scan" || !nice(t).is_empty(), "{t}: {text}");
     }
 }
