@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::queue::Chunk;
 use crate::capture::{Encoder, Masker, Totals};
 use crate::event::Stream;
 use crate::extract::rules::RuleBook;
@@ -26,7 +27,7 @@ const DEPTH: usize = 16;
 
 enum Tap {
     Output(Stream, Vec<u8>, SystemTime),
-    Outputs(Vec<(Stream, Vec<u8>, SystemTime)>),
+    Outputs(Vec<Chunk>),
     Resize(u16, u16, SystemTime),
 }
 
@@ -44,7 +45,7 @@ impl CaptureTap {
     }
 
     /// Reads in order, in one message (the capture thread wakes once for them).
-    pub fn outputs(&self, reads: Vec<(Stream, Vec<u8>, SystemTime)>) {
+    pub fn outputs(&self, reads: Vec<Chunk>) {
         if !reads.is_empty() {
             let _ = self.tx.send(Tap::Outputs(reads));
         }
@@ -119,8 +120,8 @@ fn capture_loop(rx: Receiver<Tap>, mut enc: Encoder, writer: SyncSender<Msg>) ->
         match msg {
             Ok(Tap::Output(s, b, at)) => enc.output(s, &b, at),
             Ok(Tap::Outputs(reads)) => {
-                for (s, b, at) in reads {
-                    enc.output(s, &b, at);
+                for r in reads {
+                    enc.output(r.stream, &r.data, r.at);
                 }
             }
             Ok(Tap::Resize(c, r, at)) => enc.resize(c, r, at),

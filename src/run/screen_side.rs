@@ -143,11 +143,11 @@ fn apply(x: &mut Extractor, s: Shown, agent_log: &Option<crate::agents::LogQuery
 /// lines keep their own time, each read its own); everything waiting is handed on before a
 /// settle and at the end.
 const OUTBOX_WAIT: Duration = Duration::from_millis(20);
+const OUTBOX_BYTES: usize = 32 * 1024;
 
 /// While something waits to be handed on (a burst of output), the screen thread reads the
 /// queue this often instead of being woken by every read.
 const BURST_PAUSE: Duration = Duration::from_millis(2);
-const OUTBOX_BYTES: usize = 32 * 1024;
 
 /// What waits to be handed on ([`OUTBOX_WAIT`]).
 #[derive(Default)]
@@ -180,25 +180,20 @@ impl Outbox {
             1 => self.shown.drain(..).for_each(&mut *show),
             _ => show(Shown::Many(std::mem::take(&mut self.shown))),
         }
-        let Some(tap) = tap else {
-            self.capture.clear();
-            return self.reset();
-        };
-        let mut reads = Vec::new();
-        for c in self.capture.drain(..) {
-            match c {
-                ForCapture::Output(r) => reads.push((r.stream, r.data, r.at)),
-                ForCapture::Resize(cols, rows, at) => {
-                    tap.outputs(std::mem::take(&mut reads));
-                    tap.resize(cols, rows, at);
+        // (Nothing is put here for the capture without a tap.)
+        if let Some(tap) = tap {
+            let mut reads = Vec::new();
+            for c in self.capture.drain(..) {
+                match c {
+                    ForCapture::Output(r) => reads.push(r),
+                    ForCapture::Resize(cols, rows, at) => {
+                        tap.outputs(std::mem::take(&mut reads));
+                        tap.resize(cols, rows, at);
+                    }
                 }
             }
+            tap.outputs(reads);
         }
-        tap.outputs(reads);
-        self.reset();
-    }
-
-    fn reset(&mut self) {
         self.bytes = 0;
         self.since = None;
     }

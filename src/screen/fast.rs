@@ -15,13 +15,16 @@
 //! the marker leaves the screen, the run's lines are committed in its place. The rows the
 //! skipped lines would have filled would only have scrolled off again: the terminal ends with
 //! the rows of the lines drawn after them, with the same pen, so what it shows afterwards is
-//! what it would have shown, and the lines committed are the same, in the same order (the tests hold the two side by side on generated
-//! output, comparing avt's full state dump after every read).
+//! what it would have shown, and the lines committed are the same, in the same order (the
+//! tests hold the two side by side on generated output, comparing avt's full state dump after
+//! every read).
 //!
 //! Only what is certain is skipped: a read with anything but printable characters, SGR
 //! sequences and line ends in it, a line with a wide character, a lone `\r` or `\n`, or as
 //! wide as the screen, is drawn as it is.
 
+use avt::parser::Function;
+use avt::Charset;
 use unicode_width::UnicodeWidthChar;
 
 /// Printed in place of a skipped line's text: a noncharacter (U+FDD0, reserved for a
@@ -29,6 +32,73 @@ use unicode_width::UnicodeWidthChar;
 /// is, and the screen stops fast-forwarding for good (a row showing one could be taken for a
 /// marker later).
 pub(super) const MARKER: char = '\u{FDD0}';
+
+/// What of the terminal's state decides whether a line can only scroll: its scroll region
+/// and character sets (avt does not tell; followed here from the operations it runs).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Plain {
+    /// A scroll region smaller than the screen is set.
+    margins: bool,
+    /// G0, G1 hold the line-drawing set, not ASCII.
+    g0_drawing: bool,
+    g1_drawing: bool,
+    /// G1 is shifted in (SO).
+    shifted: bool,
+}
+
+impl Plain {
+    /// Whether `f` is one of the operations [`Plain::follow`] follows (inlined into avt's
+    /// loop over every character: a match, no call).
+    #[inline(always)]
+    pub(super) fn follows(f: &Function) -> bool {
+        matches!(
+            f,
+            Function::Decstbm(..)
+                | Function::Gzd4(_)
+                | Function::G1d4(_)
+                | Function::So
+                | Function::Si
+                | Function::Ris
+                | Function::Decstr
+        )
+    }
+
+    /// Whether a line printed now can only scroll: the whole screen scrolls, ASCII shows.
+    pub(super) fn ok(self) -> bool {
+        !self.margins
+            && !(if self.shifted {
+                self.g1_drawing
+            } else {
+                self.g0_drawing
+            })
+    }
+
+    /// Before `f` runs on a terminal of `rows` rows (as avt's engine runs it).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn follow(&mut self, f: &Function, rows: usize) {
+        match *f {
+            Function::Decstbm(top, bottom) => {
+                let top = usize::from(top.max(1)) - 1;
+                let bottom = if bottom == 0 {
+                    rows
+                } else {
+                    usize::from(bottom)
+                } - 1;
+                // An invalid region is ignored.
+                if top < bottom && bottom < rows {
+                    self.margins = top != 0 || bottom != rows - 1;
+                }
+            }
+            Function::Gzd4(c) => self.g0_drawing = c != Charset::Ascii,
+            Function::G1d4(c) => self.g1_drawing = c != Charset::Ascii,
+            Function::So => self.shifted = true,
+            Function::Si => self.shifted = false,
+            Function::Ris | Function::Decstr => *self = Plain::default(),
+            _ => {}
+        }
+    }
+}
 
 /// What to feed instead of a read, and what the markers in it stand for.
 #[derive(Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ mod transcript;
 use std::collections::VecDeque;
 
 use avt::parser::Function;
-use avt::{Charset, Observation, Observer, Operation, ScreenKind, Terminal};
+use avt::{Observation, Observer, Operation, ScreenKind, Terminal};
 
 use transcript::Transcript;
 
@@ -69,61 +69,11 @@ struct Watch {
     left_alt: Vec<Vec<String>>,
     dirty: bool,
     /// What the terminal's state is for fast-forwarding (`fast.rs`).
-    state: Plain,
+    state: fast::Plain,
     /// The text of lines fed as markers, committed when their rows leave the screen.
     skipped: VecDeque<String>,
     /// How many of them each marker on the screen stands for, top to bottom.
     runs: VecDeque<usize>,
-}
-
-/// What of the terminal's state decides whether a line can only scroll: its scroll region
-/// and character sets (avt does not tell; followed here from the operations it runs).
-#[derive(Clone, Copy, Default)]
-struct Plain {
-    /// A scroll region smaller than the screen is set.
-    margins: bool,
-    /// G0 and G1 are not ASCII.
-    g0_drawing: bool,
-    g1_drawing: bool,
-    /// G1 is shifted in (SO).
-    shifted: bool,
-}
-
-impl Plain {
-    fn ok(self) -> bool {
-        !self.margins
-            && !(if self.shifted {
-                self.g1_drawing
-            } else {
-                self.g0_drawing
-            })
-    }
-
-    /// Before `f` runs on a terminal of `rows` rows (as avt's engine runs it).
-    #[cold]
-    #[inline(never)]
-    fn follow(&mut self, f: &Function, rows: usize) {
-        match *f {
-            Function::Decstbm(top, bottom) => {
-                let top = usize::from(top.max(1)) - 1;
-                let bottom = if bottom == 0 {
-                    rows
-                } else {
-                    usize::from(bottom)
-                } - 1;
-                // An invalid region is ignored.
-                if top < bottom && bottom < rows {
-                    self.margins = top != 0 || bottom != rows - 1;
-                }
-            }
-            Function::Gzd4(c) => self.g0_drawing = c != Charset::Ascii,
-            Function::G1d4(c) => self.g1_drawing = c != Charset::Ascii,
-            Function::So => self.shifted = true,
-            Function::Si => self.shifted = false,
-            Function::Ris | Function::Decstr => *self = Plain::default(),
-            _ => {}
-        }
-    }
 }
 
 /// avt calls `before` and `after` for every character it prints, so they are kept to a test
@@ -137,14 +87,7 @@ impl Observer for Watch {
             if let Function::Decrst(_) | Function::Ris | Function::Decstr = f {
                 self.leaving(cx, f);
             }
-            if let Function::Decstbm(..)
-            | Function::Gzd4(_)
-            | Function::G1d4(_)
-            | Function::So
-            | Function::Si
-            | Function::Ris
-            | Function::Decstr = f
-            {
+            if fast::Plain::follows(f) {
                 self.state.follow(f, cx.terminal().size().1);
             }
         }

@@ -358,3 +358,23 @@ pub fn on_pty_slave(cmd: &mut Command, slave: &std::os::fd::OwnedFd) {
         });
     }
 }
+
+/// The test process's nice value (field 19 of /proc/self/stat).
+pub fn own_nice() -> i32 {
+    std::fs::read_to_string("/proc/self/stat")
+        .expect("stat")
+        .split(' ')
+        .nth(18)
+        .and_then(|n| n.parse().ok())
+        .expect("nice")
+}
+
+/// The nice values a child printed as `NAME VALUE` lines (a thread's `comm` and field 19 of
+/// its stat), for the lines named `name`.
+pub fn nice_values(text: &str, name: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|l| l.trim_end().split_once(' '))
+        .filter(|(n, _)| *n == name)
+        .filter_map(|(_, v)| v.trim().parse().ok())
+        .collect()
+}

@@ -681,19 +681,8 @@ fn the_screen_model_yields_once_and_the_agent_does_not() {
     );
     assert_eq!(t.wait(), 0, "{:?}", t.text());
     let text = t.text();
-    let own: i32 = std::fs::read_to_string("/proc/self/stat")
-        .expect("stat")
-        .split(' ')
-        .nth(18)
-        .and_then(|n| n.parse().ok())
-        .expect("nice");
-    let nice = |name: &str| -> Vec<i32> {
-        text.lines()
-            .filter_map(|l| l.trim_end().split_once(' '))
-            .filter(|(n, _)| *n == name)
-            .filter_map(|(_, v)| v.trim().parse().ok())
-            .collect()
-    };
+    let own = own_nice();
+    let nice = |name: &str| nice_values(&text, name);
     assert_eq!(nice("self"), [own], "{text}");
     assert_eq!(nice("wrapper-screen"), [(own + 10).min(19)], "{text}");
     assert_eq!(nice("wrapper-extract"), [(own + 10).min(19)], "{text}");

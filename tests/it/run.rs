@@ -1174,19 +1174,8 @@ fn recording_threads_yield_and_the_agent_runs_at_its_own_priority() {
     );
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    let own: i32 = std::fs::read_to_string("/proc/self/stat")
-        .expect("stat")
-        .split(' ')
-        .nth(18)
-        .and_then(|n| n.parse().ok())
-        .expect("nice");
-    let nice = |name: &str| -> Vec<i32> {
-        text.lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.trim().parse().expect("a number"))
-            .collect()
-    };
+    let own = own_nice();
+    let nice = |name: &str| nice_values(&text, name);
     assert_eq!(nice("self"), [own], "{text}");
     assert!(!nice("wrapper-pump").is_empty(), "{text}");
     assert!(nice("wrapper-pump").iter().all(|&n| n == own), "{text}");
