@@ -10,6 +10,7 @@ pub mod context;
 pub mod json;
 pub mod json_rules;
 pub mod lint;
+mod onepass;
 mod prescan;
 pub mod redact;
 pub mod rules;
@@ -77,13 +78,15 @@ struct CompiledRule {
 #[derive(Debug)]
 struct Captures {
     regex: regex::Regex,
+    /// Its groups in one pass over its match, where that is sound ([`onepass::Relaxed`]).
+    relaxed: Option<onepass::Relaxed>,
     /// Named groups other than `value`, with their capture index.
     groups: Vec<(usize, Arc<str>)>,
     value_group: Option<usize>,
 }
 
 impl Captures {
-    fn new(regex: regex::Regex) -> Captures {
+    fn new(regex: regex::Regex, case_insensitive: bool) -> Captures {
         let mut groups = Vec::new();
         let mut value_group = None;
         for (i, name) in regex.capture_names().enumerate() {
@@ -94,6 +97,7 @@ impl Captures {
             }
         }
         Captures {
+            relaxed: onepass::Relaxed::new(regex.as_str(), case_insensitive),
             regex,
             groups,
             value_group,
@@ -106,7 +110,7 @@ impl CompiledRule {
         self.captures
             .get_or_init(|| {
                 match rules::compile(&self.rule.regex_src, self.rule.case_insensitive) {
-                    Ok(re) => Some(Captures::new(re)),
+                    Ok(re) => Some(Captures::new(re, self.rule.case_insensitive)),
                     Err(e) => {
                         eprintln!(
                             "wrapper: rule `{}` ({}) cannot be compiled and records nothing: {e}",
@@ -148,7 +152,7 @@ impl Matcher {
             };
             let captures = OnceLock::new();
             if let Some(re) = eager {
-                let _ = captures.set(Some(Captures::new(re)));
+                let _ = captures.set(Some(Captures::new(re, r.case_insensitive)));
             }
             rules.push(CompiledRule {
                 rule: r.clone(),
@@ -1342,7 +1346,7 @@ enum Begun {
 
 /// A rule's capture groups on a line: found here, or computed ahead ([`prescan`]).
 enum Groups<'a> {
-    Here(&'a regex::CaptureLocations),
+    Here(prescan::Locs<'a>),
     Ahead(prescan::Slots<'a>),
 }
 

@@ -227,7 +227,40 @@ pub struct Scan {
     /// and its slots. A `Regex` keeps one cache for the thread that used it first and a
     /// locked stack for every other; with two threads on the same rules, the other paid a
     /// lock for each capture (~4% of the helper's samples). A copy has a cache of its own.
-    pub locations: Vec<Option<(regex::Regex, regex::CaptureLocations)>>,
+    pub locations: Vec<Option<RuleScan>>,
+}
+
+/// One rule's capture regex and slots on one thread, and the cache of its one-pass groups.
+#[derive(Debug)]
+pub struct RuleScan {
+    regex: regex::Regex,
+    locs: regex::CaptureLocations,
+    relaxed: Option<super::onepass::RelaxedCache>,
+}
+
+/// A match's capture groups, from `regex` or from the one-pass walk of the match.
+#[derive(Clone, Copy)]
+pub enum Locs<'a> {
+    Regex(&'a regex::CaptureLocations),
+    /// Offsets into the match, which starts at the `usize`.
+    OnePass(&'a regex_automata::util::captures::Captures, usize),
+}
+
+impl Locs<'_> {
+    /// Groups, the whole match included.
+    pub fn len(&self) -> usize {
+        match self {
+            Locs::Regex(l) => l.len(),
+            Locs::OnePass(c, _) => c.group_len(),
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Option<(usize, usize)> {
+        match self {
+            Locs::Regex(l) => l.get(i),
+            Locs::OnePass(c, at) => c.get_group(i).map(|s| (s.start + at, s.end + at)),
+        }
+    }
 }
 
 impl Scan {
@@ -240,18 +273,21 @@ impl Scan {
 
     /// Rule `i`'s capture groups on `text` (with its capture regex `caps`), in this thread's
     /// slots for it; `None` if the regex does not match.
-    pub fn captures(
-        &mut self,
-        i: usize,
-        caps: &super::Captures,
-        text: &str,
-    ) -> Option<&regex::CaptureLocations> {
-        let (regex, locs) = self.locations[i].get_or_insert_with(|| {
-            let regex = caps.regex.clone();
-            let locs = regex.capture_locations();
-            (regex, locs)
+    pub fn captures(&mut self, i: usize, caps: &super::Captures, text: &str) -> Option<Locs<'_>> {
+        let s = self.locations[i].get_or_insert_with(|| RuleScan {
+            regex: caps.regex.clone(),
+            locs: caps.regex.capture_locations(),
+            relaxed: caps.relaxed.as_ref().map(|r| r.create_cache()),
         });
-        regex.captures_read(locs, text).map(|_| &*locs)
+        if let (Some(rel), Some(cache)) = (&caps.relaxed, &mut s.relaxed) {
+            let m = s.regex.find(text)?;
+            if let Some(groups) = rel.groups(cache, text, m.start(), m.end()) {
+                return Some(Locs::OnePass(groups, m.start()));
+            }
+        }
+        s.regex
+            .captures_read(&mut s.locs, text)
+            .map(|_| Locs::Regex(&s.locs))
     }
 }
 
