@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if [ -x target/release/wrapper ]; then
   echo "== building wrapper (release) =="
 else
-  echo "== building wrapper (release): the first build compiles SQLite and takes 2-4 minutes on 2 cores =="
+  echo "== building wrapper (release): the first build compiles SQLite and takes 3-5 minutes on 2 cores =="
 fi
 cargo build --release
 echo

@@ -178,6 +178,11 @@ fn bytes_of(h: &Hir, set: &mut [bool; 256]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::XorShift;
+
+    fn pick<'a>(rng: &mut XorShift, v: &[&'a str]) -> &'a str {
+        v[rng.below(v.len())]
+    }
 
     /// The groups as `regex` gives them, and as the relaxed path gives them (falling back to
     /// `regex` where it declines, as the extraction thread does).
@@ -208,20 +213,6 @@ mod tests {
         [want, got]
     }
 
-    /// A small deterministic generator (xorshift), so a failure is reproducible.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-            v[(self.next() % v.len() as u64) as usize]
-        }
-    }
-
     /// Every built-in rule that the relaxed path serves, on its own samples, on the samples
     /// of every other rule, and on pieces of them glued together, cut and repeated: the
     /// groups are `regex`'s exactly, and `path_line_col` (the reason for this) is served.
@@ -237,13 +228,16 @@ mod tests {
             .iter()
             .flat_map(|t| t.split(' ').map(str::to_string))
             .collect();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
         let base = texts.clone();
         for _ in 0..4000 {
-            let mut t = base[(rng.next() % base.len() as u64) as usize].clone();
+            let mut t = base[rng.below(base.len())].clone();
             for _ in 0..rng.next() % 4 {
-                let p = &pieces[(rng.next() % pieces.len() as u64) as usize];
-                let sep = rng.pick(&[" ", "", ":", "/", ".", ":12:3 ", " (", "\t", "é", "│ "]);
+                let p = &pieces[rng.below(pieces.len())];
+                let sep = pick(
+                    &mut rng,
+                    &[" ", "", ":", "/", ".", ":12:3 ", " (", "\t", "é", "│ "],
+                );
                 if rng.next() % 2 == 0 {
                     t = format!("{t}{sep}{p}");
                 } else {
@@ -251,7 +245,7 @@ mod tests {
                 }
             }
             if rng.next() % 3 == 0 && !t.is_empty() {
-                let mut cut = (rng.next() % t.len() as u64) as usize;
+                let mut cut = rng.below(t.len());
                 while !t.is_char_boundary(cut) {
                     cut -= 1;
                 }
@@ -321,10 +315,10 @@ mod tests {
             texts.extend(next.iter().cloned());
             frontier = next;
         }
-        let mut rng = Rng(42);
+        let mut rng = XorShift::new(42);
         for _ in 0..20000 {
             let n = 5 + rng.next() % 10;
-            texts.push((0..n).map(|_| rng.pick(&alphabet)).collect());
+            texts.push((0..n).map(|_| pick(&mut rng, &alphabet)).collect());
         }
         for src in regexes {
             let re = regex::Regex::new(src).expect("compiles");
