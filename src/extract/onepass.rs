@@ -282,7 +282,7 @@ mod tests {
     /// Regexes built to trip it: groups whose places an ambiguity inside or around them
     /// decides, lazy and greedy bodies, optional and repeated groups, alternations of groups,
     /// assertions next to groups, non-ASCII, case folding. On every string of a small
-    /// alphabet up to length 7 and on random longer ones, the groups are `regex`'s; the
+    /// alphabet up to length 4 and on 20,000 random longer ones, the groups are `regex`'s; the
     /// ones the relaxed path must decline, it declines.
     #[test]
     fn the_same_groups_as_regex_on_regexes_built_to_trip_it() {
