@@ -85,14 +85,28 @@ impl Relaxed {
     }
 }
 
+/// Bounds on what one rule's relaxed regex may take (a rule is already refused at 4 MiB
+/// compiled): beyond them the rule keeps `regex`'s own way.
+const NFA_LIMIT: usize = 4 << 20;
+const DFA_LIMIT: usize = 1 << 20;
+
 /// A one-pass DFA of `hir` (leftmost-first, as `regex`), if it is one-pass.
 fn one_pass(hir: &Hir, utf8: bool) -> Option<DFA> {
     let nfa = thompson::Compiler::new()
-        .configure(thompson::Config::new().utf8(utf8).shrink(false))
+        .configure(
+            thompson::Config::new()
+                .utf8(utf8)
+                .shrink(false)
+                .nfa_size_limit(Some(NFA_LIMIT)),
+        )
         .build_from_hir(hir)
         .ok()?;
     onepass::Builder::new()
-        .configure(onepass::Config::new().match_kind(MatchKind::LeftmostFirst))
+        .configure(
+            onepass::Config::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .size_limit(Some(DFA_LIMIT)),
+        )
         .build_from_nfa(nfa)
         .ok()
 }
@@ -276,6 +290,14 @@ mod tests {
         assert!(
             checked > 300,
             "only {checked} matches compared (served: {served:?})"
+        );
+        // Tiny: the relaxed regex has a state or two per group (1,796 bytes here).
+        let path = book.rules.iter().find(|r| &*r.name == "path_line_col");
+        let rel = path.and_then(|r| Relaxed::new(&r.regex_src, r.case_insensitive));
+        let bytes = rel.map_or(usize::MAX, |r| r.dfa.memory_usage());
+        assert!(
+            bytes < 64 << 10,
+            "path_line_col's one-pass DFA: {bytes} bytes"
         );
     }
 
