@@ -116,7 +116,7 @@ fn one_pass(hir: &Hir, utf8: bool) -> Option<DFA> {
 fn relax(h: &Hir) -> Option<Hir> {
     Some(match h.kind() {
         HirKind::Capture(c) => {
-            if has_group(&c.sub) {
+            if c.sub.properties().explicit_captures_len() > 0 {
                 return None;
             }
             let mut bytes = [false; 256];
@@ -152,15 +152,6 @@ fn relax(h: &Hir) -> Option<Hir> {
         HirKind::Alternation(v) => Hir::alternation(v.iter().map(relax).collect::<Option<_>>()?),
         HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) => h.clone(),
     })
-}
-
-fn has_group(h: &Hir) -> bool {
-    match h.kind() {
-        HirKind::Capture(_) => true,
-        HirKind::Repetition(r) => has_group(&r.sub),
-        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(has_group),
-        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => false,
-    }
 }
 
 /// Marks every byte that a match of `h` can contain (more is sound: a superset).

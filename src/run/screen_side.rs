@@ -226,10 +226,7 @@ fn model(
             .as_ref()
             .filter(|_| screen.changed())
             .map(|(t, _)| *t + prompt_idle);
-        let wake_at = match (settle_at, outbox.due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake_at = settle_at.into_iter().chain(outbox.due()).min();
         let msg = match held.take() {
             Some(chunk) => Ok(chunk),
             None => {
@@ -318,11 +315,11 @@ fn model(
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
-                if outbox.due().is_some_and(|t| t <= now) {
+                let settle_now = settle_at.is_some_and(|t| t <= now);
+                if settle_now || outbox.due().is_some_and(|t| t <= now) {
                     outbox.flush(&mut show, tap);
                 }
-                if settle_at.is_some_and(|t| t <= now) {
-                    outbox.flush(&mut show, tap);
+                if settle_now {
                     let ts = last
                         .as_ref()
                         .map(|(_, ts)| ts.clone())
