@@ -86,9 +86,27 @@ fn code_blocks(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a recording session compiles before and while the agent starts: the built-in rule
+/// book (TOML), the masking rules, the rule set's hash, and the extraction matcher.
+fn startup(c: &mut Criterion) {
+    let book = RuleBook::builtin().expect("built-in rules load");
+    let mut g = c.benchmark_group("startup");
+    g.bench_function("rulebook_load", |b| {
+        b.iter(|| black_box(RuleBook::builtin().expect("load").rules.len()))
+    });
+    g.bench_function("redactor_new", |b| {
+        b.iter(|| black_box(Redactor::new(&book, true).expect("compile")))
+    });
+    g.bench_function("rules_version", |b| b.iter(|| black_box(book.version())));
+    g.bench_function("matcher_new", |b| {
+        b.iter(|| black_box(Matcher::new(&book, Some("codex")).expect("compile").len()))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = split_and_clean, extraction, code_blocks
+    targets = split_and_clean, extraction, code_blocks, startup
 }
 criterion_main!(benches);

@@ -220,7 +220,12 @@ impl Masker {
     /// Whether no segment of `text` (visible text of whole segments) can need masking.
     fn clean(&self, text: &str) -> bool {
         match &self.prefilter {
-            Some(set) => !set.is_match(text),
+            // The decoded text too, as the redactor searches it (JSON strings' escapes).
+            Some(set) => {
+                !set.is_match(text)
+                    && !crate::extract::redact::Unescaped::of(text)
+                        .is_some_and(|d| set.is_match(&d.text))
+            }
             None => false,
         }
     }

@@ -97,10 +97,15 @@ impl Redactor {
         let Some(set) = &self.set else {
             return Cow::Borrowed(text);
         };
+        // The text as a JSON string's reader sees it, if it holds escapes: see `Unescaped`.
+        let decoded = Unescaped::of(text);
         // Nearly every line holds no secret: `is_match` stops at the first hit and can skip
         // through the text with the rules' literal prefixes, where `matches` must track every
         // rule to the end of the line.
-        if extra.is_empty() && !set.is_match(text) {
+        if extra.is_empty()
+            && !set.is_match(text)
+            && !decoded.as_ref().is_some_and(|d| set.is_match(&d.text))
+        {
             return Cow::Borrowed(text);
         }
         // Every rule's matches are found in the original text, and where matches overlap
@@ -123,6 +128,21 @@ impl Redactor {
                         .map(|m| (m.start(), i, m.end())),
                 ),
                 None => spans.push((0, i, text.len())),
+            }
+        }
+        // What the rules find in the decoded text is masked where it came from: the escapes
+        // inside and around a secret go with it.
+        if let Some(d) = &decoded {
+            for i in set.matches(&d.text).iter() {
+                let (rule, re) = &self.rules[i];
+                match re.get_or_init(|| compile(&rule.regex_src, false).ok()) {
+                    Some(re) => spans.extend(
+                        re.find_iter(&d.text)
+                            .filter(|m| !m.is_empty())
+                            .map(|m| (d.from[m.start()], i, d.from[m.end()])),
+                    ),
+                    None => spans.push((0, i, text.len())),
+                }
             }
         }
         if spans.is_empty() {
@@ -178,14 +198,23 @@ impl Redactor {
 
     /// The agent's command line as stored (`process_sessions.command_json`): every argument
     /// through the rules, and the value of a flag whose name says it holds a secret
-    /// (`--api-key VALUE`, `--password=VALUE`, `-H 'X-Api-Token: VALUE'`) masked whatever its
-    /// shape. Masking off (`--no-redact`), the arguments are stored as given.
+    /// (`--api-key VALUE`, `--password=VALUE`, `--pass VALUE`, `-H 'X-Api-Token: VALUE'`)
+    /// masked whatever its shape; so are the password of `-u`/`--user user:password` (curl,
+    /// wget) and the short password flags of the programs that have one (`sshpass -p`,
+    /// `redis-cli -a`, `mysql -pVALUE`). Masking off (`--no-redact`), the arguments are stored
+    /// as given.
     pub fn redact_argv(&self, args: &[String]) -> Vec<String> {
         if !self.is_on() {
             return args.to_vec();
         }
+        let program = args
+            .first()
+            .map(|a| a.rsplit('/').next().unwrap_or(a))
+            .unwrap_or("");
+        let short = short_password_flag(program);
         let mut out = Vec::with_capacity(args.len());
         let mut value_of_secret_flag = false;
+        let mut value_of_user_flag = false;
         for (i, arg) in args.iter().enumerate() {
             if value_of_secret_flag && !arg.starts_with('-') {
                 out.push(ARGV_MASK.to_string());
@@ -193,8 +222,27 @@ impl Redactor {
                 continue;
             }
             value_of_secret_flag = false;
+            if std::mem::take(&mut value_of_user_flag) {
+                if let Some(masked) = mask_user_password(arg) {
+                    out.push(masked);
+                    continue;
+                }
+            }
             // The program itself is never a flag.
             if i > 0 && arg.starts_with('-') {
+                if let Some((flag, attached)) = short {
+                    if arg == flag {
+                        // `sshpass -p VALUE`; mysql's `-p` alone prompts (what follows is
+                        // the database).
+                        value_of_secret_flag = !attached;
+                        out.push(arg.clone());
+                        continue;
+                    }
+                    if arg.len() > flag.len() && arg.starts_with(flag) && !arg.starts_with("--") {
+                        out.push(format!("{flag}{ARGV_MASK}"));
+                        continue;
+                    }
+                }
                 let flag = arg.trim_start_matches('-');
                 if let Some((name, value)) = flag.split_once('=') {
                     if names_a_secret(name) && !value.is_empty() {
@@ -202,8 +250,17 @@ impl Redactor {
                         out.push(format!("{}{ARGV_MASK}", &arg[..keep]));
                         continue;
                     }
+                    if names_a_user(name) {
+                        if let Some(masked) = mask_user_password(value) {
+                            let keep = arg.len() - value.len();
+                            out.push(format!("{}{masked}", &arg[..keep]));
+                            continue;
+                        }
+                    }
                 } else if names_a_secret(flag) {
                     value_of_secret_flag = true;
+                } else if names_a_user(flag) || arg == "-u" || arg == "-U" {
+                    value_of_user_flag = true;
                 }
             }
             // A header given to curl and the like: `Name: value`, the name saying secret.
@@ -223,14 +280,142 @@ impl Redactor {
     }
 }
 
+/// The short flag that takes a password in `program`'s command line, and whether the value
+/// must be attached to it (`mysql -pVALUE`: `mysql -p db` prompts, `db` is the database).
+fn short_password_flag(program: &str) -> Option<(&'static str, bool)> {
+    match program {
+        "sshpass" => Some(("-p", false)),
+        "redis-cli" | "valkey-cli" | "keydb-cli" => Some(("-a", false)),
+        "mysql" | "mysqldump" | "mysqladmin" | "mysqlimport" | "mysqlcheck" | "mariadb"
+        | "mariadb-dump" | "mariadb-admin" => Some(("-p", true)),
+        _ => None,
+    }
+}
+
+/// `--user`, `--proxy-user`, `--http-user`: flags whose value may be `user:password`.
+fn names_a_user(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "user" | "proxy-user" | "http-user" | "userpass"
+    )
+}
+
+/// `user:password` with the password masked; `None` when the value has no password, or
+/// only digits after the colon (`-u 1000:1000` is a uid and a gid, not a login).
+fn mask_user_password(value: &str) -> Option<String> {
+    let (user, pass) = value.split_once(':')?;
+    if pass.is_empty() || pass.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!("{user}:{ARGV_MASK}"))
+}
+
+/// A text with its backslash escapes decoded, and where each of its bytes came from.
+///
+/// Agents report command output inside JSON strings (`codex exec --json`'s
+/// `aggregated_output`, Claude Code's `tool_result`, their session logs): `cat .env` arrives as
+/// `"DEBUG=1\nghp_…\n"`. There the `n` of the escape stands right before the key, so a rule
+/// that starts at a word boundary (`(?-u:\b)ghp_`) never matches, and `\u003d` or `\/` hide
+/// the `=` and `/` an assignment or a URL rule looks for. The rules search the decoded text
+/// too, and what they find there is masked in the original, escapes and all. Decoded twice
+/// at most: JSON text inside a JSON string (a tool's JSON output in a session log) carries
+/// its escapes escaped.
+pub(crate) struct Unescaped {
+    pub(crate) text: String,
+    /// For each byte of `text` (and one past its end), the offset in the original text of
+    /// the character or escape it was decoded from.
+    from: Vec<usize>,
+}
+
+impl Unescaped {
+    /// `None` when `text` holds no escape (the common case: one `memchr`).
+    pub(crate) fn of(text: &str) -> Option<Unescaped> {
+        let once = Unescaped::once(text)?;
+        match Unescaped::once(&once.text) {
+            None => Some(once),
+            Some(twice) => Some(Unescaped {
+                from: twice.from.iter().map(|&j| once.from[j]).collect(),
+                text: twice.text,
+            }),
+        }
+    }
+
+    fn once(text: &str) -> Option<Unescaped> {
+        let first = memchr::memchr(b'\\', text.as_bytes())?;
+        let mut out = Unescaped {
+            text: String::with_capacity(text.len()),
+            from: Vec::with_capacity(text.len() + 1),
+        };
+        out.text.push_str(&text[..first]);
+        out.from.extend(0..first);
+        let mut decoded_any = false;
+        let mut at = first;
+        while let Some(c) = text[at..].chars().next() {
+            let (c, len) = match c {
+                '\\' => match escape_at(text, at) {
+                    Some(e) => {
+                        decoded_any = true;
+                        e
+                    }
+                    None => ('\\', 1),
+                },
+                c => (c, c.len_utf8()),
+            };
+            out.text.push(c);
+            out.from.extend(std::iter::repeat_n(at, c.len_utf8()));
+            at += len;
+        }
+        out.from.push(text.len());
+        decoded_any.then_some(out)
+    }
+}
+
+/// The character a JSON escape at `text[at..]` (which starts with `\`) stands for, and the
+/// escape's length; `None` for a backslash that starts no escape.
+fn escape_at(text: &str, at: usize) -> Option<(char, usize)> {
+    let b = text.as_bytes();
+    let c = match b.get(at + 1)? {
+        b'n' => '\n',
+        b't' => '\t',
+        b'r' => '\r',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'\'' => '\'',
+        b'u' => {
+            let hex = |i: usize| {
+                text.get(i..i + 4)
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+            };
+            let hi = hex(at + 2)?;
+            if (0xD800..0xDC00).contains(&hi) {
+                // A surrogate pair: `\ud83d\ude00`.
+                let lo = (text.get(at + 6..at + 8) == Some("\\u"))
+                    .then(|| hex(at + 8))
+                    .flatten()
+                    .filter(|lo| (0xDC00..0xE000).contains(lo))?;
+                let c = char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?;
+                return Some((c, 12));
+            }
+            return char::from_u32(hi).map(|c| (c, 6));
+        }
+        _ => return None,
+    };
+    Some((c, 2))
+}
+
 /// What a private key block's text is replaced with.
 pub const PRIVATE_KEY_MASK: &str = "[REDACTED:private_key]";
 /// What the value of a flag named like a secret is replaced with.
 pub const ARGV_MASK: &str = "[REDACTED:secret_flag]";
 
 /// Whether a flag or header name says its value is secret: `--api-key`, `--token`,
-/// `--client-secret`, `--password`, `--auth`, `Authorization`, `X-Api-Key`, `Cookie`. Words,
-/// not substrings, for the short ones: `--keep-going`, `--author` and `--keyboard` are not.
+/// `--client-secret`, `--password`, `--pass`, `--auth`, `Authorization`, `X-Api-Key`,
+/// `Cookie`. Words, not substrings, for the short ones: `--keep-going`, `--author`,
+/// `--keyboard`, `--bypass` and `--passes` are not.
 fn names_a_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     if [
@@ -249,7 +434,17 @@ fn names_a_secret(name: &str) -> bool {
     n.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
         matches!(
             w,
-            "key" | "keys" | "apikey" | "accesskey" | "privatekey" | "pwd" | "auth"
+            "key"
+                | "keys"
+                | "apikey"
+                | "accesskey"
+                | "privatekey"
+                | "pwd"
+                | "pw"
+                | "pass"
+                | "passin"
+                | "passout"
+                | "auth"
         ) || w.starts_with("authoriz")
             || w.starts_with("authent")
     })
@@ -588,6 +783,152 @@ mod tests {
             assert!(!masked.contains(secret), "{text} -> {masked}");
         }
         assert_eq!(r.redact("token count: 12"), "token count: 12");
+    }
+
+    /// Found by an audit: a key right after a JSON string's `\n` (command output in
+    /// `codex exec --json`, Claude Code's `tool_result`) kept its text, since the `n` of the
+    /// escape is a letter and the rules start at a word boundary; `\u003d` and `\/` hid an
+    /// assignment's `=` and a URL's `//`.
+    #[test]
+    fn secrets_behind_json_escapes_are_masked_where_they_stand() {
+        let r = builtin();
+        let gh = "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8";
+        for (text, secret) in [
+            (
+                format!(r#"{{"aggregated_output":"DEBUG=1\n{gh}\n","exit_code":1}}"#),
+                gh,
+            ),
+            (format!(r#"{{"out":"a\t{gh}"}}"#), gh),
+            (format!(r#"{{"out":"\"{gh}\""}}"#), gh),
+            // JSON inside a JSON string: the escapes escaped.
+            (format!(r#"{{"content":"{{\"out\":\"x\\n{gh}\"}}"}}"#), gh),
+            (
+                r#"{"out":"error: key \nsk-ant-api03-Zx81kQp0rT4vW2yB7nC9dE3fG5hJ6"}"#.into(),
+                "Zx81kQp0rT4vW2yB7",
+            ),
+            (
+                r#"{"out":"API_KEY\u003dplainvalue99x"}"#.into(),
+                "plainvalue99x",
+            ),
+            (
+                r#"{"url":"postgres:\/\/app:Sup3rS3cret@db:5432\/shop"}"#.into(),
+                "Sup3rS3cret",
+            ),
+            (format!(r#"{{"emoji":"\ud83d\ude00\n{gh}"}}"#), gh),
+        ] {
+            let masked = r.redact(&text);
+            assert!(!masked.contains(secret), "{text} -> {masked}");
+            // The escapes and the JSON around the secret are kept as they were.
+            assert!(masked.starts_with(&text[..4]), "{masked}");
+        }
+        let text = format!(r#"{{"o":"DEBUG=1\n{gh}\nnext"}}"#);
+        assert_eq!(
+            r.redact(&text),
+            r#"{"o":"DEBUG=1\n[REDACTED:github_token]\nnext"}"#
+        );
+        // Backslashes that start no escape, and text without secrets, are left alone.
+        for plain in [r"C:\Users\x", r"a \q b", r#"{"o":"ok\n"}"#, r"\u12"] {
+            assert_eq!(r.redact(plain), plain);
+        }
+    }
+
+    #[test]
+    fn names_and_forms_people_leak_are_masked() {
+        let r = builtin();
+        for (text, secret) in [
+            ("DJANGO_SECRET_KEY=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("SECRET_KEY_BASE=8f3b2a9c1d7e", "8f3b2a9c1d7e"),
+            ("secret_key: Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            (r#"{"secret_key": "Zq8sW3xE7cR5"}"#, "Zq8sW3xE7cR5"),
+            ("APP_KEY=base64:Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("SIGNING_KEY=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("MASTER_KEY=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("ENCRYPTION_KEY=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("DB_PASS=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("REDIS_PASS=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("MYSQL_PWD=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("Cookie: theme=dark; session=Zq8sW3xE7cR5", "Zq8sW3xE7cR5"),
+            ("set-cookie: sid=Zq8sW3xE7cR5; Path=/", "Zq8sW3xE7cR5"),
+            ("redis://:Zq8sW3xE7cR5@cache:6379/0", "Zq8sW3xE7cR5"),
+            ("amqp://:Zq8sW3xE7cR5@mq", "Zq8sW3xE7cR5"),
+            ("postgres://app:Zq8s/W3xE7cR5@db/x", "W3xE7cR5"),
+            (
+                "AccountName=a;AccountKey=Zq8sW3xE7cR5==;EndpointSuffix=x",
+                "Zq8sW3xE7cR5",
+            ),
+            ("curl -u deploy:Zq8sW3xE7cR5 https://x.test", "Zq8sW3xE7cR5"),
+            ("sshpass -p Zq8sW3xE7cR5 ssh host", "Zq8sW3xE7cR5"),
+            ("mysql -u root -pZq8sW3xE7cR5 shop", "Zq8sW3xE7cR5"),
+            ("redis-cli -a Zq8sW3xE7cR5 ping", "Zq8sW3xE7cR5"),
+        ] {
+            let masked = r.redact(text);
+            assert!(!masked.contains(secret), "{text} -> {masked}");
+        }
+        for kept in [
+            "https://registry.npmjs.org:443/@types/node",
+            "docker run -u 1000:1000 img",
+            "PWD=/home/user/project",
+            "max_tokens: 4096",
+            "mysql -u root -p shop",
+        ] {
+            assert_eq!(r.redact(kept), kept);
+        }
+    }
+
+    #[test]
+    fn passwords_in_argv_flags_of_known_programs_are_masked() {
+        let r = builtin();
+        let cases: [(&[&str], &[&str], &[&str]); 6] = [
+            (
+                &[
+                    "curl",
+                    "-u",
+                    "deploy:Zebra77Secret",
+                    "--user=bob:Quokka88",
+                    "https://x",
+                ],
+                &["Zebra77Secret", "Quokka88"],
+                &["deploy:", "--user=bob:", "https://x"],
+            ),
+            (
+                &["tool", "--pass", "Narwhal99Pw", "--pw=Axolotl1"],
+                &["Narwhal99Pw", "Axolotl1"],
+                &["--pass"],
+            ),
+            (
+                &["sshpass", "-p", "Narwhal99Pw", "ssh", "host"],
+                &["Narwhal99Pw"],
+                &["ssh", "host"],
+            ),
+            (
+                &["redis-cli", "-a", "Narwhal99Pw", "ping"],
+                &["Narwhal99Pw"],
+                &["ping"],
+            ),
+            (
+                &["/usr/bin/mysql", "-u", "root", "-pNarwhal99Pw", "shop"],
+                &["Narwhal99Pw"],
+                &["root", "shop"],
+            ),
+            (
+                &["docker", "run", "-u", "1000:1000", "-p", "8080:80", "img"],
+                &[],
+                &["1000:1000", "-p 8080:80", "img"],
+            ),
+        ];
+        for (argv, secrets, kept) in cases {
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            let out = r.redact_argv(&argv).join(" ");
+            for s in secrets {
+                assert!(!out.contains(s), "{s} in {out}");
+            }
+            for k in kept {
+                assert!(out.contains(k), "{k} lost from {out}");
+            }
+        }
+        // mysql's `-p` alone prompts: what follows is the database.
+        let argv: Vec<String> = ["mysql", "-p", "shop"].map(String::from).to_vec();
+        assert_eq!(r.redact_argv(&argv), argv);
     }
 
     #[test]

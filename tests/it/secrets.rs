@@ -123,6 +123,21 @@ const AWS: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
 const BEARER: &str = "zq8Xw7Vu6Ts5Rq4Po3Nm";
 const DIGITS: &str = "31415926";
 const WORDS: [&str; 4] = ["zebra", "quokka", "narwhal", "axolotl"];
+/// Values of the shapes a second audit found unmasked: each after its own name or flag.
+const NAMED: [&str; 12] = [
+    "Vb3Kq8Lm1Nx",
+    "Wc4Lr9Mn2Oy",
+    "Xd5Ms0No3Pz",
+    "Ye6Nt1Op4Qa",
+    "Zf7Ou2Pq5Rb",
+    "Ag8Pv3Qr6Sc",
+    "Bh9Qw4Rs7Td",
+    "Ci0Rx5St8Ue",
+    "Dj1Sy6Tu9Vf",
+    "Ek2Tz7Uv0Wg",
+    "Fl3Ua8Vw1Xh",
+    "Gm4Vb9Wx2Yi",
+];
 
 /// A private key body that exists nowhere else: two 64-character lines and a short last one.
 fn key_body() -> [String; 3] {
@@ -151,6 +166,7 @@ fn needles() -> Vec<String> {
     }
     v.push(DIGITS.to_string());
     v.extend(WORDS.iter().map(|w| w.to_string()));
+    v.extend(NAMED.iter().map(|w| w.to_string()));
     for l in key_body() {
         v.push(l[..12].to_string());
         v.push(l[l.len() - 12..].to_string());
@@ -191,6 +207,30 @@ fn secret_lines() -> Vec<String> {
         format!("    {c}"),
         "    -----END EC PRIVATE KEY-----".to_string(),
     ];
+    // Command output inside agents' JSON: a key right after a `\n` escape (the `n` is a
+    // letter, so no word boundary before the key), `\u003d` for `=`, `\/` in a URL.
+    v.push(format!(
+        r#"{{"type":"item.completed","item":{{"type":"command_execution","aggregated_output":"DEBUG=1\n{GITHUB}\n","exit_code":1}}}}"#
+    ));
+    v.push(format!(
+        r#"{{"type":"user","message":{{"content":[{{"type":"tool_result","content":"API_KEY\u003d{}\nDB=postgres:\/\/app:{}@db\/x"}}]}}}}"#,
+        NAMED[0], NAMED[1]
+    ));
+    let n = NAMED;
+    v.extend([
+        format!("DJANGO_SECRET_KEY={}", n[2]),
+        format!("SECRET_KEY_BASE={}", n[3]),
+        format!("REDIS_PASS={} MYSQL_PWD={}", n[4], n[5]),
+        format!("Cookie: theme=dark; session={}", n[6]),
+        format!("REDIS_URL=redis://:{}@cache:6379/0", n[7]),
+        format!(
+            "AccountName=acct;AccountKey={}==;EndpointSuffix=core.windows.net",
+            n[8]
+        ),
+        format!("$ curl -u deploy:{} https://api.example.test", n[9]),
+        format!("$ sshpass -p {} ssh deploy@host", n[10]),
+        format!("$ mysql -u root -p{} shop", n[11]),
+    ]);
     // A key across the --max-line 120 cut of the second run.
     v.push(format!("error: {} {OPENAI} trailing", "x".repeat(104)));
     v
@@ -293,6 +333,11 @@ fn secrets_planted_everywhere_are_found_in_no_file_wrapper_writes() {
         format!("--password={DIGITS}"),
         GITHUB.into(),
         format!("password=\"{words}\""),
+        "-u".into(),
+        format!("deploy:{}", NAMED[9]),
+        "--pass".into(),
+        NAMED[10].into(),
+        format!("--user=bob:{}", NAMED[11]),
     ];
     let db = env.db();
     for (round, max_line) in [("db", None), ("spool", Some("120"))] {
