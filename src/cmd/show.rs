@@ -114,12 +114,15 @@ fn print_human(d: &ShowJson) -> CliResult<i32> {
             .unwrap_or_default();
         kv("ended", Cell::new(format!("{end}{took}")));
     }
-    kv("command", Cell::new(view::command_text(&s.command_json)));
+    kv(
+        "command",
+        Cell::new(view::visible(&view::command_text(&s.command_json))),
+    );
     if let Some(env) = &s.environment {
-        kv("environment", Cell::new(env));
+        kv("environment", Cell::new(view::visible(env)));
     }
     if let Some(cwd) = &s.cwd {
-        kv("cwd", Cell::new(cwd));
+        kv("cwd", Cell::new(view::visible(cwd)));
     }
     let host = s.hostname.clone().unwrap_or_default();
     let pid = s.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
@@ -207,7 +210,7 @@ fn print_git(g: &SessionGit) -> CliResult<()> {
     let mut t = output::table(&["", ""]);
     t.set_header(Vec::<String>::new());
     let mut kv = |k: &str, v: String| {
-        t.add_row(vec![Cell::new(k), Cell::new(v)]);
+        t.add_row(vec![Cell::new(k), Cell::new(view::visible(&v))]);
     };
     if let Some(root) = &g.repo_root {
         kv("repository", root.clone());
@@ -247,7 +250,7 @@ fn print_git(g: &SessionGit) -> CliResult<()> {
             t.add_row(vec![
                 Cell::new(short(&c.sha)),
                 Cell::new(&c.committed_at),
-                Cell::new(&c.subject),
+                Cell::new(view::visible(&c.subject)),
             ]);
         }
         output::print_table(t)?;
@@ -256,7 +259,7 @@ fn print_git(g: &SessionGit) -> CliResult<()> {
         let mut t = output::table(&["FILE", "CHANGE", "WHERE"]);
         for f in &g.files {
             t.add_row(vec![
-                Cell::new(&f.path),
+                Cell::new(view::visible(&f.path)),
                 Cell::new(&f.change),
                 Cell::new(if f.committed {
                     "committed"

@@ -129,6 +129,25 @@ pub fn when(ts: &str, now: DateTime<Utc>) -> String {
     }
 }
 
+/// Text from the database as a terminal may show it: each control character (an ESC that
+/// would start a sequence, BEL, a C1 control) written out as `\xNN`, as git quotes a path.
+/// What an agent controls (a commit subject, a file name) reaches `show` this way, so an
+/// OSC 52 in a commit message cannot set the reader's clipboard or clear their screen.
+pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Text fit for one table cell: control characters (tabs, newlines, stray escapes) become
 /// spaces, and anything longer than `max` characters is cut with `…`.
 pub fn elide(s: &str, max: usize) -> String {

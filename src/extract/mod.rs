@@ -1210,7 +1210,7 @@ impl Core {
             };
             let value = hit
                 .value
-                .map(|v| self.redactor.redact_lines(&v).into_owned());
+                .map(|v| self.redactor.redact_lines(&printable(&v)).into_owned());
             let mut meta = hit.metadata;
             for v in meta.values_mut() {
                 redact_value(&self.redactor, v);
@@ -1359,10 +1359,28 @@ impl Groups<'_> {
     }
 }
 
-/// Masks secrets in every string inside a metadata value.
+/// A string decoded from JSON as the store keeps it: escape sequences stripped, as they are
+/// from every line (SPEC §2), and no other control character but tab and newline. A JSON
+/// string carries ESC and BEL as `\u001b` and `\u0007`; decoded and kept, an OSC 52 in a
+/// command's text would set the clipboard of whoever reads the event in `sqlite3`.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let unwanted = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(unwanted) {
+        return Cow::Borrowed(s);
+    }
+    let clean = crate::lines::clean_line(s.as_bytes());
+    Cow::Owned(clean.chars().filter(|&c| !unwanted(c)).collect())
+}
+
+/// Masks secrets in every string inside a metadata value (control characters dropped first,
+/// as in [`printable`]).
 fn redact_value(r: &Redactor, v: &mut serde_json::Value) {
     match v {
         serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(p) = printable(s) {
+                *s = p;
+            }
             if let std::borrow::Cow::Owned(m) = r.redact_lines(s) {
                 *s = m;
             }

@@ -509,3 +509,42 @@ fn real_tuis_are_covered_by_their_session_logs() {
     }
     assert_eq!(env.query_i64("SELECT count(*) FROM code_blocks"), 1);
 }
+
+/// Found by an audit: strings decoded from an agent's JSON kept the ESC and BEL that JSON
+/// carries as `\u001b` and `\u0007`, so an OSC 52 in a command reached whoever read the event
+/// in `sqlite3`. Lines have their escape sequences stripped before they are stored (SPEC §2);
+/// so do decoded strings, and no other control character but tab and newline is kept.
+#[test]
+fn control_characters_decoded_from_json_are_not_stored() {
+    let env = Env::new();
+    let line = r#"{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"/bin/bash -lc 'ls \u001b]52;c;cHduZWQ=\u0007 \u001b[2J'","aggregated_output":"\u001b[31mred\u001b[0m\nnext\tcol\n","exit_code":2,"status":"failed"}}"#;
+    std::fs::write(env.path("out.jsonl"), format!("{line}\n")).expect("write");
+    let out = env
+        .cmd()
+        .args(["codex", "--db"])
+        .arg(env.db())
+        .args(["--", "cat"])
+        .arg(env.path("out.jsonl"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = env.query_strings(
+        "SELECT coalesce(matched_value, '') || coalesce(metadata_json, '') FROM extraction_events",
+    );
+    assert!(
+        stored.iter().any(|s| s.starts_with("ls ")),
+        "the command was recorded: {stored:?}"
+    );
+    for s in &stored {
+        assert!(
+            !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "a control character was stored: {s:?}"
+        );
+    }
+}

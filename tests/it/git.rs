@@ -496,3 +496,48 @@ fn a_commit_made_the_moment_the_agent_starts_is_still_the_sessions() {
         ["at once"]
     );
 }
+
+/// Found by an audit: `show` printed commit subjects and file names as git gave them, so an
+/// agent's commit could carry an OSC 52 (sets the reader's clipboard) or a screen clear to
+/// whoever ran `wrapper show` later. Control characters are written out as `\xNN`.
+#[test]
+fn a_commit_subject_or_file_name_cannot_drive_the_readers_terminal() {
+    let env = Env::new();
+    patient(&env);
+    let dir = repo(&env, "esc");
+    let script = "printf x > \"$(printf 'evil\\033[2J.txt')\"; git add -A; \
+        git commit -qm \"$(printf 'fix \\033]52;c;cHduZWQ=\\007\\033[2J done')\"; echo ok";
+    let out = wrapper_in(&env, &dir, "g-esc", script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.query_i64("SELECT commit_count FROM session_git WHERE session_id = 'g-esc'"),
+        1
+    );
+    let show = env
+        .cmd()
+        .args(["show", "g-esc", "--db"])
+        .arg(env.db())
+        .output()
+        .expect("show");
+    assert_eq!(show.status.code(), Some(0));
+    assert!(
+        !show.stdout.iter().any(|&b| b == 0x1b || b == 0x07),
+        "control bytes reached the terminal:\n{}",
+        String::from_utf8_lossy(&show.stdout)
+    );
+    let text = String::from_utf8_lossy(&show.stdout);
+    for needle in [
+        "fix \\x1b]52;c;cHduZWQ=\\x07\\x1b[2J done",
+        "evil\\x1b[2J.txt",
+    ] {
+        assert!(text.contains(needle), "show lacks {needle:?}:\n{text}");
+    }
+}
