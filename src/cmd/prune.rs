@@ -8,7 +8,7 @@ use comfy_table::Cell;
 
 use crate::cli::DbOpt;
 use crate::cmd::view;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::output;
 use crate::store::query;
 use crate::time::Edge;
@@ -48,6 +48,13 @@ pub fn run(args: PruneArgs) -> CliResult<i32> {
         None => None,
     };
     let (conn, path) = view::open_db(&args.db)?;
+    if !args.dry_run && conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "database {}: it cannot be written by this user (read-only file, directory or \
+             mount), and prune deletes from it; run it as the file's owner, or add --dry-run",
+            path.display()
+        )));
+    }
     let dropped = match &captures_cutoff {
         Some(c) => Some(query::drop_captures(&conn, c, args.dry_run).map_err(view::query_error)?),
         None => None,

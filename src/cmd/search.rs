@@ -54,7 +54,17 @@ pub fn run(args: SearchArgs) -> CliResult<i32> {
             "wrapper: indexing {backlog} new rows for search (once; later searches are quick)…"
         );
     }
-    fts::sync(&conn, |_| {}).map_err(|e| view::query_error(e.into()))?;
+    // A database this user cannot write (opened read-only) is searched as far as it is
+    // indexed, as `wrapper serve` searches it.
+    let read_only = conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
+    if read_only && backlog > 0 {
+        eprintln!(
+            "wrapper: the database is read-only here, so its {backlog} newest rows are not \
+             indexed and not searched (a search by a user who can write it indexes them)"
+        );
+    } else {
+        fts::sync(&conn, |_| {}).map_err(|e| view::query_error(e.into()))?;
+    }
     let mut hits = query::search(&conn, &text, args.raw, args.agent.as_deref(), args.limit)
         .map_err(view::query_error)?;
     let format = Format::from_flags(args.json, args.jsonl);

@@ -23,9 +23,28 @@ use crate::time::{self, Edge};
 /// Opens an existing database for a query command. Sessions whose wrapper died are marked
 /// `abandoned` first (SPEC §6.4), so `--active` and `prune` never mistake them for live ones;
 /// that is best effort, because a query must still work on a database it cannot write.
+///
+/// A database this user may read but not write (another user's, on a read-only mount, in a
+/// directory they cannot write) is opened read-only: everything that only reads works, and
+/// whatever would write says it cannot.
 pub fn open_db(opt: &DbOpt) -> CliResult<(Connection, PathBuf)> {
     let path = db_path(opt)?;
-    let conn = store::open(&path, OpenMode::Existing).map_err(CliError::usage)?;
+    let conn = match store::open(&path, OpenMode::Existing) {
+        Err(e) if e.is_not_writable() => {
+            tracing::debug!("{e}; opening it read-only");
+            match store::open(&path, OpenMode::ReadOnly) {
+                Ok(conn) => conn,
+                // Its schema wants migrating, and that needs to write: this one says so.
+                Err(ro @ store::StoreError::TooOld { .. }) => return Err(CliError::usage(ro)),
+                // Reading failed too: the first error is the one that says why.
+                Err(ro) => {
+                    tracing::debug!("read-only: {ro}");
+                    return Err(CliError::usage(e));
+                }
+            }
+        }
+        other => other.map_err(CliError::usage)?,
+    };
     let _ = store::recover_abandoned(&conn);
     Ok((conn, path))
 }

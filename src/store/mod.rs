@@ -73,6 +73,24 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database could not be opened for writing only (a read-only file, mount or
+    /// directory), where reading it may still work.
+    pub fn is_not_writable(&self) -> bool {
+        match self {
+            StoreError::Sqlite { error, .. } => matches!(
+                error.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::ReadOnly
+                        | rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::PermissionDenied
+                )
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A SQLite error as one sentence with what to do, without SQLite's repeated code text.
 fn sqlite_in_words(e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode as C;
@@ -206,8 +224,51 @@ fn setup(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     migrate(conn, path)
 }
 
-/// `wrapper serve`'s connection: never writes, so the schema must be current already.
+/// `wrapper serve`'s connection, and a query's on a database it cannot write: never writes,
+/// so the schema must be current already.
+///
+/// A reader of a WAL database needs its `-shm` file, and creates it when it is missing
+/// (a writer that closed cleanly removes it). In a directory the reader cannot write (a
+/// read-only mount, another user's directory) that fails; with no `-wal` file there either,
+/// no writer is at work (a writer creates both), so the file is opened as immutable: read as
+/// it stands, without the shared memory.
 fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    match open_read_only_with(path, false) {
+        Err(StoreError::Sqlite { error, .. })
+            if matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+            ) && !wal_path(path).exists() =>
+        {
+            open_read_only_with(path, true)
+        }
+        other => other,
+    }
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// `path` as a `file:` URI with `immutable=1` (SQLite's URI syntax: `%`, `?` and `#` are
+/// percent-encoded, and so is every byte outside printable ASCII).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'%' | b'?' | b'#') {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+fn open_read_only_with(path: &Path, immutable: bool) -> Result<Connection, StoreError> {
     let sqlite = |error| StoreError::Sqlite {
         path: path.to_path_buf(),
         error,
@@ -215,7 +276,12 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    let conn = if immutable {
+        Connection::open_with_flags(immutable_uri(path), flags)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(sqlite)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
     conn.execute_batch("PRAGMA temp_store = MEMORY;")
         .map_err(sqlite)?;

@@ -243,3 +243,82 @@ fn an_unreadable_database_is_one_clear_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("permission denied"), "{stderr}");
 }
+
+/// Found by an audit: a database that this user may read but not write (another user's
+/// file, in a directory they cannot write) refused every query with "it cannot be written".
+/// Queries open it read-only (as immutable when SQLite cannot create its `-shm` file and no
+/// writer is at work), `search` searches what is indexed and says what is not, and `prune`,
+/// which must write, says so in one line.
+#[test]
+fn a_database_this_user_cannot_write_still_answers_queries() {
+    let env = Env::new();
+    let dir = env.path("shared");
+    fs::create_dir(&dir).expect("mkdir");
+    let db = dir.join("w.db");
+    let ok = env
+        .cmd()
+        .args(["codex", "--session-id", "ro-1", "--db"])
+        .arg(&db)
+        .args(["--", "sh", "-c", "echo 'error: readonly-marker'"])
+        .output()
+        .expect("run");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        !dir.join("w.db-wal").exists(),
+        "a clean close leaves no -wal"
+    );
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o444)).expect("chmod");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let as_reader = |args: &[&str]| {
+        let mut c = env.cmd();
+        if nix::unistd::geteuid().is_root() {
+            let nobody = nix::unistd::User::from_name("nobody")
+                .ok()
+                .flatten()
+                .expect("user nobody");
+            use std::os::unix::process::CommandExt;
+            c.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+        }
+        c.args(args).arg("--db").arg(&db).output().expect("run")
+    };
+    for (args, needle) in [
+        (&["sessions"][..], "ro-1"),
+        (&["events"][..], "readonly-marker"),
+        (&["show", "ro-1"][..], "ro-1"),
+        (&["stats"][..], "events"),
+        (
+            &["export", "ro-1", "--format", "txt"][..],
+            "readonly-marker",
+        ),
+        (&["search", "marker"][..], ""),
+    ] {
+        let out = as_reader(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stdout.contains(needle), "{args:?}: {stdout}");
+        if args[0] == "search" {
+            assert!(stderr.contains("read-only"), "{stderr}");
+        }
+    }
+    let out = as_reader(&["prune", "--older-than", "0s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot be written"), "{stderr}");
+    // Nothing was created beside it, and it is as it was.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let names: Vec<String> = fs::read_dir(&dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["w.db"]);
+}
