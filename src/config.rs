@@ -334,10 +334,15 @@ fn resolve_otlp(
         std::env::var(k).ok()
     })
     .map_err(|e| {
-        let e = e.replace(
-            "config `otlp_endpoint`",
-            &format!("{cfg_name}: `otlp_endpoint`"),
-        );
+        let e = e
+            .replace(
+                "config `otlp_endpoint`",
+                &format!("{cfg_name}: `otlp_endpoint`"),
+            )
+            .replace(
+                "config `otlp_headers`",
+                &format!("{cfg_name}: `otlp_headers`"),
+            );
         CliError::usage(anyhow!(e))
     })?;
     Ok(match resolved {

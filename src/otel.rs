@@ -114,6 +114,11 @@ impl OtlpConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Resolved, String> {
         let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        // Checked before the agent starts, export on or not, rather than refused by the HTTP
+        // client at the first export (a warning at the end of a run that exported nothing).
+        for (k, v) in file_headers {
+            check_header(k, v).map_err(|e| format!("config `otlp_headers`: {e}"))?;
+        }
         let flagged = cli
             .map(|u| ("--otlp-endpoint", base_to_logs(u)))
             .or_else(|| file_endpoint.map(|u| ("config `otlp_endpoint`", base_to_logs(u))));
@@ -167,6 +172,9 @@ impl OtlpConfig {
             if let Some(v) = var(name) {
                 match parse_pairs(&v) {
                     Ok(pairs) => {
+                        if let Some(e) = pairs.iter().find_map(|(k, v)| check_header(k, v).err()) {
+                            return problem(format!("{name}: {e}"));
+                        }
                         for (k, v) in pairs {
                             headers.retain(|(hk, _)| !hk.eq_ignore_ascii_case(&k));
                             headers.push((k, v));
@@ -249,6 +257,23 @@ fn check_url(url: &str) -> Result<(), String> {
     if host.is_empty() || host.contains('@') {
         return Err(format!(
             "{url:?} has no host (or has credentials in it: use OTEL_EXPORTER_OTLP_HEADERS)"
+        ));
+    }
+    Ok(())
+}
+
+/// An HTTP header the exporter can send: a name of token characters (RFC 9110: letters,
+/// digits and ``!#$%&'*+-.^_`|~``), a value without control characters but tab.
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!(
+            "{name:?} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!(
+            "the value of header {name:?} holds a control character (a newline?)"
         ));
     }
     Ok(())

@@ -293,6 +293,40 @@ fn bad_otlp_settings_given_to_wrapper_are_errors_inherited_ones_warnings() {
         err.contains("c.toml") && err.contains("otlp_endpoint"),
         "{err}"
     );
+
+    // Found by an audit: a header name the HTTP client refuses was only a warning at the end
+    // of a run that had exported nothing. Now it is refused before the agent starts, and an
+    // inherited one turns export off with a warning.
+    std::fs::write(
+        env.path("h.toml"),
+        "otlp_endpoint = \"http://127.0.0.1:9\"\n[otlp_headers]\n\"bad header\" = \"x\"\n",
+    )
+    .expect("write");
+    let out = env.sh(
+        &["--config", env.path("h.toml").to_str().expect("utf-8")],
+        "echo ran",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing ran");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("h.toml") && err.contains("otlp_headers") && err.contains("bad header"),
+        "{err}"
+    );
+    let out = env
+        .run_cmd("codex", &[], &["sh", "-c", "echo ran"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=a\nb")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OTEL_EXPORTER_OTLP_HEADERS") && err.contains("OTLP export is off"),
+        "{err}"
+    );
 }
 
 #[test]
