@@ -131,9 +131,15 @@ impl LogQuery {
                 if !same_dir(&head.cwd?, &self.cwd) {
                     return None;
                 }
-                // Nearest first record to the start; a resumed file (older start) is fine.
+                // A file with a record written since the session started comes first: the
+                // run just before, in the same directory, was last written a moment before
+                // this one started and its first record can be nearer the start than this
+                // session's own (a TUI writes its first record only when the user types).
+                let written_since = records_since(&p, start_ms);
+                // Then the nearest first record to the start; a resumed file (older start)
+                // is fine.
                 let at = head.at_ms.unwrap_or(0);
-                Some(((at - start_ms).abs(), p))
+                Some(((!written_since, (at - start_ms).abs()), p))
             })
             .min_by_key(|(d, _)| *d)
             .map(|(_, p)| p)
@@ -285,6 +291,30 @@ pub fn read_into(path: &Path, started: SystemTime, x: &mut Extractor) -> std::io
     Ok(fed)
 }
 
+/// Whether `path` holds a record stamped at or after `since_ms`: its last stamped record,
+/// read from the tail (records are written in time order), or the whole file should the
+/// tail hold none.
+fn records_since(path: &Path, since_ms: i64) -> bool {
+    const TAIL: u64 = 1 << 20;
+    let tail = || -> std::io::Result<Option<i64>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = File::open(path)?;
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
+        let mut buf = Vec::new();
+        f.take(TAIL).read_to_end(&mut buf)?;
+        Ok(buf
+            .split(|&b| b == b'\n')
+            .rev()
+            .find_map(|l| line_timestamp(&String::from_utf8_lossy(l))))
+    };
+    match tail() {
+        Ok(Some(last)) => last >= since_ms,
+        Ok(None) => any_record_since(path, Some(since_ms)).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
 fn any_record_since(path: &Path, since: Option<i64>) -> std::io::Result<bool> {
     let Some(since) = since else { return Ok(true) };
     let reader = BufReader::new(File::open(path)?.take(MAX_LOG_BYTES));
@@ -321,6 +351,61 @@ mod tests {
             Some(Kind::Codex)
         );
         assert_eq!(Kind::detect("aider", Some("aider")), None);
+    }
+
+    /// Found by a live run of the real TUIs: the batch run just before, in the same
+    /// directory, was last written a second before the TUI session started, and its first
+    /// record was nearer the start than the TUI's own (written when the user typed, 2.7 s
+    /// in), so the session read the other run's log.
+    #[test]
+    fn the_log_written_during_the_session_wins_over_the_run_just_before() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let cwd = home.path().join("proj");
+        fs::create_dir(&cwd).expect("mkdir");
+        let started = SystemTime::now();
+        let day: chrono::DateTime<chrono::Local> = started.into();
+        let dir = home
+            .path()
+            .join("sessions")
+            .join(day.format("%Y/%m/%d").to_string());
+        fs::create_dir_all(&dir).expect("mkdir");
+        let stamp = |offset_ms: i64| {
+            let t = if offset_ms < 0 {
+                started - Duration::from_millis(offset_ms.unsigned_abs())
+            } else {
+                started + Duration::from_millis(offset_ms as u64)
+            };
+            format_timestamp(t)
+        };
+        let rollout = |name: &str, at: &[i64]| {
+            let mut text = format!(
+                "{{\"timestamp\":\"{}\",\"type\":\"session_meta\",\"payload\":{{\"cwd\":{:?}}}}}\n",
+                stamp(at[0]),
+                cwd.display().to_string()
+            );
+            for &t in &at[1..] {
+                text.push_str(&format!(
+                    "{{\"timestamp\":\"{}\",\"type\":\"event_msg\",\"payload\":{{}}}}\n",
+                    stamp(t)
+                ));
+            }
+            let p = dir.join(name);
+            fs::write(&p, text).expect("write");
+            p
+        };
+        let before = rollout("rollout-before.jsonl", &[-1050, -600, -300]);
+        let own = rollout("rollout-own.jsonl", &[2700, 3100]);
+        let q = LogQuery {
+            kind: Kind::Codex,
+            started,
+            cwd: cwd.clone(),
+            home: home.path().to_path_buf(),
+        };
+        let ended = started + Duration::from_secs(4);
+        assert_eq!(q.find(ended, None), Some(own.clone()));
+        // Alone, the earlier file is still found (a replayed or copied log, a skewed clock).
+        fs::remove_file(&own).expect("rm");
+        assert_eq!(q.find(ended, None), Some(before));
     }
 
     #[test]
