@@ -108,7 +108,12 @@ need asciinema "apt-get install -y asciinema"
 need gcc "apt-get install -y gcc"
 need git "apt-get install -y git"
 need python3 "apt-get install -y python3"
-for pkg in codex:@openai/codex claude:@anthropic-ai/claude-code gemini:@google/gemini-cli; do
+# npm picks the newest release whose `engines` the machine's Node.js satisfies: on Node 20
+# that is Claude Code 2.1.197, while 2.1.3xx (Node >= 22 declared, a native binary that runs
+# on 20) needs naming: CLAUDE_PKG=@anthropic-ai/claude-code@2.1.332 (likewise CODEX_PKG,
+# GEMINI_PKG).
+for pkg in "codex:${CODEX_PKG:-@openai/codex}" "claude:${CLAUDE_PKG:-@anthropic-ai/claude-code}" \
+    "gemini:${GEMINI_PKG:-@google/gemini-cli}"; do
     bin=${pkg%%:*}
     if want "$bin" && ! command -v "$bin" >/dev/null; then
         need npm "apt-get install -y npm"
@@ -230,6 +235,12 @@ EOF
 CODEX_ENV=(CODEX_HOME="$CODEX_HOME" MOCK_API_KEY=dummy)
 CLAUDE_ENV=(CLAUDE_CONFIG_DIR="$CLAUDE_DIR" ANTHROPIC_BASE_URL="$BASE" ANTHROPIC_API_KEY="$KEY"
     DISABLE_TELEMETRY=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_AUTOUPDATER=1)
+# Claude Code 2.1.3xx starts in auto mode; against the mock that is a dialog of its own, so
+# its TUI runs in manual mode (which 2.1.1xx does not know: it asks by default).
+CLAUDE_TUI_ARGS=()
+if want claude && claude --help 2>/dev/null | grep -q '"manual"'; then
+    CLAUDE_TUI_ARGS=(--permission-mode manual)
+fi
 GEMINI_ENV=(HOME="$GEMINI_HOME" GEMINI_API_KEY=dummy GOOGLE_GEMINI_BASE_URL="$BASE"
     GEMINI_CLI_NO_RELAUNCH=1)
 PROMPT="Fix the build"
@@ -299,6 +310,9 @@ start_tui() {
 }
 save_screen() { # save_screen SESSION FILE-SUFFIX
     screen "$1" >"$OUT/$1.$2.screen.txt"
+}
+no_key() { # no_key SESSION FILE-SUFFIX: the number of the "No" option on a saved Claude dialog
+    grep -oE '([0-9])\. No$' "$OUT/$1.$2.screen.txt" | head -1 | cut -c1 || echo 3
 }
 finish_tui() { # finish_tui SESSION: keep the final screen and scrollback, quit with Ctrl-C
     save_screen "$1" final
@@ -381,15 +395,19 @@ if want claude && [[ -z ${ONLY_S2:-} ]]; then
     # Through `wrapper --pty` the output comes off a terminal, whose lines end in \r\n.
     check "text: answer with fence" "$OUT/claude-p-text.stdout" '^```c[[:space:]]*$'
 
-    # The TUI: every Bash call asks; 1 (Yes), 1 (Yes), 3 (No), then a follow-up prompt.
-    start_tui claude-tui CLAUDE_ENV claude claude
+    # The TUI: every Bash call asks; 1 (Yes), 1 (Yes), No, then a follow-up prompt. No is the
+    # last option of the dialog: 3 in 2.1.1xx, 4 from 2.1.3xx (which adds "Yes, and switch to
+    # auto mode"). 2.1.3xx also starts in auto mode, which against the mock opens a dialog of
+    # its own ("Auto mode can't check actions in this session"): manual mode asks instead.
+    # Once a call is done 2.1.3xx folds it into "Ran 1 shell command · 1 failed".
+    start_tui claude-tui CLAUDE_ENV claude claude "${CLAUDE_TUI_ARGS[@]}"
     if wait_screen claude-tui '^❯' 60; then
-        type_line claude-tui "$PROMPT" 'compile|Bash\('
+        type_line claude-tui "$PROMPT" 'compile|Bash\(|⎿ +\$ gcc'
         for i in 1 2 3; do
             wait_screen claude-tui 'Do you want to proceed\?' 60 || break
             save_screen claude-tui "approval-$i"
-            if ((i < 3)); then T send-keys -t claude-tui 1; else T send-keys -t claude-tui 3; fi
-            wait_screen claude-tui "$([[ $i == 1 ]] && echo 'Exit code 1' || ([[ $i == 2 ]] && echo '2 passed' || echo 'Interrupted'))" 60
+            if ((i < 3)); then T send-keys -t claude-tui 1; else T send-keys -t claude-tui "$(no_key claude-tui "approval-$i")"; fi
+            wait_screen claude-tui "$([[ $i == 1 ]] && echo 'Exit code 1|· 1 failed' || ([[ $i == 2 ]] && echo '2 passed|Ran 1 shell command$' || echo 'Interrupted'))" 60
         done
         type_line claude-tui "Just show me the fix" 'fixed file'
         wait_screen claude-tui 'again to confirm' 60
@@ -397,8 +415,8 @@ if want claude && [[ -z ${ONLY_S2:-} ]]; then
     fi
     finish_tui claude-tui
     cp "$(newest "${KLOG[@]}")" "$OUT/claude-tui.session.jsonl"
-    check "tui: Bash(gcc) call" "$OUT/claude-tui.scrollback.txt" '^● Bash\(gcc broken.c -o broken\)'
-    check "tui: exit code line" "$OUT/claude-tui.scrollback.txt" '⎿ .*Error: Exit code 1'
+    check "tui: Bash(gcc) call" "$OUT/claude-tui.approval-1.screen.txt" '^● Bash\(gcc broken.c -o broken\)|⎿ +\$ gcc broken.c -o broken'
+    check "tui: exit code line" "$OUT/claude-tui.scrollback.txt" '⎿ .*Error: Exit code 1|Ran 1 shell command · 1 failed'
     check "tui: approval dialog" "$OUT/claude-tui.approval-3.screen.txt" 'Do you want to proceed\?'
     check "tui: declined" "$OUT/claude-tui.scrollback.txt" 'Interrupted · What should Claude do instead\?'
     check "tui: code answer" "$OUT/claude-tui.scrollback.txt" '^ +printf\("hi\\n"\);'
@@ -483,9 +501,9 @@ if want claude && [[ -z ${SKIP_S2:-} ]]; then
     run_batch claude-test_fail-p-stream claude CLAUDE_ENV "${KLOG[@]}" claude -p --output-format stream-json --verbose --allowedTools Bash -- "$PROMPT"
     run_batch claude-test_fail-p-text claude CLAUDE_ENV "${KLOG[@]}" claude -p --allowedTools Bash -- "$PROMPT"
     check "test_fail stream-json: exit 127" "$OUT/claude-test_fail-p-stream.stdout" 'Exit code 127'
-    start_tui claude-test_fail-tui CLAUDE_ENV claude claude
+    start_tui claude-test_fail-tui CLAUDE_ENV claude claude "${CLAUDE_TUI_ARGS[@]}"
     if wait_screen claude-test_fail-tui '^❯' 60; then
-        type_line claude-test_fail-tui "$PROMPT" 'failing test|Bash\('
+        type_line claude-test_fail-tui "$PROMPT" 'failing test|Bash\(|⎿ +\$ '
         answer_all claude-test_fail-tui "$DONE"
         sleep 1
     fi

@@ -38,8 +38,8 @@ pub struct Screen {
     watch: Watch,
     /// The tail of a UTF-8 sequence split across reads.
     pending: Vec<u8>,
-    /// The alternate screen's non-blank rows as read at the last settle.
-    alt_read: Vec<String>,
+    /// The alternate screen's non-blank rows as read at the last settles.
+    alt_read: AltRead,
     /// A hash of the visible text now, and at the last settle: redraws that change nothing
     /// (a TUI repainting every frame) do not keep the screen from settling.
     shown: u64,
@@ -203,7 +203,7 @@ impl Screen {
             term,
             watch: Watch::default(),
             pending: Vec::new(),
-            alt_read: Vec::new(),
+            alt_read: AltRead::default(),
             shown: 0,
             settled: 0,
             fast: true,
@@ -278,7 +278,7 @@ impl Screen {
             self.shown = fingerprint(&self.term);
         }
         for rows in std::mem::take(&mut self.watch.left_alt) {
-            lines.extend(new_rows(&self.alt_read, &rows));
+            lines.extend(self.alt_read.new_rows(&rows));
             self.alt_read.clear();
         }
     }
@@ -302,8 +302,8 @@ impl Screen {
         let rows = visible_rows(&self.term);
         match self.term.active_screen_kind() {
             ScreenKind::Alternate => {
-                let lines = new_rows(&self.alt_read, &rows);
-                self.alt_read = rows;
+                let lines = self.alt_read.new_rows(&rows);
+                self.alt_read.push(rows);
                 Settled {
                     lines,
                     live: Vec::new(),
@@ -322,7 +322,7 @@ impl Screen {
         let mut lines = Vec::new();
         if self.term.active_screen_kind() == ScreenKind::Alternate {
             let rows = visible_rows(&self.term);
-            lines.extend(new_rows(&self.alt_read, &rows));
+            lines.extend(self.alt_read.new_rows(&rows));
         }
         let rest = self.decode(&[]);
         if !rest.is_empty() {
@@ -380,12 +380,59 @@ fn unreachable_size() -> Terminal {
     }
 }
 
-/// The rows of `now` that are not in `before`, in order: rows matched by the longest common
+/// The alternate screen as read at the last settle, each row as [`same_text`] compares it.
+#[derive(Default)]
+struct AltRead {
+    last: Vec<String>,
+}
+
+impl AltRead {
+    fn push(&mut self, rows: Vec<String>) {
+        self.last = rows.iter().map(|r| same_text(r).into_owned()).collect();
+    }
+
+    fn clear(&mut self) {
+        self.last.clear();
+    }
+
+    /// The rows of `now` not read before, in order.
+    fn new_rows(&self, now: &[String]) -> Vec<String> {
+        let keys: Vec<String> = now.iter().map(|r| same_text(r).into_owned()).collect();
+        new_rows(&self.last, &keys)
+            .into_iter()
+            .map(|j| now[j].clone())
+            .collect()
+    }
+}
+
+/// A row as compared with the rows read before, so that a row redrawn with another look is
+/// not read again. Found on Claude Code 2.1.3xx: it blinks the bullet of a running call
+/// (`● Running 1 shell command…`, then the row without the `●`), which made a new line at
+/// every settle while a call ran or waited for approval; and it draws `⎿  $ cmd` with a space
+/// while the call waits and with a no-break space once it is refused, which read a refused
+/// `rm -rf build` twice, as two commands. So a no-break space counts as a space, and a
+/// leading `●`/`⏺` as blank.
+fn same_text(row: &str) -> std::borrow::Cow<'_, str> {
+    let body = row.trim_start_matches(' ');
+    let bullet = body.starts_with(['●', '⏺']);
+    if !bullet && !row.contains('\u{a0}') {
+        return std::borrow::Cow::Borrowed(row);
+    }
+    let mut key = row.replace('\u{a0}', " ");
+    if bullet {
+        let at = row.len() - body.len();
+        let glyph = body.chars().next().map_or(0, char::len_utf8);
+        key.replace_range(at..at + glyph, " ");
+    }
+    std::borrow::Cow::Owned(key)
+}
+
+/// Which rows of `now` are not in `before`, in order: rows matched by the longest common
 /// subsequence (rows that stayed or moved up together) are not new.
-fn new_rows(before: &[String], now: &[String]) -> Vec<String> {
+fn new_rows(before: &[String], now: &[String]) -> Vec<usize> {
     let (n, m) = (before.len(), now.len());
     if n == 0 {
-        return now.to_vec();
+        return (0..m).collect();
     }
     // lcs[i][j]: LCS length of before[i..] and now[j..]. Screens are small (rows ≤ a few
     // hundred), so the table is too.
@@ -408,7 +455,7 @@ fn new_rows(before: &[String], now: &[String]) -> Vec<String> {
         } else if i < n && lcs[i + 1][j] >= lcs[i][j + 1] {
             i += 1;
         } else {
-            out.push(now[j].clone());
+            out.push(j);
             j += 1;
         }
     }
@@ -418,6 +465,45 @@ fn new_rows(before: &[String], now: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blinking_row_or_one_drawn_with_another_space_is_read_once() {
+        let mut a = AltRead::default();
+        let screen = |bullet: &str, space: &str| {
+            s(&[
+                "● Now I'll remove the stale build outputs.",
+                &format!("{bullet} Removing build outputs"),
+                &format!("  ⎿ {space}$ rm -rf build"),
+            ])
+        };
+        let mut read = Vec::new();
+        for i in 0..10 {
+            let now = screen(
+                if i % 2 == 0 { "●" } else { " " },
+                if i < 5 { " " } else { "\u{a0}" },
+            );
+            read.extend(a.new_rows(&now));
+            a.push(now);
+        }
+        assert_eq!(
+            read,
+            s(&[
+                "● Now I'll remove the stale build outputs.",
+                "● Removing build outputs",
+                "  ⎿  $ rm -rf build",
+            ])
+        );
+        // A second copy of a row is new (the same command run again), and so is a row that
+        // comes back after it was gone (the same question asked again).
+        let mut again = screen("●", " ");
+        again.push("  ⎿  $ rm -rf build".into());
+        assert_eq!(a.new_rows(&again), s(&["  ⎿  $ rm -rf build"]));
+        a.push(s(&["● Done."]));
+        assert_eq!(
+            a.new_rows(&screen("●", " "))[1..],
+            s(&["● Removing build outputs", "  ⎿  $ rm -rf build"])
+        );
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -156,6 +156,44 @@ const EXPECT: &[Expect] = &[
         prompts: &[],
         denied: &["Interrupted"],
     },
+    // Claude Code 2.1.332: a call shows `⎿  $ cmd` while it waits or runs, then folds into
+    // `Ran 1 shell command · 1 failed` (the failing command's output is only in the log).
+    Expect {
+        file: "claude/2.1.332/tui.approval-1.screen.txt",
+        agent: "claude",
+        commands: &[GCC],
+        errors: &[],
+        exit_codes: &[],
+        prompts: &[CLAUDE_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "claude/2.1.332/tui.approval-2.screen.txt",
+        agent: "claude",
+        commands: &[PYTEST],
+        errors: &["1 failed"],
+        exit_codes: &[],
+        prompts: &[CLAUDE_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "claude/2.1.332/tui.approval-3.screen.txt",
+        agent: "claude",
+        commands: &[RM],
+        errors: &["1 failed"],
+        exit_codes: &[],
+        prompts: &[CLAUDE_Q],
+        denied: &[],
+    },
+    Expect {
+        file: "claude/2.1.332/tui.final.screen.txt",
+        agent: "claude",
+        commands: &[RM],
+        errors: &["1 failed"],
+        exit_codes: &[],
+        prompts: &[],
+        denied: &["Interrupted"],
+    },
     Expect {
         file: "codex/tui.approval-1.screen.txt",
         agent: "codex",
@@ -374,6 +412,7 @@ fn recordings_name_the_clients_that_made_them() {
     for (agent, needle) in [
         ("codex", "codex-cli "),
         ("claude", "(Claude Code)"),
+        ("claude/2.1.332", "2.1.332 (Claude Code)"),
         ("gemini", "."),
     ] {
         let v = std::fs::read_to_string(fixtures().join(agent).join("VERSION")).expect("VERSION");

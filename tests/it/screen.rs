@@ -74,12 +74,23 @@ fn screen_rows(agent: &str, name: &str) -> Vec<String> {
 }
 
 /// Every row a person saw on the screens tmux captured during the session is among what
-/// the screen model read (as lines, or as live rows while the agent waited).
+/// the screen model read (as lines, or as live rows while the agent waited). A row whose
+/// bullet blinks (`● Running…` / `  Running…`) or that is drawn with a no-break space for a
+/// space is one row, read once in whichever look it had first.
 fn assert_read_every_row(agent: &str, r: &Read, screens: &[&str]) {
+    let key = |row: &str| {
+        let row = row.replace('\u{a0}', " ");
+        let body = row.trim_start_matches(' ');
+        match body.strip_prefix(['●', '⏺']) {
+            Some(rest) => format!("{} {rest}", &row[..row.len() - body.len()]),
+            None => row,
+        }
+    };
+    let read: Vec<String> = r.lines.iter().chain(&r.live).map(|l| key(l)).collect();
     for name in screens {
         for row in screen_rows(agent, name) {
             assert!(
-                r.lines.contains(&row) || r.live.contains(&row),
+                read.contains(&key(&row)),
                 "{agent}/{name}: the row {row:?} was not read"
             );
         }
@@ -191,4 +202,39 @@ fn codex_tui_the_screen_model_reads_what_a_person_read() {
         .iter()
         .filter(|l| *l == "• Ran python3 -m pytest -q");
     assert_eq!(ran.count(), 1);
+}
+
+/// Claude Code 2.1.332 draws on the alternate screen (with mouse tracking): a call's command
+/// (`⎿  $ gcc …`) while it waits or runs, each approval dialog, and the folded
+/// `Ran 1 shell command · 1 failed` are read.
+#[test]
+fn claude_2_1_332_tui_the_screen_model_reads_what_a_person_read() {
+    let agent = "claude/2.1.332";
+    let r = replay(agent, 0.1);
+    assert_read_every_row(
+        agent,
+        &r,
+        &[
+            "tui.approval-1.screen.txt",
+            "tui.approval-2.screen.txt",
+            "tui.approval-3.screen.txt",
+            "tui.final.screen.txt",
+        ],
+    );
+    let seen = |row: &str| r.lines.iter().chain(&r.live).any(|l| l == row);
+    for row in [
+        "  ⎿  $ gcc broken.c -o broken",
+        "  ⎿  $ python3 -m pytest -q",
+        "  ⎿  $ rm -rf build && git clean -fdx",
+        "  Ran 1 shell command · 1 failed",
+    ] {
+        assert!(seen(row), "{row:?} in {:#?} / {:#?}", r.lines, r.live);
+    }
+    // Each of the three questions, by the recording's own clock.
+    let asked = r
+        .lines
+        .iter()
+        .chain(&r.live)
+        .filter(|l| l.trim() == "Do you want to proceed?");
+    assert_eq!(asked.count(), 3);
 }
