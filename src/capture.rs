@@ -31,6 +31,7 @@ use memchr::{memchr, memrchr2};
 use regex::{RegexSet, RegexSetBuilder};
 
 use crate::event::Stream;
+use crate::extract::redact::{PemTracker, Spans};
 use crate::extract::rules::RuleBook;
 use crate::extract::Redactor;
 
@@ -523,15 +524,17 @@ impl Visible {
 }
 
 /// The edits that mask `raw` (whole segments, starting and ending at safe places).
-fn mask_edits(m: &Masker, raw: &[u8]) -> Vec<Edit> {
+fn mask_edits(m: &Masker, raw: &[u8], mut wrap: Option<&mut PemTracker>) -> Vec<Edit> {
     // The common case: text without escape sequences or a secret, checked for the whole
-    // region at once (invalid UTF-8 as U+FFFD, borrowed when there is none).
-    if memchr(0x1b, raw).is_none() && m.clean(&String::from_utf8_lossy(raw)) {
+    // region at once (invalid UTF-8 as U+FFFD, borrowed when there is none). A key wrapped
+    // from the last region is followed segment by segment.
+    let following = wrap.as_ref().is_some_and(|w| w.follows_wrapped());
+    if !following && memchr(0x1b, raw).is_none() && m.clean(&String::from_utf8_lossy(raw)) {
         return Vec::new();
     }
     let vis = visible(raw);
     let has_strings = vis.spans.iter().any(|s| s.string);
-    if !has_strings && m.clean(&vis.text) {
+    if !following && !has_strings && m.clean(&vis.text) {
         return Vec::new();
     }
     let mut edits = Vec::new();
@@ -540,12 +543,19 @@ fn mask_edits(m: &Masker, raw: &[u8]) -> Vec<Edit> {
     let mut seg_start = 0;
     for (i, c) in text.char_indices() {
         if c == '\n' || c == '\r' {
-            mask_segment(m, &vis, raw, seg_start, i + 1, &mut edits);
+            mask_segment(
+                m,
+                &vis,
+                raw,
+                (seg_start, i + 1),
+                &mut edits,
+                wrap.as_deref_mut(),
+            );
             seg_start = i + 1;
         }
     }
     if seg_start < text.len() {
-        mask_segment(m, &vis, raw, seg_start, text.len(), &mut edits);
+        mask_segment(m, &vis, raw, (seg_start, text.len()), &mut edits, wrap);
     }
     if has_strings {
         for s in vis.spans.iter().filter(|s| s.string) {
@@ -563,11 +573,22 @@ fn mask_edits(m: &Masker, raw: &[u8]) -> Vec<Edit> {
 }
 
 /// Masks one segment `text[a..b]` (the line terminator included).
-fn mask_segment(m: &Masker, vis: &Visible, raw: &[u8], a: usize, b: usize, edits: &mut Vec<Edit>) {
+fn mask_segment(
+    m: &Masker,
+    vis: &Visible,
+    raw: &[u8],
+    (a, b): (usize, usize),
+    edits: &mut Vec<Edit>,
+    wrap: Option<&mut PemTracker>,
+) {
     let seg = &vis.text[a..b];
     // The terminator is not part of what rules see (events see lines without it).
     let body = seg.trim_end_matches(['\n', '\r']);
-    let red = m.redact(body);
+    let mut masks = Spans::default();
+    if let Some(w) = wrap {
+        m.redactor.follow_wrapped(w, body, &mut masks);
+    }
+    let red = m.redactor.redact_masks(body, &masks);
     let Cow::Owned(red) = red else {
         return;
     };
@@ -677,6 +698,9 @@ struct StreamState {
     /// The last read stored whole: a character or sequence left unfinished at the end of the
     /// stream is stored at [`Encoder::finish`] as the rest of that read.
     last_piece: Option<Piece>,
+    /// A key the last segment ended with, which the next may continue (a TUI wrapping a long
+    /// key onto the next row: `Redactor::follow_wrapped`).
+    wrap: PemTracker,
 }
 
 impl StreamState {
@@ -916,7 +940,9 @@ impl Encoder {
         }
         let region = &st.pending[..cut];
         let edits = if self.masker.enabled {
-            mask_edits(&self.masker, region)
+            // Only a terminal's rows are wrapped by the program that draws them.
+            let wrap = (stream == Stream::Pty).then_some(&mut st.wrap);
+            mask_edits(&self.masker, region, wrap)
         } else {
             Vec::new()
         };

@@ -27,7 +27,7 @@ use crate::event::{Event, Merge, PerStream, Record, SessionFacts, Stream};
 use crate::lines::{clean_line, LineSplitter};
 use codeblock::CodeBlockParser;
 pub use redact::Redactor;
-use redact::{KeyFree, PemTracker};
+use redact::{KeyFree, PemTracker, Spans};
 use rules::{Rule, RuleBook};
 
 /// The event type and pattern name recorded for a code block's event.
@@ -692,18 +692,23 @@ impl Core {
             }
         };
         // Every line, stored or not: a key's body lines are known only from its BEGIN line.
-        let keys = if !self.redactor.is_on() {
+        let mut keys = if !self.redactor.is_on() {
             Default::default()
         } else if verbatim && free.covers(raw) {
             self.keys[stream].line_without_begin(&text)
         } else {
             self.keys[stream].line(&text)
         };
+        // Only a terminal's rows are wrapped by the program that draws them.
+        if stream == Stream::Pty && self.redactor.is_on() {
+            self.redactor
+                .follow_wrapped(&mut self.keys[stream], &text, &mut keys);
+        }
 
         if let Some(block) = self.blocks[stream].line(&text, line_number) {
             self.push_block(stream, block, ts, JsonSource::Output);
         }
-        let spans = keys.as_slice();
+        let spans = &keys;
         // Rules with a `context` see the previous line and the blocks this one is in.
         if m.has_context {
             self.context.observe(&m.blocks, stream, &text);
@@ -730,7 +735,7 @@ impl Core {
         matcher: &Matcher,
         stream: Stream,
         text: &str,
-        keys: &[(usize, usize)],
+        keys: &Spans,
         line_number: u64,
         truncated: bool,
         state: &PromptState,
@@ -759,12 +764,11 @@ impl Core {
             let mut pem = PemTracker::default();
             for piece in json::lossy_lines(text) {
                 let keys = pem.line(&piece);
-                let k = keys.as_slice();
                 self.text_rules(
                     matcher,
                     stream,
                     &piece,
-                    k,
+                    &keys,
                     line_number,
                     truncated,
                     ts,
@@ -795,7 +799,7 @@ impl Core {
         matcher: &Matcher,
         stream: Stream,
         text: &str,
-        keys: &[(usize, usize)],
+        keys: &Spans,
         line_number: u64,
         truncated: bool,
         ts: &Arc<str>,
@@ -826,7 +830,7 @@ impl Core {
         let pre = pre.filter(|_| keys.is_empty());
         let (stored, cut) = match &pre {
             Some(p) => (std::borrow::Cow::Borrowed(p.stored), p.cut),
-            None => cut_line(self.redactor.redact_with(text, keys), self.max_line),
+            None => cut_line(self.redactor.redact_masks(text, keys), self.max_line),
         };
         let truncated = truncated || cut || text.len() > self.max_line;
         let mut line_arc: Option<Arc<str>> = None;
@@ -1297,12 +1301,11 @@ impl Core {
             let mut pem = PemTracker::default();
             json::for_each_string_line_but(obj, &outcome.text_skip, &mut |piece| {
                 let keys = pem.line(piece);
-                let k = keys.as_slice();
                 self.text_rules(
                     matcher,
                     stream,
                     piece,
-                    k,
+                    &keys,
                     line_number,
                     truncated,
                     ts,

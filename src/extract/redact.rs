@@ -59,6 +59,64 @@ impl Redactor {
         })
     }
 
+    /// Follows a key that a TUI wrapped onto the next row with a line break of its own (Ink
+    /// and ratatui break a long word at the terminal's width, so a 164-character `sk-proj-…`
+    /// key is two or three rows): a line that ends in a run of key characters that a rule
+    /// finds a secret in arms `keys`, and the next line's leading run is masked as that rule's
+    /// secret where the rule, read across the break, still matches. Every line of a stream
+    /// goes through here in order, as through [`PemTracker::line`]; `masks` gets the span.
+    pub fn follow_wrapped(&self, keys: &mut PemTracker, line: &str, masks: &mut Spans) {
+        let Some(set) = &self.set else { return };
+        let mut continues = false;
+        if let Some(tail) = keys.wrapped.take() {
+            // (The capture's segments start with the line feed of a `\r\n`.)
+            let body = line.trim_start_matches([' ', '\t', '\r', '\n']);
+            if body.is_empty() {
+                // A row with nothing on it yet, or the `\n` of a `\r\n` alone.
+                keys.wrapped = Some(tail);
+                return;
+            }
+            let at = line.len() - body.len();
+            let run = key_run_len(body.as_bytes());
+            // The rest of a key stands alone: a word followed by `:` or `(` is not one.
+            let alone = body[run..].is_empty() || body[run..].starts_with([' ', '\t']);
+            if run > 0 && alone {
+                let joined = format!("{tail}{}", &body[..run]);
+                let mut best: Option<(usize, usize)> = None;
+                for i in set.matches(&joined).iter() {
+                    let (rule, re) = &self.rules[i];
+                    let Some(re) = re.get_or_init(|| compile(&rule.regex_src, false).ok()) else {
+                        continue;
+                    };
+                    for m in re.find_iter(&joined) {
+                        if m.start() < tail.len() && m.end() > tail.len() {
+                            let end = m.end() - tail.len();
+                            if best.is_none_or(|(_, e)| end > e) {
+                                best = Some((i, end));
+                            }
+                        }
+                    }
+                }
+                if let Some((rule, end)) = best {
+                    masks.wrapped = Some((at, at + end, rule));
+                    // Still running at the end of this row: the key may go on below.
+                    if end == run && at + run == line.len() && joined.len() <= MAX_WRAPPED {
+                        keys.wrapped = Some(joined);
+                        continues = true;
+                    }
+                }
+            }
+        }
+        if !continues {
+            let bytes = line.as_bytes();
+            let run = bytes.len() - bytes.iter().rev().take_while(|&&b| is_key_byte(b)).count();
+            let tail = &line[run..];
+            if tail.len() >= MIN_WRAPPED && set.is_match(tail) {
+                keys.wrapped = Some(tail.to_string());
+            }
+        }
+    }
+
     /// Refuses an identifier the user chose (the agent name, `--session-id`) that a rule finds
     /// a secret in: it is copied into every event and spool line, and changing it silently
     /// would break what the user asked for.
@@ -94,6 +152,22 @@ impl Redactor {
     /// [`Redactor::redact`], also masking the byte ranges in `extra` (found by state kept
     /// across lines: the body of a private key block) as `[REDACTED:private_key]`.
     pub fn redact_with<'a>(&self, text: &'a str, extra: &[(usize, usize)]) -> Cow<'a, str> {
+        self.redact_spans(text, extra, None)
+    }
+
+    /// [`Redactor::redact_with`] for a line of output with what is known from the lines
+    /// before it: a private key block's body, and the rest of a key that the previous line
+    /// ended with (see [`Redactor::follow_wrapped`]).
+    pub fn redact_masks<'a>(&self, text: &'a str, masks: &Spans) -> Cow<'a, str> {
+        self.redact_spans(text, masks.as_slice(), masks.wrapped)
+    }
+
+    fn redact_spans<'a>(
+        &self,
+        text: &'a str,
+        extra: &[(usize, usize)],
+        wrapped: Option<(usize, usize, usize)>,
+    ) -> Cow<'a, str> {
         let Some(set) = &self.set else {
             return Cow::Borrowed(text);
         };
@@ -103,6 +177,7 @@ impl Redactor {
         // through the text with the rules' literal prefixes, where `matches` must track every
         // rule to the end of the line.
         if extra.is_empty()
+            && wrapped.is_none()
             && !set.is_match(text)
             && !decoded.as_ref().is_some_and(|d| set.is_match(&d.text))
         {
@@ -119,6 +194,11 @@ impl Redactor {
             .filter(|(a, b)| a < b && *b <= text.len())
             .map(|&(a, b)| (a, usize::MAX, b))
             .collect();
+        spans.extend(
+            wrapped
+                .filter(|&(a, b, _)| a < b && b <= text.len())
+                .map(|(a, b, rule)| (a, rule, b)),
+        );
         for i in set.matches(text).iter() {
             let (rule, re) = &self.rules[i];
             match re.get_or_init(|| compile(&rule.regex_src, false).ok()) {
@@ -450,6 +530,21 @@ fn names_a_secret(name: &str) -> bool {
     })
 }
 
+/// A key shorter than this at the end of a row is not followed onto the next (the shortest
+/// key shapes the rules know are about this long).
+const MIN_WRAPPED: usize = 16;
+/// A wrapped key longer than this is not followed further.
+const MAX_WRAPPED: usize = 1024;
+
+/// The characters keys and tokens are made of (base64, base64url, JWT dots).
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'=' | b'.')
+}
+
+fn key_run_len(b: &[u8]) -> usize {
+    b.iter().take_while(|&&b| is_key_byte(b)).count()
+}
+
 /// Follows private key blocks (PEM, OpenSSH, PGP) across lines, whatever wraps them: a fenced
 /// code block, YAML indentation, quotes, or one JSON string with `\n` escapes. Per stream;
 /// every line must go through [`PemTracker::line`] in order, stored or not, since a key's
@@ -458,6 +553,9 @@ fn names_a_secret(name: &str) -> bool {
 pub struct PemTracker {
     /// Inside a block: lines seen since its BEGIN line.
     inside: Option<u32>,
+    /// The key-shaped run the last line ended with, which the next may continue (see
+    /// [`Redactor::follow_wrapped`]). Held in memory only, never stored.
+    wrapped: Option<String>,
 }
 
 /// Lines after which an unterminated block is given up (a PGP key of 16 kbit is ~300 lines).
@@ -509,11 +607,17 @@ impl PemTracker {
         self.line(line)
     }
 
+    /// Whether the last line ended with a key the next may continue.
+    pub fn follows_wrapped(&self) -> bool {
+        self.wrapped.is_some()
+    }
+
     /// [`PemTracker::line`] for a partial line, which is seen again once complete: the state
     /// is left as it is.
     pub fn peek(&self, line: &str) -> Spans {
         let mut copy = PemTracker {
             inside: self.inside,
+            wrapped: None,
         };
         copy.line(line)
     }
@@ -555,17 +659,27 @@ impl KeyFree {
 
 /// Byte ranges to mask, usually none: no allocation for a line outside any key.
 #[derive(Debug, Default)]
-pub struct Spans(Vec<(usize, usize)>);
+pub struct Spans {
+    /// A private key block's text.
+    pem: Vec<(usize, usize)>,
+    /// The rest of a wrapped key: start, end, and the redact rule whose secret it is.
+    wrapped: Option<(usize, usize, usize)>,
+}
 
 impl Spans {
     fn push(&mut self, a: usize, b: usize) {
         if a < b {
-            self.0.push((a, b));
+            self.pem.push((a, b));
         }
     }
 
+    /// The private key block's ranges.
     pub fn as_slice(&self) -> &[(usize, usize)] {
-        &self.0
+        &self.pem
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pem.is_empty() && self.wrapped.is_none()
     }
 }
 
@@ -830,6 +944,41 @@ mod tests {
         for plain in [r"C:\Users\x", r"a \q b", r#"{"o":"ok\n"}"#, r"\u12"] {
             assert_eq!(r.redact(plain), plain);
         }
+    }
+
+    #[test]
+    fn a_key_wrapped_onto_the_next_rows_is_followed() {
+        let r = builtin();
+        let mut keys = PemTracker::default();
+        let mut row = |line: &str| {
+            let mut masks = keys.line(line);
+            r.follow_wrapped(&mut keys, line, &mut masks);
+            r.redact_masks(line, &masks).into_owned()
+        };
+        assert_eq!(
+            row("  key sk-proj-Zq8sW3xE7cR5vB1nZq8sW3xE7cR5"),
+            "  key [REDACTED:openai_key]"
+        );
+        assert_eq!(row("  vB1nZq8sW3xE7cR5vB1nZq8s"), "  [REDACTED:openai_key]");
+        assert_eq!(row(""), "");
+        assert_eq!(
+            row("  W3xE7c (rotated)"),
+            "  [REDACTED:openai_key] (rotated)"
+        );
+        // Done: the next row is text again.
+        assert_eq!(row("  next row"), "  next row");
+        // A row after a whole key that starts a word of its own (`error:`) is not the key's.
+        assert_eq!(
+            row("export OPENAI_API_KEY=sk-proj-Zq8sW3xE7cR5vB1nZq8sW3xE7cR5"),
+            "export OPENAI_[REDACTED:secret_assignment]"
+        );
+        assert_eq!(row("error: next"), "error: next");
+        // A long identifier at the end of a row that holds no secret arms nothing.
+        assert_eq!(
+            row("see /usr/lib/x86_64-linux-gnu/libssl.so"),
+            "see /usr/lib/x86_64-linux-gnu/libssl.so"
+        );
+        assert_eq!(row("  continued"), "  continued");
     }
 
     #[test]

@@ -577,6 +577,71 @@ for r in rows:
     );
 }
 
+/// Found by an audit: a TUI breaks a long word at the terminal's width with line breaks of
+/// its own (Ink, ratatui), so a real `sk-proj-` key (~164 characters) is three rows, and only
+/// the first row was masked: the rest was stored in the events' lines and the capture. The
+/// rows that continue a key are masked as that key, in the database and in every export;
+/// the terminal still shows it whole.
+#[test]
+fn a_key_the_tui_wrapped_onto_more_rows_is_masked_on_every_row() {
+    let mut t = Term::new(80, 24);
+    let key = format!("sk-proj-{}", "Zq8sW3xE7cR5vB1n".repeat(10));
+    let (r1, rest) = key.split_at(70);
+    let (r2, r3) = rest.split_at(76);
+    // From a file: the command line holds no part of the key.
+    let script = t.env.path("tui.sh");
+    std::fs::write(
+        &script,
+        format!("printf '  error: the key is {r1}\\r\\n  {r2}\\r\\n  {r3} (rotated)\\r\\n'\n"),
+    )
+    .expect("script");
+    let all = t.env.path("all.toml");
+    std::fs::write(
+        &all,
+        "version = 1\n[[pattern]]\nname = \"any\"\nevent_type = \"line\"\nregex = '''(?P<value>.+)'''\nsamples = [\"x\"]\n",
+    )
+    .expect("rules");
+    let cmd = t
+        .env
+        .run_cmd_with_rules("claude", &all, &[], &["sh", &script.to_string_lossy()]);
+    t.start(cmd);
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
+    assert!(t.text().contains(r2), "the terminal shows the key");
+    let pieces = [&r1[20..40], &r2[10..30], &r2[50..70], &r3[..10]];
+    let sid = t
+        .env
+        .query_strings("SELECT session_id FROM process_sessions");
+    let mut stored = t
+        .env
+        .query_strings("SELECT coalesce(original_line, '') FROM extraction_events")
+        .join("\n");
+    for fmt in ["txt", "asciicast"] {
+        let out = t
+            .env
+            .cmd()
+            .args(["export", &sid[0], "--format", fmt, "--db"])
+            .arg(t.env.db())
+            .output()
+            .expect("export");
+        assert!(out.status.success());
+        stored.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    assert!(stored.contains("(rotated)"), "{stored}");
+    for p in pieces {
+        assert!(!stored.contains(p), "{p} stored:\n{stored}");
+    }
+    for f in ["w.db", "w.db-wal"] {
+        if let Ok(bytes) = std::fs::read(t.env.path(f)) {
+            for p in pieces {
+                assert!(
+                    memchr::memmem::find(&bytes, p.as_bytes()).is_none(),
+                    "{p} in {f}"
+                );
+            }
+        }
+    }
+}
+
 /// `pty` in the config file: a value other than auto/always/never is a usage error naming
 /// the file and the key; "always" gives the child a terminal even with pipes around wrapper.
 #[test]
