@@ -490,34 +490,25 @@ fn real_claude_text() {
 /// The TUIs: what their screens cannot show exactly, their logs can.
 #[test]
 fn real_tuis_are_covered_by_their_session_logs() {
-    let r = Recording::real("claude", "tui.scrollback.txt", None, "tui.session.jsonl");
-    check_real(
-        r,
-        &[
-            GCC_FAILS,
-            PYTEST_PASSES,
-            "rm -rf build && git clean -fdx|-|1",
-        ],
-        "claude_tool_failed",
-        "claude_log_denied",
-    );
-    // Claude Code 2.1.332: the screen folds calls away; the log has them all.
-    let r = Recording::real(
-        "claude",
-        "2.1.332/tui.scrollback.txt",
-        None,
-        "2.1.332/tui.session.jsonl",
-    );
-    check_real(
-        r,
-        &[
-            GCC_FAILS,
-            PYTEST_PASSES,
-            "rm -rf build && git clean -fdx|-|1",
-        ],
-        "claude_tool_failed",
-        "claude_log_denied",
-    );
+    // Claude Code 2.1.197, and 2.1.332, whose screen folds calls away: the log has them all.
+    for dir in ["", "2.1.332/"] {
+        let r = Recording::real(
+            "claude",
+            &format!("{dir}tui.scrollback.txt"),
+            None,
+            &format!("{dir}tui.session.jsonl"),
+        );
+        check_real(
+            r,
+            &[
+                GCC_FAILS,
+                PYTEST_PASSES,
+                "rm -rf build && git clean -fdx|-|1",
+            ],
+            "claude_tool_failed",
+            "claude_log_denied",
+        );
+    }
     let env = Env::new();
     Recording::real("codex", "tui.scrollback.txt", None, "tui.session.jsonl").run(&env);
     let got = commands(&env);

@@ -455,18 +455,10 @@ prompt = true
 samples = [" Do you want to proceed?"]
 "#;
 
-/// The real Claude Code TUI's pty output (a recording), played back by a child on wrapper's
-/// pty with its pauses: through the real binary, PTY mode records the shell commands Claude
-/// ran, the failure, and each approval question while it was on the screen.
-#[test]
-fn a_recorded_claude_tui_session_through_pty_mode_yields_its_commands_and_questions() {
-    let mut t = Term::new(120, 40);
-    let rules = t.env.path("claude.toml");
-    std::fs::write(&rules, CLAUDE_RULES).expect("rules");
-    let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/agents/claude/tui.cast");
-    // Pauses of 100 ms or more in the recording become 100 ms: above the 40 ms idle.
-    let player = r#"
+/// Plays an asciicast v2 recording's output on its terminal (no output processing, so
+/// `\n` stays `\n`), with its pauses: one of 100 ms or more becomes 100 ms (above the tests'
+/// 40 ms `--prompt-idle`), a shorter one none.
+const CAST_PLAYER: &str = r#"
 import json, sys, termios, time
 a = termios.tcgetattr(1); a[1] &= ~termios.OPOST; termios.tcsetattr(1, termios.TCSANOW, a)
 rows = open(sys.argv[1], encoding="utf-8").read().splitlines()[1:]
@@ -479,11 +471,22 @@ for r in rows:
     if kind == "o":
         sys.stdout.write(data); sys.stdout.flush()
 "#;
+
+/// The real Claude Code TUI's pty output (a recording), played back by a child on wrapper's
+/// pty with its pauses: through the real binary, PTY mode records the shell commands Claude
+/// ran, the failure, and each approval question while it was on the screen.
+#[test]
+fn a_recorded_claude_tui_session_through_pty_mode_yields_its_commands_and_questions() {
+    let mut t = Term::new(120, 40);
+    let rules = t.env.path("claude.toml");
+    std::fs::write(&rules, CLAUDE_RULES).expect("rules");
+    let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agents/claude/tui.cast");
     let cmd = t.env.run_cmd_with_rules(
         "claude",
         &rules,
         &["--prompt-idle", "40ms"],
-        &["python3", "-c", player, &cast.to_string_lossy()],
+        &["python3", "-c", CAST_PLAYER, &cast.to_string_lossy()],
     );
     let before = t.stty();
     t.start(cmd);
@@ -516,26 +519,13 @@ fn a_recorded_claude_2_1_332_session_through_pty_mode_yields_its_commands_and_qu
     let mut t = Term::new(120, 40);
     let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/agents/claude/2.1.332/tui.cast");
-    let player = r#"
-import json, sys, termios, time
-a = termios.tcgetattr(1); a[1] &= ~termios.OPOST; termios.tcsetattr(1, termios.TCSANOW, a)
-rows = open(sys.argv[1], encoding="utf-8").read().splitlines()[1:]
-last = 0.0
-for r in rows:
-    t, kind, data = json.loads(r)
-    if t - last >= 0.1:
-        time.sleep(0.1)
-    last = t
-    if kind == "o":
-        sys.stdout.write(data); sys.stdout.flush()
-"#;
     let empty = t.env.path("claude-home");
     std::fs::create_dir(&empty).expect("mkdir");
     let mut cmd = t.env.cmd();
     cmd.env("CLAUDE_CONFIG_DIR", &empty)
         .args(["claude", "--db"])
         .arg(t.env.db())
-        .args(["--prompt-idle", "40ms", "--", "python3", "-c", player])
+        .args(["--prompt-idle", "40ms", "--", "python3", "-c", CAST_PLAYER])
         .arg(&cast);
     let before = t.stty();
     t.start(cmd);

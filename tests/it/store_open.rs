@@ -229,14 +229,7 @@ fn an_unreadable_database_is_one_clear_line() {
     fs::set_permissions(&db, fs::Permissions::from_mode(0o000)).expect("chmod");
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut c = env.cmd();
-    if nix::unistd::geteuid().is_root() {
-        let nobody = nix::unistd::User::from_name("nobody")
-            .ok()
-            .flatten()
-            .expect("user nobody");
-        use std::os::unix::process::CommandExt;
-        c.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
-    }
+    as_other_user(&mut c);
     let out = c.args(["sessions", "--db"]).arg(&db).output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -276,14 +269,7 @@ fn a_database_this_user_cannot_write_still_answers_queries() {
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let as_reader = |args: &[&str]| {
         let mut c = env.cmd();
-        if nix::unistd::geteuid().is_root() {
-            let nobody = nix::unistd::User::from_name("nobody")
-                .ok()
-                .flatten()
-                .expect("user nobody");
-            use std::os::unix::process::CommandExt;
-            c.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
-        }
+        as_other_user(&mut c);
         c.args(args).arg("--db").arg(&db).output().expect("run")
     };
     for (args, needle) in [
@@ -321,4 +307,16 @@ fn a_database_this_user_cannot_write_still_answers_queries() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["w.db"]);
+}
+
+/// Runs `c` as `nobody` when the tests run as root (root may read and write any file).
+fn as_other_user(c: &mut Command) {
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .expect("user nobody");
+        use std::os::unix::process::CommandExt;
+        c.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+    }
 }
