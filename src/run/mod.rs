@@ -19,6 +19,7 @@ pub mod pty;
 mod pty_mode;
 pub mod pump;
 pub mod queue;
+mod rules;
 mod screen_side;
 pub mod signals;
 pub mod summary;
@@ -39,7 +40,7 @@ use crate::config::RunConfig;
 use crate::error::CliError;
 use crate::event::{format_timestamp, now_timestamp};
 use crate::extract::rules::RuleBook;
-use crate::extract::{Extractor, Matcher, Redactor};
+use crate::extract::{Extractor, Redactor};
 use crate::git;
 use crate::store::writer::{self, Msg, SessionRow, Sink, SinkConfig, State, StateChange};
 use crate::store::{self, OpenMode};
@@ -66,6 +67,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // (Rules from files are compiled and their samples checked here; the built-ins are
     // compiled in the extraction thread while the agent starts: see `RuleBook::load`.)
     let book = RuleBook::load(&cfg.pattern_sources).map_err(crate::config::pattern_error)?;
+    // The extraction matcher compiles meanwhile (`rules.rs`).
+    let wanted = cfg.db.is_some() || cfg.events_out.is_some() || cfg.otlp.is_some();
+    let rules = rules::Rules::start(book, &cfg.agent, wanted);
+    let book = &rules.book;
     let spec = ChildSpec::from_words(cfg.command.clone());
     // Time offset 0 of the output capture.
     let t0 = std::time::SystemTime::now();
@@ -76,7 +81,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
         let version = thread::Builder::new()
             .name("wrapper-version".into())
             .spawn_scoped(s, || book.version());
-        let redactor = Redactor::new(&book, cfg.redact);
+        let redactor = Redactor::new(book, cfg.redact);
         let version = match version {
             Ok(h) => h
                 .join()
@@ -222,7 +227,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     // will see them: the database or the OTLP export.
     let git = match (&records_tx, cfg.git_timeout) {
         (Some(tx), Some(limit)) if git_on => {
-            git::Probe::for_session(&session, head0, limit, &book, cfg.redact, tx.clone())
+            git::Probe::for_session(&session, head0, limit, book, cfg.redact, tx.clone())
         }
         _ => None,
     };
@@ -265,10 +270,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, CliError> {
     let tx = records_tx.clone();
     let outcome = match spawned {
         Started::Pipes(s) => supervise(
-            s, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state,
+            s, &cfg, rules, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state,
         ),
         Started::Pty(p) => pty_mode::supervise(
-            p, &cfg, book, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state,
+            p, &cfg, rules, redactor, tx, tap, ctl_tx, ctl_rx, reap_all, &state,
         ),
     };
     sig_handle.close();
@@ -446,7 +451,7 @@ struct Outcome {
 fn supervise(
     spawned: Spawned,
     cfg: &RunConfig,
-    book: RuleBook,
+    rules: rules::Rules,
     redactor: Arc<Redactor>,
     records_tx: Option<SyncSender<Msg>>,
     tap: Option<capture::CaptureTap>,
@@ -467,7 +472,7 @@ fn supervise(
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
     let (chunk_tx, extract, backlog) =
-        start_extraction(cfg, book, redactor, records_tx, None, tap)?;
+        start_extraction(cfg, rules, redactor, records_tx, None, tap)?;
 
     let (drained_tx, drained_rx) = mpsc::channel::<()>();
     let pump_ctl = ctl_tx.clone();
@@ -631,7 +636,7 @@ type Extraction = (
 /// `screen` (PTY mode) the bytes go through the virtual terminal first.
 fn start_extraction(
     cfg: &RunConfig,
-    book: RuleBook,
+    mut rules: rules::Rules,
     redactor: Arc<Redactor>,
     records_tx: Option<SyncSender<Msg>>,
     screen: Option<pty_mode::ScreenSetup>,
@@ -656,7 +661,8 @@ fn start_extraction(
             // This thread's own copy of the masking rules (the main thread used them first,
             // and a regex's other threads take a lock for each search: see `Redactor`).
             let redactor = Arc::new(Redactor::clone(&redactor));
-            let mut extractor = build_extractor(&book, &agent, redactor, max_line);
+            let matcher = rules.matcher(&agent);
+            let mut extractor = Extractor::new(Arc::new(matcher), redactor, max_line);
             if agent_log.is_some() {
                 extractor.expect_log();
             }
@@ -666,7 +672,7 @@ fn start_extraction(
                 // would cost memory) for nothing.
                 extractor.allow_helper();
             }
-            drop(book);
+            drop(rules);
             match screen {
                 None => extract_loop(chunk_rx, extractor, records_tx, tap, prompt_idle, agent_log),
                 Some(s) => screen_side::extract(
@@ -686,26 +692,6 @@ fn start_extraction(
 
 /// Backlog at the agent's exit above which wrapper says it is still recording (~1 s of work).
 const BACKLOG_NOTICE: u64 = 16 << 20;
-
-/// Compiles the rules for the extraction thread. The pump is already passing output through
-/// and queueing it meanwhile, so compiling here costs the agent's start nothing. Rules loaded
-/// from files were verified before the spawn; should the rule set as a whole still not compile
-/// (a size limit), output keeps flowing and wrapper says that nothing will be extracted.
-fn build_extractor(
-    book: &RuleBook,
-    agent: &str,
-    redactor: Arc<Redactor>,
-    max_line: usize,
-) -> Extractor {
-    let matcher = match Matcher::new(book, Some(agent)) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("wrapper: warning: {e}; output passes through but nothing is extracted");
-            Matcher::empty()
-        }
-    };
-    Extractor::new(Arc::new(matcher), redactor, max_line)
-}
 
 /// Finds and reads the session log the agent wrote; a log that cannot be found or read
 /// costs the session nothing but a debug line.

@@ -27,7 +27,6 @@ use super::pty::{self, PtyChild};
 use super::{pump, signals, tty, Control, Outcome, GROUP_POLL};
 use crate::config::{PtyChoice, RunConfig};
 use crate::event::now_timestamp;
-use crate::extract::rules::RuleBook;
 use crate::screen::modes::Modes;
 use crate::store::writer::{Msg, State, StateChange};
 
@@ -91,7 +90,7 @@ pub fn spawn(spec: &ChildSpec) -> Result<Started, SpawnError> {
 pub(super) fn supervise(
     started: Started,
     cfg: &RunConfig,
-    book: RuleBook,
+    rules: super::rules::Rules,
     redactor: Arc<crate::extract::Redactor>,
     records_tx: Option<SyncSender<Msg>>,
     tap: Option<super::capture::CaptureTap>,
@@ -108,7 +107,7 @@ pub(super) fn supervise(
         resized_at_us: Arc::new(AtomicU64::new(0)),
     };
     let (chunk_tx, extract, _backlog) =
-        super::start_extraction(cfg, book, redactor, records_tx, Some(screen.clone()), tap)?;
+        super::start_extraction(cfg, rules, redactor, records_tx, Some(screen.clone()), tap)?;
     let (wake_r, wake_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create the wake pipe")?;
 
