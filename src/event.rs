@@ -193,6 +193,10 @@ pub struct Merge {
     pub matched_value: Option<String>,
     /// A JSON object whose keys are added to the event's metadata.
     pub metadata_json: String,
+    /// The log's whole value, when the screen showed only its start (a long command cut
+    /// where the TUI wrapped it): it replaces the event's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_value: Option<String>,
 }
 
 /// Formats a moment as SPEC §2 wants it: UTC, RFC 3339, milliseconds, `Z`.

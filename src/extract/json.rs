@@ -556,6 +556,43 @@ mod tests {
         "2026-12-01T16:21:11.000Z".into()
     }
 
+    /// Found by a live run of Claude Code 2.1.332: its TUI shows a long call's first row only
+    /// (`⎿  $ for f in …; done && echo '… the next`), and the log has the whole command; that
+    /// was two command events, one cut short. The log's account merges into the screen's
+    /// event and gives it the whole value.
+    #[test]
+    fn a_command_the_screen_cut_short_is_merged_with_the_logs_whole_one() {
+        let mut x = builtin("claude");
+        x.expect_log();
+        let full = "for f in broken.c test_ok.py; do echo \"== $f\"; wc -l \"$f\"; done && echo 'all files counted; the next step compares them'";
+        let shown = &full[..full.find(" the next").expect("cut") + " the next".len()];
+        x.feed(Stream::Pty, format!("  ⎿  $ {shown}\n").as_bytes(), &ts());
+        let first = x.take();
+        assert!(first.iter().any(|r| matches!(r, Record::Event(e)
+            if &*e.event_type == "command" && e.matched_value.as_deref() == Some(shown))));
+        let use_ = serde_json::json!({"type":"assistant","timestamp":"2026-12-01T16:21:12.000Z","message":{"role":"assistant","content":[{"type":"tool_use","id":"toolu_9","name":"Bash","input":{"command":full}}]}});
+        let result = serde_json::json!({"type":"user","timestamp":"2026-12-01T16:21:13.000Z","message":{"role":"user","content":[{"type":"tool_result","content":"== broken.c","is_error":false,"tool_use_id":"toolu_9"}]}});
+        x.feed_log_line(&use_.to_string(), 1, &ts());
+        x.feed_log_line(&result.to_string(), 2, &ts());
+        let rest = x.take();
+        let merges: Vec<&crate::event::Merge> = rest
+            .iter()
+            .filter_map(|r| match r {
+                Record::Merge(m) if m.event_type == "command" => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(merges.len(), 1, "{rest:#?}");
+        assert_eq!(merges[0].matched_value.as_deref(), Some(shown));
+        assert_eq!(merges[0].full_value.as_deref(), Some(full));
+        assert!(
+            !rest
+                .iter()
+                .any(|r| matches!(r, Record::Event(e) if &*e.event_type == "command")),
+            "no second command: {rest:#?}"
+        );
+    }
+
     /// The issue's own example: `\n` before a path is an escape, not part of the path.
     #[test]
     fn no_event_from_inside_a_json_escape() {

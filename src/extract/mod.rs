@@ -1157,16 +1157,49 @@ impl Core {
         }
     }
 
-    /// Takes the first output event of this type and value not yet confirmed: its line.
-    fn confirm(&mut self, event_type: &Arc<str>, value: &str) -> Option<u64> {
-        let line = self
-            .seen
-            .get_mut(&(event_type.clone(), value.to_string()))?
-            .pop_front()?;
+    /// Takes the first output event of this type and value not yet confirmed (or one whose
+    /// value the screen cut short, see [`Extractor::truncated_on_screen`]): its line, and
+    /// the value it has.
+    fn confirm(&mut self, event_type: &Arc<str>, value: &str) -> Option<(u64, String)> {
+        let key = (event_type.clone(), value.to_string());
+        let key = if self.seen.get(&key).is_some_and(|l| !l.is_empty()) {
+            key
+        } else {
+            self.truncated_on_screen(event_type, value)?
+        };
+        let line = self.seen.get_mut(&key)?.pop_front()?;
         if &**event_type == ERROR {
             self.screen_errors.remove(&line);
         }
-        Some(line)
+        Some((line, key.1))
+    }
+
+    /// The output event of this type whose value the log's `value` starts with: a long
+    /// command that the screen cut where it wrapped (Claude Code shows a call's first row,
+    /// `⎿  $ for f in …; do … the next`), so that it is one event, with the log's whole
+    /// value, and not two. The earliest such line; a short value (under 20 bytes) or a very
+    /// long session (the scan is linear) is matched exactly only.
+    fn truncated_on_screen(
+        &self,
+        event_type: &Arc<str>,
+        value: &str,
+    ) -> Option<(Arc<str>, String)> {
+        const MIN_PREFIX: usize = 20;
+        const MAX_SCAN: usize = 10_000;
+        if self.seen.len() > MAX_SCAN {
+            return None;
+        }
+        self.seen
+            .iter()
+            .filter(|((t, v), lines)| {
+                t == event_type
+                    && v.len() >= MIN_PREFIX
+                    && v.len() < value.len()
+                    && value.starts_with(v.as_str())
+                    && !lines.is_empty()
+            })
+            .min_by_key(|(_, lines)| lines.front().copied())
+            .map(|(k, _)| k.clone())
     }
 
     /// An output error shown just after the command on `line` (Codex's ` exited 1 in 9ms:`),
@@ -1228,14 +1261,16 @@ impl Core {
             );
             if let JsonSource::Log(n) = source {
                 meta.insert("log_line".into(), n.into());
-                let by_value = value
-                    .as_ref()
-                    .and_then(|v| self.confirm(&event_type, v).map(|l| (l, Some(v.clone()))));
+                let by_value = value.as_ref().and_then(|v| {
+                    let (line, shown) = self.confirm(&event_type, v)?;
+                    let full = (shown != *v).then(|| v.clone());
+                    Some((line, Some(shown), full))
+                });
                 let confirmed = by_value.or_else(|| {
                     let after = confirmed_command.filter(|_| &*event_type == ERROR)?;
-                    self.confirm_failure_after(after).map(|l| (l, None))
+                    self.confirm_failure_after(after).map(|l| (l, None, None))
                 });
-                if let Some((line, matched_value)) = confirmed {
+                if let Some((line, matched_value, full_value)) = confirmed {
                     if &*event_type == "command" {
                         confirmed_command = Some(line);
                     }
@@ -1244,6 +1279,7 @@ impl Core {
                         line_number: line,
                         matched_value,
                         metadata_json: serde_json::Value::Object(meta).to_string(),
+                        full_value,
                     }));
                     continue;
                 }

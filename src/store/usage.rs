@@ -48,7 +48,8 @@ pub fn merge_event(conn: &Connection, session_id: &str, m: &Merge) -> rusqlite::
     let n = conn
         .prepare_cached(
             "UPDATE extraction_events SET metadata_json = \
-             json_patch(coalesce(metadata_json, '{}'), ?1) \
+             json_patch(coalesce(metadata_json, '{}'), ?1), \
+             matched_value = coalesce(?6, matched_value) \
              WHERE id = (SELECT e.id FROM event_session_spans s CROSS JOIN extraction_events e \
                ON e.id BETWEEN s.first_id AND s.last_id \
                WHERE s.session_id = ?2 AND ?3 BETWEEN s.min_line AND s.max_line \
@@ -62,7 +63,8 @@ pub fn merge_event(conn: &Connection, session_id: &str, m: &Merge) -> rusqlite::
             session_id,
             m.line_number as i64,
             m.event_type,
-            m.matched_value
+            m.matched_value,
+            m.full_value
         ])?;
     Ok(n > 0)
 }

@@ -556,3 +556,57 @@ fn control_characters_decoded_from_json_are_not_stored() {
         );
     }
 }
+
+/// Found by a live run of Claude Code 2.1.332: its TUI shows only the first row of a long
+/// call (`⎿  $ for f in …; done && echo '… the next`), the log has the whole command, and the
+/// session held both, as two commands. The log's account is merged into the screen's event,
+/// which gets the whole command as its value.
+#[test]
+fn a_command_the_screen_cut_short_is_one_event_with_the_logs_whole_value() {
+    let env = Env::new();
+    let home = env.path("claude-home");
+    let proj = env.path("proj");
+    std::fs::create_dir_all(&proj).expect("mkdir");
+    let full = "for f in broken.c test_ok.py; do echo \"== $f\"; wc -l \"$f\"; done && echo 'all files counted; the next step compares them'";
+    let shown = &full[..full.find(" the next").expect("cut") + " the next".len()];
+    let agent = r#"
+import json, os, sys, time, datetime
+home, shown, full = sys.argv[1], sys.argv[2], sys.argv[3]
+cwd = os.getcwd()
+d = os.path.join(home, "projects", "".join(c if c.isalnum() else "-" for c in cwd))
+os.makedirs(d, exist_ok=True)
+now = lambda: datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+print("  \u23bf  $ " + shown, flush=True)
+recs = [
+  {"type": "user", "cwd": cwd, "timestamp": now(), "message": {"role": "user", "content": "count"}},
+  {"type": "assistant", "cwd": cwd, "timestamp": now(), "message": {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "Bash", "input": {"command": full}}]}},
+  {"type": "user", "cwd": cwd, "timestamp": now(), "message": {"role": "user", "content": [{"type": "tool_result", "content": "== broken.c", "is_error": False, "tool_use_id": "toolu_9"}]}},
+]
+with open(os.path.join(d, "s1.jsonl"), "w") as f:
+    for r in recs:
+        f.write(json.dumps(r) + "\n")
+"#;
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("CLAUDE_CONFIG_DIR", &home)
+        .args(["claude", "--db"])
+        .arg(env.db())
+        .args(["--", "python3", "-c", agent])
+        .arg(&home)
+        .args([shown, full])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commands = env.query_strings(
+        "SELECT matched_value || '|' || coalesce(json_extract(metadata_json, '$.confirmed_by'), '-') \
+         FROM extraction_events WHERE event_type = 'command'",
+    );
+    assert_eq!(commands, [format!("{full}|log")]);
+}
