@@ -703,6 +703,17 @@ fn parse_file(label: &str, text: &str, verify: bool) -> Result<ParsedFile, Patte
         } else {
             None
         };
+        // A rule that matches nothing at all would "find" a secret in every text: each agent
+        // name would be refused as one, and a mask of nothing stands nowhere.
+        if compiled.as_ref().is_some_and(|re| re.is_match("")) {
+            return Err(at(
+                regex.span().start,
+                rname,
+                "this regex matches the empty string, so it would find a secret in every \
+                 text; make it need at least one character (`+` for `*`)"
+                    .into(),
+            ));
+        }
         let samples = check_samples(
             compiled.as_ref(),
             raw.samples,

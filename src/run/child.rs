@@ -31,6 +31,29 @@ pub struct ChildSpec {
 }
 
 impl ChildSpec {
+    /// The command as a shell runs a file that the kernel cannot execute (no `#!` line, not
+    /// a binary: `ENOEXEC`): `/bin/sh FILE ARGS`, as `execvp(3)` and every shell do, so that
+    /// `wrapper ci -- ./build.sh` runs a script without a `#!` line as the shell would.
+    /// `None` when the program cannot be found as a file.
+    pub fn through_sh(&self) -> Option<ChildSpec> {
+        let program = std::path::Path::new(&self.program);
+        let file = if self.program.as_encoded_bytes().contains(&b'/') {
+            program.to_path_buf()
+        } else {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())?
+        };
+        Some(ChildSpec {
+            program: "/bin/sh".into(),
+            args: std::iter::once(file.into_os_string())
+                .chain(self.args.iter().cloned())
+                .collect(),
+            argv: self.argv.clone(),
+            via_shell: self.via_shell,
+        })
+    }
+
     /// One word with whitespace or shell syntax runs through `/bin/sh -c` (SPEC §1);
     /// anything else is executed directly, found on `PATH`.
     pub fn from_words(words: Vec<OsString>) -> ChildSpec {
@@ -116,10 +139,44 @@ impl Exit {
 
 /// Why a spawn failed, with the exit code SPEC §6.3 assigns.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot run `{program}`: {source}")]
+#[error("cannot run `{program}`: {}", explain(program, source))]
 pub struct SpawnError {
     pub program: String,
     pub source: io::Error,
+}
+
+/// The cause in words where the system's is misleading: exec says "No such file or
+/// directory" for a script whose `#!` interpreter is missing, and "Permission denied" for a
+/// directory.
+fn explain(program: &str, e: &io::Error) -> String {
+    let path = std::path::Path::new(program);
+    let named = program.contains('/');
+    match e.kind() {
+        io::ErrorKind::NotFound if named && path.is_file() => {
+            let first = std::fs::File::open(path).ok().and_then(|f| {
+                use io::{BufRead, Read};
+                let mut line = String::new();
+                io::BufReader::new(f.take(256)).read_line(&mut line).ok()?;
+                Some(line)
+            });
+            match first.as_deref().and_then(|l| l.strip_prefix("#!")) {
+                Some(interp) => format!(
+                    "its interpreter `{}` (from its `#!` line) does not exist",
+                    interp.trim()
+                ),
+                None => e.to_string(),
+            }
+        }
+        io::ErrorKind::NotFound if !named => {
+            "no such command on PATH (is it installed, and PATH set as where it runs?)".into()
+        }
+        io::ErrorKind::NotFound => "no such file".into(),
+        io::ErrorKind::PermissionDenied if named && path.is_dir() => "it is a directory".into(),
+        io::ErrorKind::PermissionDenied if named && path.is_file() => {
+            "it is not executable (chmod +x it, or run it with its interpreter)".into()
+        }
+        _ => e.to_string(),
+    }
 }
 
 impl SpawnError {
@@ -151,6 +208,16 @@ pub fn has_job_control() -> bool {
 
 /// Spawns the child in a new process group with stdout and stderr piped, stdin inherited.
 pub fn spawn(spec: &ChildSpec, take_terminal: bool) -> Result<Spawned, SpawnError> {
+    match spawn_once(spec, take_terminal) {
+        Err(e) if e.source.raw_os_error() == Some(libc::ENOEXEC) => match spec.through_sh() {
+            Some(sh) => spawn_once(&sh, take_terminal).map_err(|_| e),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+fn spawn_once(spec: &ChildSpec, take_terminal: bool) -> Result<Spawned, SpawnError> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .stdin(Stdio::inherit())

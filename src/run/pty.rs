@@ -107,10 +107,25 @@ pub fn spawn(
         termios::tcsetattr(pts.as_fd(), SetArg::TCSANOW, t)
             .map_err(|e| fail(std::io::Error::from(e)))?;
     }
-    let child = pty_process::blocking::Command::new(&spec.program)
-        .args(&spec.args)
-        .spawn(pts)
-        .map_err(|e| fail(io_err(e)))?;
+    let spawn = |spec: &ChildSpec| {
+        pty_process::blocking::Command::new(&spec.program)
+            .args(&spec.args)
+            .spawn_borrowed(&pts)
+    };
+    // A file the kernel cannot execute runs through /bin/sh, as a shell runs it.
+    let child = match spawn(spec) {
+        Err(pty_process::Error::Io(e)) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            match spec.through_sh() {
+                Some(sh) => spawn(&sh).map_err(|_| pty_process::Error::Io(e)),
+                None => Err(pty_process::Error::Io(e)),
+            }
+        }
+        other => other,
+    }
+    .map_err(|e| fail(io_err(e)))?;
+    // The child has its own descriptors of the terminal now: the master sees the end of its
+    // output when the child's last one closes.
+    drop(pts);
     Ok(PtyChild {
         pid: Pid::from_raw(child.id() as i32),
         master: Some(OwnedFd::from(pty)),

@@ -66,6 +66,17 @@ fn bad_regex() {
     );
 }
 
+/// Found by an audit: a `[[redact]]` rule that matches the empty string "found" a secret in
+/// every agent name, refusing each with a misleading "looks like a secret".
+#[test]
+fn a_redact_rule_matching_nothing_at_all_is_refused_where_it_stands() {
+    check_invalid(
+        "version = 1\n\n[[redact]]\nname = \"empty\"\nregex = 'x*'\nsamples = ['xx']\n",
+        5,
+        &["rule `empty`", "matches the empty string"],
+    );
+}
+
 #[test]
 fn pathological_regex_is_refused() {
     check_invalid(

@@ -156,6 +156,64 @@ fn spawn_failures_are_127_and_126() {
     );
 }
 
+/// A file the kernel will not execute runs as a shell runs it: a script without a `#!` line
+/// through `/bin/sh` (as `execvp` and every shell do; it was "Exec format error", exit 126),
+/// with pipes and on a pty. And the causes exec reports misleadingly are said in words: a
+/// missing `#!` interpreter ("No such file or directory" for a file that is there), a
+/// directory, a file without the execute bit, a command not on PATH.
+#[test]
+fn a_script_without_a_shebang_runs_and_spawn_failures_say_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let exe = |name: &str, text: &str, mode: u32| {
+        let p = env.path(name);
+        std::fs::write(&p, text).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        p.to_string_lossy().into_owned()
+    };
+    let plain = exe("plain.sh", "echo \"plain ran: $1 $2\"\n", 0o755);
+    for extra in [&[][..], &["--pty"][..]] {
+        let out = env
+            .run_cmd("codex", extra, &[&plain, "a", "b c"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("plain ran: a b c"),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let dir = env.path("adir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for (argv, code, why) in [
+        (
+            exe("bad.sh", "#!/nonexistent/bash\necho x\n", 0o755),
+            127,
+            "its interpreter `/nonexistent/bash`",
+        ),
+        (dir.to_string_lossy().into_owned(), 126, "it is a directory"),
+        (
+            exe("nox.sh", "echo x\n", 0o644),
+            126,
+            "it is not executable",
+        ),
+        ("no-such-command-qq".into(), 127, "no such command on PATH"),
+    ] {
+        let out = env.run_cmd("codex", &[], &[&argv]).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{argv}: {err}");
+        assert!(err.contains(why) && err.contains(&argv), "{argv}: {err}");
+        assert!(!err.contains("os error"), "{err}");
+    }
+}
+
 #[test]
 fn usage_errors_exit_2_and_run_nothing() {
     let env = Env::new();
