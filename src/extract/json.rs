@@ -206,6 +206,8 @@ pub struct Outcome {
     pub text: bool,
     /// Top-level fields text rules skip.
     pub text_skip: Vec<String>,
+    /// Texts of a session log's record that text rules read (a rule's `log_text`).
+    pub log_text: Vec<String>,
 }
 
 /// One event a `[[json]]` rule found.
@@ -414,6 +416,18 @@ impl JsonEngine {
         if let Some(md) = rule.code_blocks.as_ref().and_then(&look) {
             if let Some(s) = md.as_str() {
                 out.markdown.push(s.to_string());
+            }
+        }
+        if let Some(t) = rule.log_text.as_ref().and_then(|p| p.get(el)) {
+            // A string, or blocks of text (`[{"type": "text", "text": "…"}]`).
+            match t {
+                Value::String(s) => out.log_text.push(s.clone()),
+                Value::Array(a) => out.log_text.extend(
+                    a.iter()
+                        .filter_map(|b| b.get("text").and_then(Value::as_str))
+                        .map(str::to_string),
+                ),
+                _ => {}
             }
         }
         if rule.event_type.is_none() {

@@ -222,6 +222,9 @@ pub struct JsonRule {
     pub fields: Vec<(Arc<str>, FieldSpec)>,
     /// Markdown text whose fenced blocks are stored as code blocks.
     pub code_blocks: Option<FieldPath>,
+    /// Text that text rules read where the object comes from the agent's session log (a
+    /// tool's output, which `claude -p` in text mode never shows and a TUI may fold away).
+    pub log_text: Option<FieldPath>,
     /// Whether text rules also read this object's strings.
     pub text: bool,
     /// Top-level fields of the object text rules do not read (a copy of another field).
@@ -278,6 +281,7 @@ pub(crate) struct RawJsonRule {
     unwrap_shell: Option<bool>,
     fields: Option<Spanned<toml::Table>>,
     code_blocks: Option<Spanned<String>>,
+    log_text: Option<Spanned<String>>,
     text: Option<bool>,
     text_skip: Option<Vec<String>>,
     session: Option<Spanned<toml::Table>>,
@@ -618,19 +622,21 @@ pub(crate) fn parse_rule(
         .as_ref()
         .map(|c| path_at(c, at))
         .transpose()?;
+    let log_text = raw.log_text.as_ref().map(|c| path_at(c, at)).transpose()?;
     let text = raw.text.unwrap_or(true);
     let text_skip = raw.text_skip.unwrap_or_default();
     if event_type.is_none()
         && session.is_empty()
         && add.is_empty()
         && code_blocks.is_none()
+        && log_text.is_none()
         && text
         && text_skip.is_empty()
     {
         return Err(at(
             rule_start,
             "this rule does nothing: give it an `event_type`, `session`/`add` facts, \
-             `code_blocks`, `text = false` or `text_skip`"
+             `code_blocks`, `log_text`, `text = false` or `text_skip`"
                 .into(),
         ));
     }
@@ -671,6 +677,7 @@ pub(crate) fn parse_rule(
         unwrap_shell: raw.unwrap_shell.unwrap_or(false),
         fields,
         code_blocks,
+        log_text,
         text,
         text_skip,
         session,

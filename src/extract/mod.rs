@@ -70,9 +70,6 @@ struct CompiledRule {
     /// Conditions on the previous line or a block. For `report = "previous"`, the capture
     /// regex is the `previous` regex: the event is made from the previous line.
     context: Option<context::Conditions>,
-    /// Whether `[[json]]` rules record this rule's event type too, so that a session log
-    /// may confirm its events (only then are they remembered).
-    json_typed: bool,
 }
 
 #[derive(Debug)]
@@ -158,7 +155,6 @@ impl Matcher {
                 rule: r.clone(),
                 captures,
                 context: conditions,
-                json_typed: false,
             });
         }
         blocks.build()?;
@@ -177,15 +173,6 @@ impl Matcher {
             .filter(|r| agent.is_none_or(|a| r.applies_to(a)))
             .cloned()
             .collect();
-        let mut json_types: Vec<Arc<str>> = Vec::new();
-        for t in json_rules.iter().filter_map(|r| r.event_type.clone()) {
-            if !json_types.contains(&t) {
-                json_types.push(t);
-            }
-        }
-        for r in &mut rules {
-            r.json_typed = json_types.contains(&r.rule.event_type);
-        }
         Ok(Matcher {
             set,
             rules,
@@ -1069,11 +1056,11 @@ impl Core {
             meta.push(b'}');
             String::from_utf8(meta).unwrap_or_default()
         });
+        // Every event, not only those of a type the `[[json]]` rules give: the log's tool
+        // output goes through the text rules too (`log_text`).
         if let Some(v) = value.as_ref().filter(|_| self.expect_log) {
-            if r.json_typed {
-                let t = r.rule.event_type.clone();
-                self.remember(t, v, line_number);
-            }
+            let t = r.rule.event_type.clone();
+            self.remember(t, v, line_number);
         }
         self.events += 1;
         self.out.push(Record::Event(Event {
@@ -1350,6 +1337,79 @@ impl Core {
                 );
             });
             self.dedupe_since(first);
+        }
+        if let JsonSource::Log(n) = source {
+            if !outcome.log_text.is_empty() && !matcher.rules.is_empty() {
+                self.log_text_events(matcher, &outcome.log_text, n, ts);
+            }
+        }
+    }
+
+    /// Text rules over a tool's output as the session log has it (a rule's `log_text`):
+    /// `claude -p` in text mode prints none of it, and a TUI may fold it away, so a compiler
+    /// error or a test summary in it would otherwise be lost. An event the output showed
+    /// already is merged into that one; the others are recorded as the log's (`source`,
+    /// `log_line`).
+    fn log_text_events(&mut self, matcher: &Matcher, texts: &[String], n: u64, ts: &Arc<str>) {
+        let first = self.out.len();
+        let fresh = PromptState::default();
+        let mut pem = PemTracker::default();
+        // What the log says is not the output's: nothing here may be confirmed later.
+        let remembering = std::mem::replace(&mut self.expect_log, false);
+        for text in texts {
+            for piece in text.split('\n') {
+                let piece = piece.strip_suffix('\r').unwrap_or(piece);
+                let keys = pem.line(piece);
+                self.text_rules(
+                    matcher,
+                    Stream::Stdout,
+                    piece,
+                    &keys,
+                    0,
+                    false,
+                    ts,
+                    &fresh,
+                    None,
+                );
+            }
+        }
+        self.expect_log = remembering;
+        self.dedupe_since(first);
+        let found: Vec<Record> = self.out.drain(first..).collect();
+        for r in found {
+            let Record::Event(mut e) = r else {
+                self.out.push(r);
+                continue;
+            };
+            let shown = e
+                .matched_value
+                .as_deref()
+                .and_then(|v| self.confirm(&e.event_type, v));
+            match shown {
+                Some((line, value)) => {
+                    self.events -= 1;
+                    self.out.push(Record::Merge(Merge {
+                        event_type: e.event_type.to_string(),
+                        line_number: line,
+                        matched_value: Some(value),
+                        metadata_json: serde_json::json!({ "source": "log", "log_line": n })
+                            .to_string(),
+                        full_value: None,
+                    }));
+                }
+                None => {
+                    let mut meta = e
+                        .metadata_json
+                        .as_deref()
+                        .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                        .filter(serde_json::Value::is_object)
+                        .unwrap_or_else(|| serde_json::json!({}));
+                    meta["source"] = "log".into();
+                    meta["log_line"] = n.into();
+                    e.metadata_json = Some(meta.to_string());
+                    self.out.push(Record::Event(e));
+                }
+            }
         }
     }
 

@@ -366,7 +366,8 @@ fn check_real(r: Recording, commands_expected: &[&str], failures: &str, denied: 
             // once, under the screen's rule).
             &format!(
                 "event_type = 'error' AND (pattern = '{failures}' \
-                 OR json_extract(metadata_json, '$.confirmed_by') = 'log')"
+                 OR (json_extract(metadata_json, '$.confirmed_by') = 'log' \
+                     AND json_extract(metadata_json, '$.exit_code') IS NOT NULL))"
             )
         ),
         commands_expected
@@ -389,6 +390,19 @@ fn check_real(r: Recording, commands_expected: &[&str], failures: &str, denied: 
         summary(&env)
     );
     assert_eq!(env.query_i64("SELECT count(*) FROM code_blocks"), 1);
+    // The compiler's error, once, whether the output showed it (and the log's tool output
+    // confirmed it) or only the log has it (`claude -p` in text mode, a folded TUI call).
+    assert_eq!(
+        count(
+            &env,
+            "pattern = 'compiler_error' AND matched_value = 'expected ‘;’ before ‘return’' \
+             AND (json_extract(metadata_json, '$.confirmed_by') = 'log' \
+                  OR json_extract(metadata_json, '$.source') = 'log')"
+        ),
+        1,
+        "{:#?}",
+        summary(&env)
+    );
     assert_eq!(
         count(
             &env,
