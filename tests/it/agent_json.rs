@@ -550,12 +550,7 @@ fn control_characters_decoded_from_json_are_not_stored() {
         .stdin(Stdio::null())
         .output()
         .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     let stored = env.query_strings(
         "SELECT coalesce(matched_value, '') || coalesce(metadata_json, '') FROM extraction_events",
     );
@@ -612,12 +607,7 @@ with open(os.path.join(d, "s1.jsonl"), "w") as f:
         .stdin(Stdio::null())
         .output()
         .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     let commands = env.query_strings(
         "SELECT matched_value || '|' || coalesce(json_extract(metadata_json, '$.confirmed_by'), '-') \
          FROM extraction_events WHERE event_type = 'command'",

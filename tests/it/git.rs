@@ -200,12 +200,7 @@ fn a_session_records_the_commits_its_agent_made() {
             .arg(env.db())
             .output()
             .expect("sessions");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::harness::assert_exit(&out, 0);
         serde_json::from_slice(&out.stdout).expect("json")
     };
     let all = sessions(&["--repo", "app", "--branch", "main"]);
@@ -283,12 +278,7 @@ fn a_dirty_tree_at_the_start_is_recorded_and_nothing_was_committed() {
         .arg(env.db())
         .output()
         .expect("prune");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     for table in ["process_sessions", "session_git", "session_files"] {
         assert_eq!(
             env.query_i64(&format!("SELECT count(*) FROM {table}")),
@@ -475,12 +465,7 @@ fn a_commit_made_the_moment_the_agent_starts_is_still_the_sessions() {
     .stdin(Stdio::null())
     .output()
     .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     assert_eq!(
         q(
             &env,
@@ -511,12 +496,7 @@ fn a_commit_subject_or_file_name_cannot_drive_the_readers_terminal() {
         .stdin(Stdio::null())
         .output()
         .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     assert_eq!(
         env.query_i64("SELECT commit_count FROM session_git WHERE session_id = 'g-esc'"),
         1

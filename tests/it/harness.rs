@@ -378,3 +378,14 @@ pub fn nice_values(text: &str, name: &str) -> Vec<i32> {
         .filter_map(|(_, v)| v.trim().parse().ok())
         .collect()
 }
+
+/// Asserts that `out` is the exit status `code`, showing its stderr if not.
+#[track_caller]
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

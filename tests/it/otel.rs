@@ -147,12 +147,7 @@ fn the_standard_environment_variables_configure_export() {
         .stdin(Stdio::null())
         .output()
         .expect("run");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     let reqs = rx.requests();
     assert!(!reqs.is_empty());
     for r in &reqs {
@@ -345,12 +340,7 @@ fn the_config_file_sets_endpoint_and_headers() {
         &["--config", env.path("c.toml").to_str().expect("utf-8")],
         "echo 'error: e'",
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     wait_until("records", || rx.records().len() == 3);
     assert!(rx.requests().iter().all(|r| r.headers["x-api-key"] == "k1"));
 }

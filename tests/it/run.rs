@@ -178,12 +178,7 @@ fn a_script_without_a_shebang_runs_and_spawn_failures_say_why() {
             .stdin(std::process::Stdio::null())
             .output()
             .expect("run");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::harness::assert_exit(&out, 0);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("plain ran: a b c"),
             "{extra:?}: {}",
@@ -861,12 +856,7 @@ fn wrapper_enable_db_env_records_to_the_default_path() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!default_db.exists(), "WRAPPER_ENABLE_DB=0 records nothing");
     let out = run("1");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::assert_exit(&out, 0);
     let conn = rusqlite::Connection::open(&default_db).expect("default database");
     let n: i64 = conn
         .query_row(
