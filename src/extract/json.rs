@@ -607,6 +607,60 @@ mod tests {
         );
     }
 
+    /// Found by a live run: the screen's `    2 passed in 0.00s` (indented) and the log's
+    /// `2 passed in 0.00s` were two test results, and output the rollout holds twice gave
+    /// two events; one each now.
+    #[test]
+    fn the_logs_tool_output_merges_with_the_screen_and_counts_once() {
+        let mut x = builtin("claude");
+        x.expect_log();
+        x.feed(Stream::Pty, b"    2 passed in 0.00s\n", &ts());
+        let shown: Vec<Event> = events(&mut x);
+        assert_eq!(
+            shown
+                .iter()
+                .filter(|e| &*e.event_type == "test_result")
+                .count(),
+            1,
+            "{shown:#?}"
+        );
+        let result = |id: &str| {
+            serde_json::json!({"type":"user","timestamp":"2026-12-01T16:21:13.000Z","message":{"role":"user","content":[{"type":"tool_result","content":"..\n2 passed in 0.00s\nbroken.c:4:19: error: expected ';' before 'return'","is_error":false,"tool_use_id":id}]}})
+            .to_string()
+        };
+        x.feed_log_line(&result("toolu_1"), 1, &ts());
+        x.feed_log_line(&result("toolu_2"), 2, &ts());
+        let rest = x.take();
+        let new_events: Vec<&Event> = rest
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !new_events.iter().any(|e| &*e.event_type == "test_result"),
+            "the summary merged: {rest:#?}"
+        );
+        assert!(rest
+            .iter()
+            .any(|r| matches!(r, Record::Merge(m) if m.event_type == "test_result")));
+        let errors = new_events
+            .iter()
+            .filter(|e| &*e.pattern == "compiler_error")
+            .count();
+        assert_eq!(errors, 1, "once, though the log holds it twice: {rest:#?}");
+    }
+
+    #[test]
+    fn a_command_in_bash_quoting_compares_as_the_command() {
+        assert_eq!(
+            crate::extract::comparable(r#"  echo '"'all files'"' && x  "#),
+            "echo 'all files' && x"
+        );
+        assert_eq!(crate::extract::comparable("ls"), "ls");
+    }
+
     /// The issue's own example: `\n` before a path is an escape, not part of the path.
     #[test]
     fn no_event_from_inside_a_json_escape() {

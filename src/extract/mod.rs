@@ -366,6 +366,9 @@ struct Core {
     /// Events already recorded from the output, by type and value, of the types a session
     /// log can confirm: a log event found here is merged into that one, not stored again.
     seen: HashMap<(Arc<str>, String), VecDeque<u64>>,
+    /// What the text rules found in the session log's tool output, by type and value: a
+    /// tool's output the log holds twice (Codex's rollout) is one event.
+    log_found: HashSet<(Arc<str>, Option<String>)>,
     /// Output lines with an `error` event, for a log's account of a command's failure.
     screen_errors: BTreeSet<u64>,
     /// Digests of the code blocks recorded from the output.
@@ -432,6 +435,7 @@ impl Extractor {
                 code_block: Arc::from(CODE_BLOCK),
                 json: json::JsonState::default(),
                 seen: HashMap::new(),
+                log_found: HashSet::new(),
                 screen_errors: BTreeSet::new(),
                 seen_blocks: HashSet::new(),
                 log_path: None,
@@ -1145,14 +1149,14 @@ impl Core {
     }
 
     /// Takes the first output event of this type and value not yet confirmed (or one whose
-    /// value the screen cut short, see [`Extractor::truncated_on_screen`]): its line, and
+    /// value the screen shows another way, see [`Extractor::shown_otherwise`]): its line, and
     /// the value it has.
     fn confirm(&mut self, event_type: &Arc<str>, value: &str) -> Option<(u64, String)> {
         let key = (event_type.clone(), value.to_string());
         let key = if self.seen.get(&key).is_some_and(|l| !l.is_empty()) {
             key
         } else {
-            self.truncated_on_screen(event_type, value)?
+            self.shown_otherwise(event_type, value)?
         };
         let line = self.seen.get_mut(&key)?.pop_front()?;
         if &**event_type == ERROR {
@@ -1161,29 +1165,30 @@ impl Core {
         Some((line, key.1))
     }
 
-    /// The output event of this type whose value the log's `value` starts with: a long
-    /// command that the screen cut where it wrapped (Claude Code shows a call's first row,
-    /// `⎿  $ for f in …; do … the next`), so that it is one event, with the log's whole
-    /// value, and not two. The earliest such line; a short value (under 20 bytes) or a very
-    /// long session (the scan is linear) is matched exactly only.
-    fn truncated_on_screen(
-        &self,
-        event_type: &Arc<str>,
-        value: &str,
-    ) -> Option<(Arc<str>, String)> {
+    /// The output event of this type that shows the log's `value` another way: with the
+    /// screen's indentation (`    2 passed in 0.00s`), with the shell quoting the output
+    /// kept (`echo '"'all files'"'`), or cut where the TUI wrapped it (Claude Code shows a
+    /// call's first row, `⎿  $ for f in …; do … the next`; Codex ends it with `…`), so that
+    /// it is one event, with the log's whole value, and not two. The earliest such line; a
+    /// cut value shorter than 20 bytes, or a very long session (the scan is linear), is
+    /// matched exactly only.
+    fn shown_otherwise(&self, event_type: &Arc<str>, value: &str) -> Option<(Arc<str>, String)> {
         const MIN_PREFIX: usize = 20;
         const MAX_SCAN: usize = 10_000;
         if self.seen.len() > MAX_SCAN {
             return None;
         }
+        let want = comparable(value);
         self.seen
             .iter()
             .filter(|((t, v), lines)| {
-                t == event_type
-                    && v.len() >= MIN_PREFIX
-                    && v.len() < value.len()
-                    && value.starts_with(v.as_str())
-                    && !lines.is_empty()
+                if t != event_type || lines.is_empty() {
+                    return false;
+                }
+                let shown = comparable(v);
+                let cut = shown.strip_suffix('…').unwrap_or(&shown);
+                shown == want
+                    || (cut.len() >= MIN_PREFIX && cut.len() < want.len() && want.starts_with(cut))
             })
             .min_by_key(|(_, lines)| lines.front().copied())
             .map(|(k, _)| k.clone())
@@ -1381,6 +1386,16 @@ impl Core {
                 self.out.push(r);
                 continue;
             };
+            let key = (e.event_type.clone(), e.matched_value.clone());
+            let fresh = if self.log_found.len() < MAX_SEEN {
+                self.log_found.insert(key)
+            } else {
+                !self.log_found.contains(&key)
+            };
+            if !fresh {
+                self.events -= 1;
+                continue;
+            }
             let shown = e
                 .matched_value
                 .as_deref()
@@ -1470,6 +1485,17 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     }
     let clean = crate::lines::clean_line(s.as_bytes());
     Cow::Owned(clean.chars().filter(|&c| !unwanted(c)).collect())
+}
+
+/// A value as [`Extractor::shown_otherwise`] compares it: trimmed, and a command's quoting
+/// as `bash -lc '…'` leaves it (`'"'"'` and `'"'` for a `'` inside) undone.
+pub(crate) fn comparable(v: &str) -> std::borrow::Cow<'_, str> {
+    let t = v.trim();
+    if t.contains("'\"'") {
+        std::borrow::Cow::Owned(t.replace("'\"'\"'", "'").replace("'\"'", "'"))
+    } else {
+        std::borrow::Cow::Borrowed(t)
+    }
 }
 
 /// Masks secrets in every string inside a metadata value (control characters dropped first,
