@@ -363,9 +363,11 @@ struct Core {
     /// allocates nothing per line; also used for the blocks it computes ([`prescan`]).
     scan: prescan::Scan,
     json: json::JsonState,
-    /// Events already recorded from the output, by type and value, of the types a session
-    /// log can confirm: a log event found here is merged into that one, not stored again.
+    /// Events already recorded from the output, by type and value (in a session whose log
+    /// will be read): a log event found here is merged into that one, not stored again.
     seen: HashMap<(Arc<str>, String), VecDeque<u64>>,
+    /// Bytes of the values in `seen`.
+    seen_bytes: usize,
     /// What the text rules found in the session log's tool output, by type and value: a
     /// tool's output the log holds twice (Codex's rollout) is one event.
     log_found: HashSet<(Arc<str>, Option<String>)>,
@@ -401,6 +403,10 @@ const FAILURE_LINES: u64 = 3;
 /// Keys kept in [`Core::seen`] at most, so a session of millions of events stays bounded.
 const MAX_SEEN: usize = 100_000;
 
+/// Bytes of values kept in [`Core::seen`] at most: every output event is remembered in a
+/// session whose log will be read, and their values may be long.
+const MAX_SEEN_BYTES: usize = 4 << 20;
+
 /// Output lines kept per event type and value (the same error a million times).
 const MAX_SEEN_PER_KEY: usize = 1024;
 
@@ -435,6 +441,7 @@ impl Extractor {
                 code_block: Arc::from(CODE_BLOCK),
                 json: json::JsonState::default(),
                 seen: HashMap::new(),
+                seen_bytes: 0,
                 log_found: HashSet::new(),
                 screen_errors: BTreeSet::new(),
                 seen_blocks: HashSet::new(),
@@ -1137,14 +1144,14 @@ impl Core {
         if &*event_type == ERROR && self.screen_errors.len() < MAX_SEEN {
             self.screen_errors.insert(line_number);
         }
-        if self.seen.len() < MAX_SEEN {
-            let lines = self
-                .seen
-                .entry((event_type, value.to_string()))
-                .or_default();
+        let key = (event_type, value.to_string());
+        if let Some(lines) = self.seen.get_mut(&key) {
             if lines.len() < MAX_SEEN_PER_KEY {
                 lines.push_back(line_number);
             }
+        } else if self.seen.len() < MAX_SEEN && self.seen_bytes + value.len() <= MAX_SEEN_BYTES {
+            self.seen_bytes += value.len();
+            self.seen.insert(key, VecDeque::from([line_number]));
         }
     }
 
@@ -1638,6 +1645,30 @@ mod tests {
             assert_eq!(records(&mut [a, b].into_iter()), want, "cut at {cut}");
         }
         assert_eq!(records(&mut std::iter::once(text)), want);
+    }
+
+    /// Every output event is remembered for the session log's merge, in a byte budget: a
+    /// session of long distinct values stays bounded.
+    #[test]
+    fn what_is_remembered_for_the_log_stays_within_its_budget() {
+        let mut x = extractor(
+            "version = 1\n[[pattern]]\nname = \"any\"\nevent_type = \"line\"\nregex = '''(?P<value>.+)'''\nsamples = [\"x\"]\n",
+        );
+        x.expect_log();
+        let ts: Arc<str> = "2026-12-01T00:00:00.000Z".into();
+        // Cut to this extractor's max_line of 1 KiB: 6 MiB of distinct values.
+        let long = "y".repeat(4000);
+        for i in 0..6000 {
+            x.feed(Stream::Stdout, format!("{i} {long}\n").as_bytes(), &ts);
+            x.take();
+        }
+        assert!(x.core.seen_bytes <= MAX_SEEN_BYTES, "{}", x.core.seen_bytes);
+        let n = x.core.seen.len();
+        assert!(
+            n < 6000 && n > 3000,
+            "{n} values, {} bytes",
+            x.core.seen_bytes
+        );
     }
 
     fn extractor(text: &'static str) -> Extractor {
