@@ -78,9 +78,15 @@ impl Redactor {
             }
             let at = line.len() - body.len();
             let run = key_run_len(body.as_bytes());
-            // The rest of a key stands alone: a word followed by `:` or `(` is not one.
+            // The rest of a key stands alone (a word followed by `:` or `(` is not one) and
+            // looks like one: the whole row, or 8 characters or more with a digit in them.
+            // Ordinary text after a row that ends in a whole key (`test result: …`,
+            // `Finished …`) is left as it is.
+            let rest = &body[..run];
             let alone = body[run..].is_empty() || body[run..].starts_with([' ', '\t']);
-            if run > 0 && alone {
+            let key_like = (run == body.len() && run >= MIN_WRAPPED)
+                || (run >= 8 && rest.bytes().any(|b| b.is_ascii_digit()));
+            if run > 0 && alone && key_like {
                 let joined = format!("{tail}{}", &body[..run]);
                 let mut best: Option<(usize, usize)> = None;
                 for i in set.matches(&joined).iter() {
@@ -111,7 +117,14 @@ impl Redactor {
             let bytes = line.as_bytes();
             let run = bytes.len() - bytes.iter().rev().take_while(|&&b| is_key_byte(b)).count();
             let tail = &line[run..];
-            if tail.len() >= MIN_WRAPPED && set.is_match(tail) {
+            // Only a key's own shape (`sk-…`, `ghp_…`: the rules that start at a word
+            // boundary) may go on below; an assignment's value (`API_KEY=…`) ends its line.
+            if tail.len() >= MIN_WRAPPED
+                && set
+                    .matches(tail)
+                    .iter()
+                    .any(|i| self.rules[i].0.regex_src.starts_with("(?-u:\\b)"))
+            {
                 keys.wrapped = Some(tail.to_string());
             }
         }
@@ -384,7 +397,8 @@ fn names_a_user(name: &str) -> bool {
 /// only digits after the colon (`-u 1000:1000` is a uid and a gid, not a login).
 fn mask_user_password(value: &str) -> Option<String> {
     let (user, pass) = value.split_once(':')?;
-    if pass.is_empty() || pass.bytes().all(|b| b.is_ascii_digit()) {
+    // `1000:1000`, `www-data:www-data`: a user and a group.
+    if pass.is_empty() || pass.bytes().all(|b| b.is_ascii_digit()) || pass == user {
         return None;
     }
     Some(format!("{user}:{ARGV_MASK}"))
@@ -476,11 +490,16 @@ fn escape_at(text: &str, at: usize) -> Option<(char, usize)> {
                 let lo = (text.get(at + 6..at + 8) == Some("\\u"))
                     .then(|| hex(at + 8))
                     .flatten()
-                    .filter(|lo| (0xDC00..0xE000).contains(lo))?;
-                let c = char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?;
-                return Some((c, 12));
+                    .filter(|lo| (0xDC00..0xE000).contains(lo));
+                if let Some(c) = lo
+                    .and_then(|lo| char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)))
+                {
+                    return Some((c, 12));
+                }
             }
-            return char::from_u32(hi).map(|c| (c, 6));
+            // A lone surrogate (JavaScript's `JSON.stringify`, Python's surrogateescape) is
+            // what a JSON reader makes of it: U+FFFD, and the key after it stands alone.
+            return Some((char::from_u32(hi).unwrap_or('\u{fffd}'), 6));
         }
         _ => return None,
     };
@@ -929,6 +948,9 @@ mod tests {
                 "Sup3rS3cret",
             ),
             (format!(r#"{{"emoji":"\ud83d\ude00\n{gh}"}}"#), gh),
+            // A lone surrogate (a second audit): what a JSON reader makes of it, U+FFFD.
+            (format!(r#"{{"o":"a\udcff{gh}"}}"#), gh),
+            (format!(r#"{{"o":"a\ud83d{gh}"}}"#), gh),
         ] {
             let masked = r.redact(&text);
             assert!(!masked.contains(secret), "{text} -> {masked}");
@@ -962,7 +984,7 @@ mod tests {
         assert_eq!(row("  vB1nZq8sW3xE7cR5vB1nZq8s"), "  [REDACTED:openai_key]");
         assert_eq!(row(""), "");
         assert_eq!(
-            row("  W3xE7c (rotated)"),
+            row("  W3xE7cR5v (rotated)"),
             "  [REDACTED:openai_key] (rotated)"
         );
         // Done: the next row is text again.
@@ -973,6 +995,26 @@ mod tests {
             "export OPENAI_[REDACTED:secret_assignment]"
         );
         assert_eq!(row("error: next"), "error: next");
+        // Found by a second audit: an assignment's value ends its line (`API_KEY=…` then
+        // `DEBUG=1` was masked, and so on down), and a word after a whole key is text.
+        assert_eq!(
+            row("API_KEY=Zq8sW3xE7cR5vB1nQ2"),
+            "[REDACTED:secret_assignment]"
+        );
+        assert_eq!(row("DEBUG=1"), "DEBUG=1");
+        assert_eq!(
+            row("key sk-proj-Zq8sW3xE7cR5vB1nZq8sW3xE7cR5"),
+            "key [REDACTED:openai_key]"
+        );
+        assert_eq!(
+            row("test result: FAILED. 1 passed; 2 failed"),
+            "test result: FAILED. 1 passed; 2 failed"
+        );
+        assert_eq!(
+            row("sk-proj-Zq8sW3xE7cR5vB1nZq8sW3xE7cR5"),
+            "[REDACTED:openai_key]"
+        );
+        assert_eq!(row("    Finished dev profile"), "    Finished dev profile");
         // A long identifier at the end of a row that holds no secret arms nothing.
         assert_eq!(
             row("see /usr/lib/x86_64-linux-gnu/libssl.so"),
@@ -1060,9 +1102,19 @@ mod tests {
                 &["root", "shop"],
             ),
             (
-                &["docker", "run", "-u", "1000:1000", "-p", "8080:80", "img"],
+                &[
+                    "docker",
+                    "run",
+                    "-u",
+                    "1000:1000",
+                    "-u",
+                    "www-data:www-data",
+                    "-p",
+                    "8080:80",
+                    "img",
+                ],
                 &[],
-                &["1000:1000", "-p 8080:80", "img"],
+                &["1000:1000", "www-data:www-data", "-p 8080:80", "img"],
             ),
         ];
         for (argv, secrets, kept) in cases {

@@ -36,14 +36,16 @@ impl ChildSpec {
     /// `wrapper ci -- ./build.sh` runs a script without a `#!` line as the shell would.
     /// `None` when the program cannot be found as a file.
     pub fn through_sh(&self) -> Option<ChildSpec> {
-        let program = std::path::Path::new(&self.program);
-        let file = if self.program.as_encoded_bytes().contains(&b'/') {
-            program.to_path_buf()
-        } else {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())?
-        };
+        let file = resolve(&self.program)?;
+        // A binary the kernel cannot run (another architecture, a truncated ELF, compressed
+        // data) is not a script: bash says "cannot execute binary file", and so does this.
+        let mut head = [0u8; 512];
+        let n = std::fs::File::open(&file)
+            .and_then(|mut f| io::Read::read(&mut f, &mut head))
+            .ok()?;
+        if head[..n].contains(&0) || head[..n].starts_with(b"\x7fELF") {
+            return None;
+        }
         Some(ChildSpec {
             program: "/bin/sh".into(),
             args: std::iter::once(file.into_os_string())
@@ -145,24 +147,51 @@ pub struct SpawnError {
     pub source: io::Error,
 }
 
+/// The file `program` names, as exec finds it: the path itself if it has a `/`, else the
+/// first executable file of that name on `PATH`.
+fn resolve(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::path::Path::new(program);
+    if program.as_encoded_bytes().contains(&b'/') {
+        return Some(path.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(path))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// The cause in words where the system's is misleading: exec says "No such file or
 /// directory" for a script whose `#!` interpreter is missing, and "Permission denied" for a
 /// directory.
 fn explain(program: &str, e: &io::Error) -> String {
-    let path = std::path::Path::new(program);
     let named = program.contains('/');
+    let found = resolve(std::ffi::OsStr::new(program));
+    let path = found.as_deref().unwrap_or(std::path::Path::new(program));
+    if e.raw_os_error() == Some(libc::ENOEXEC) {
+        return "it cannot be executed: a binary for another system, or not a program at all"
+            .into();
+    }
     match e.kind() {
-        io::ErrorKind::NotFound if named && path.is_file() => {
+        io::ErrorKind::NotFound if path.is_file() => {
             let first = std::fs::File::open(path).ok().and_then(|f| {
                 use io::{BufRead, Read};
                 let mut line = String::new();
                 io::BufReader::new(f.take(256)).read_line(&mut line).ok()?;
                 Some(line)
             });
-            match first.as_deref().and_then(|l| l.strip_prefix("#!")) {
+            let line = first.as_deref().unwrap_or("");
+            let line = line.strip_suffix('\n').unwrap_or(line);
+            match line.strip_prefix("#!") {
+                Some(interp) if interp.ends_with('\r') => format!(
+                    "its `#!` line ends in a carriage return (a file saved with Windows line \
+                     ends), so its interpreter is `{}\\r`, which does not exist",
+                    interp.trim_end_matches('\r').trim()
+                ),
                 Some(interp) => format!(
                     "its interpreter `{}` (from its `#!` line) does not exist",
-                    interp.trim()
+                    interp.split_whitespace().next().unwrap_or("")
                 ),
                 None => e.to_string(),
             }

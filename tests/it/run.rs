@@ -185,6 +185,44 @@ fn a_script_without_a_shebang_runs_and_spawn_failures_say_why() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    // Found by a second audit: data that is no script (here an ELF header for another
+    // machine, then a shell line) is not run through sh; on PATH the first *executable*
+    // file of the name is the one that runs.
+    let foreign = env.path("foreign.bin");
+    let mut bytes = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\xb7\0".to_vec();
+    bytes.extend_from_slice(b"\necho RAN_BY_SH\n");
+    std::fs::write(&foreign, bytes).expect("write");
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = env
+        .run_cmd("codex", &[], &[&foreign.to_string_lossy()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(126));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("RAN_BY_SH"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be executed"));
+    let (bin1, bin2) = (env.path("bin1"), env.path("bin2"));
+    for (d, text, mode) in [
+        (&bin1, "echo WRONG FILE\n", 0o644),
+        (&bin2, "echo right file\n", 0o755),
+    ] {
+        std::fs::create_dir(d).expect("mkdir");
+        let f = d.join("myscr");
+        std::fs::write(&f, text).expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let path = format!(
+        "{}:{}:{}",
+        bin1.display(),
+        bin2.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = env
+        .run_cmd("codex", &[], &["myscr"])
+        .env("PATH", &path)
+        .output()
+        .expect("run");
+    crate::harness::assert_exit(&out, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "right file\n");
     let dir = env.path("adir");
     std::fs::create_dir(&dir).expect("mkdir");
     for (argv, code, why) in [
@@ -192,6 +230,11 @@ fn a_script_without_a_shebang_runs_and_spawn_failures_say_why() {
             exe("bad.sh", "#!/nonexistent/bash\necho x\n", 0o755),
             127,
             "its interpreter `/nonexistent/bash`",
+        ),
+        (
+            exe("crlf.sh", "#!/bin/sh\r\necho x\n", 0o755),
+            127,
+            "ends in a carriage return",
         ),
         (dir.to_string_lossy().into_owned(), 126, "it is a directory"),
         (
