@@ -29,10 +29,18 @@ use crate::time::{self, Edge};
 /// whatever would write says it cannot.
 pub fn open_db(opt: &DbOpt) -> CliResult<(Connection, PathBuf)> {
     let path = db_path(opt)?;
-    let conn = match store::open(&path, OpenMode::Existing) {
+    // A file this user may not write is read as a snapshot from the start: opened for
+    // writing, SQLite would still make its `-wal` and `-shm` in a directory both may write.
+    let writable = nix::unistd::access(&path, nix::unistd::AccessFlags::W_OK).is_ok();
+    let first = if writable || !path.exists() {
+        store::open(&path, OpenMode::Existing)
+    } else {
+        store::open_snapshot(&path)
+    };
+    let conn = match first {
         Err(e) if e.is_not_writable() => {
             tracing::debug!("{e}; opening it read-only");
-            match store::open(&path, OpenMode::ReadOnly) {
+            match store::open_snapshot(&path) {
                 Ok(conn) => conn,
                 // Its schema wants migrating, and that needs to write: this one says so.
                 Err(ro @ store::StoreError::TooOld { .. }) => return Err(CliError::usage(ro)),

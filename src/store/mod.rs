@@ -246,6 +246,21 @@ fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     }
 }
 
+/// A query's connection to a database this user cannot write (see `cmd/view.rs`): with no
+/// `-wal` beside it no writer is at work, and it is read as it stands (`immutable`), creating
+/// nothing. A `-shm` this user made beside another user's database in a directory both may
+/// write (`/tmp`) would be theirs, and the owner's next session could not open it for
+/// writing. With a `-wal`, a writer is at work: read through it, read-only.
+pub fn open_snapshot(path: &Path) -> Result<Connection, StoreError> {
+    probe::inspect(path, OpenMode::ReadOnly)?;
+    configure_sqlite();
+    if wal_path(path).exists() {
+        open_read_only(path)
+    } else {
+        open_read_only_with(path, true)
+    }
+}
+
 fn wal_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push("-wal");

@@ -307,6 +307,33 @@ fn a_database_this_user_cannot_write_still_answers_queries() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["w.db"]);
+
+    // Found by a second audit: in a directory both may write (`/tmp`, mode 1777), the
+    // reader's `-shm`/`-wal` would be its own, and the owner's next session could not open
+    // them. The reader creates nothing there either, and the owner records on.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = as_reader(&["sessions"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = fs::read_dir(&dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["w.db"]);
+    let ok = env
+        .cmd()
+        .args(["codex", "--session-id", "ro-2", "--db"])
+        .arg(&db)
+        .args(["--", "true"])
+        .output()
+        .expect("run");
+    crate::harness::assert_exit(&ok, 0);
 }
 
 /// Runs `c` as `nobody` when the tests run as root (root may read and write any file).
