@@ -224,8 +224,8 @@ impl Masker {
             // The decoded text too, as the redactor searches it (JSON strings' escapes).
             Some(set) => {
                 !set.is_match(text)
-                    && !crate::extract::redact::Unescaped::of(text)
-                        .is_some_and(|d| set.is_match(&d.text))
+                    && !crate::extract::redact::Unescaped::text_of(text)
+                        .is_some_and(|d| set.is_match(&d))
             }
             None => false,
         }

@@ -90,8 +90,7 @@ impl Redactor {
                 let joined = format!("{tail}{}", &body[..run]);
                 let mut best: Option<(usize, usize)> = None;
                 for i in set.matches(&joined).iter() {
-                    let (rule, re) = &self.rules[i];
-                    let Some(re) = re.get_or_init(|| compile(&rule.regex_src, false).ok()) else {
+                    let Some(re) = self.rule_regex(i) else {
                         continue;
                     };
                     for m in re.find_iter(&joined) {
@@ -115,8 +114,8 @@ impl Redactor {
         }
         if !continues {
             let bytes = line.as_bytes();
-            let run = bytes.len() - bytes.iter().rev().take_while(|&&b| is_key_byte(b)).count();
-            let tail = &line[run..];
+            let start = bytes.len() - bytes.iter().rev().take_while(|&&b| is_key_byte(b)).count();
+            let tail = &line[start..];
             // Only a key's own shape (`sk-…`, `ghp_…`: the rules that start at a word
             // boundary) may go on below; an assignment's value (`API_KEY=…`) ends its line.
             if tail.len() >= MIN_WRAPPED
@@ -212,31 +211,11 @@ impl Redactor {
                 .filter(|&(a, b, _)| a < b && b <= text.len())
                 .map(|(a, b, rule)| (a, rule, b)),
         );
-        for i in set.matches(text).iter() {
-            let (rule, re) = &self.rules[i];
-            match re.get_or_init(|| compile(&rule.regex_src, false).ok()) {
-                Some(re) => spans.extend(
-                    re.find_iter(text)
-                        .filter(|m| !m.is_empty())
-                        .map(|m| (m.start(), i, m.end())),
-                ),
-                None => spans.push((0, i, text.len())),
-            }
-        }
+        self.push_matches(set, text, |at| at, text.len(), &mut spans);
         // What the rules find in the decoded text is masked where it came from: the escapes
         // inside and around a secret go with it.
         if let Some(d) = &decoded {
-            for i in set.matches(&d.text).iter() {
-                let (rule, re) = &self.rules[i];
-                match re.get_or_init(|| compile(&rule.regex_src, false).ok()) {
-                    Some(re) => spans.extend(
-                        re.find_iter(&d.text)
-                            .filter(|m| !m.is_empty())
-                            .map(|m| (d.from[m.start()], i, d.from[m.end()])),
-                    ),
-                    None => spans.push((0, i, text.len())),
-                }
-            }
+            self.push_matches(set, &d.text, |at| d.from[at], text.len(), &mut spans);
         }
         if spans.is_empty() {
             return Cow::Borrowed(text);
@@ -262,6 +241,36 @@ impl Redactor {
         }
         out.push_str(&text[at..]);
         Cow::Owned(out)
+    }
+
+    /// Every rule's matches in `hay` as `(start, rule, end)` spans of the original text,
+    /// `at` mapping an offset of `hay` to it; the whole original (`len`) for a rule whose
+    /// regex does not compile.
+    fn push_matches(
+        &self,
+        set: &RegexSet,
+        hay: &str,
+        at: impl Fn(usize) -> usize,
+        len: usize,
+        spans: &mut Vec<(usize, usize, usize)>,
+    ) {
+        for i in set.matches(hay).iter() {
+            match self.rule_regex(i) {
+                Some(re) => spans.extend(
+                    re.find_iter(hay)
+                        .filter(|m| !m.is_empty())
+                        .map(|m| (at(m.start()), i, at(m.end()))),
+                ),
+                None => spans.push((0, i, len)),
+            }
+        }
+    }
+
+    /// Rule `i`'s own regex, compiled the first time it is wanted.
+    fn rule_regex(&self, i: usize) -> Option<&Regex> {
+        let (rule, re) = &self.rules[i];
+        re.get_or_init(|| compile(&rule.regex_src, false).ok())
+            .as_ref()
     }
 
     /// Masks a text of many lines (a code block's content), following private key blocks
@@ -424,8 +433,8 @@ pub(crate) struct Unescaped {
 impl Unescaped {
     /// `None` when `text` holds no escape (the common case: one `memchr`).
     pub(crate) fn of(text: &str) -> Option<Unescaped> {
-        let once = Unescaped::once(text)?;
-        match Unescaped::once(&once.text) {
+        let once = Unescaped::once(text, true)?;
+        match Unescaped::once(&once.text, true) {
             None => Some(once),
             Some(twice) => Some(Unescaped {
                 from: twice.from.iter().map(|&j| once.from[j]).collect(),
@@ -434,14 +443,24 @@ impl Unescaped {
         }
     }
 
-    fn once(text: &str) -> Option<Unescaped> {
+    /// The decoded text alone, for a check over a whole region (the capture's prefilter):
+    /// no map of where each byte came from.
+    pub(crate) fn text_of(text: &str) -> Option<String> {
+        let once = Unescaped::once(text, false)?.text;
+        Some(Unescaped::once(&once, false).map_or(once, |twice| twice.text))
+    }
+
+    /// One pass of decoding; `map` keeps [`Unescaped::from`].
+    fn once(text: &str, map: bool) -> Option<Unescaped> {
         let first = memchr::memchr(b'\\', text.as_bytes())?;
         let mut out = Unescaped {
             text: String::with_capacity(text.len()),
-            from: Vec::with_capacity(text.len() + 1),
+            from: Vec::with_capacity(if map { text.len() + 1 } else { 0 }),
         };
         out.text.push_str(&text[..first]);
-        out.from.extend(0..first);
+        if map {
+            out.from.extend(0..first);
+        }
         let mut decoded_any = false;
         let mut at = first;
         while let Some(c) = text[at..].chars().next() {
@@ -456,10 +475,14 @@ impl Unescaped {
                 c => (c, c.len_utf8()),
             };
             out.text.push(c);
-            out.from.extend(std::iter::repeat_n(at, c.len_utf8()));
+            if map {
+                out.from.extend(std::iter::repeat_n(at, c.len_utf8()));
+            }
             at += len;
         }
-        out.from.push(text.len());
+        if map {
+            out.from.push(text.len());
+        }
         decoded_any.then_some(out)
     }
 }

@@ -267,19 +267,20 @@ fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// `path` as a `file:` URI with `immutable=1` (SQLite's URI syntax: `%`, `?` and `#` are
-/// percent-encoded, and so is every byte outside printable ASCII).
-fn immutable_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
+/// `path` as a `file:` URI opened read-only and `immutable`: SQLite reads the main file as
+/// it is, takes no lock and never looks for a WAL, a journal or shared memory. Every byte but
+/// a few safe ones percent-encoded (`%`, `?` and `#` mean something in a URI).
+pub(super) fn immutable_uri(path: &Path) -> String {
     let mut uri = String::from("file:");
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_graphic() && !matches!(b, b'%' | b'?' | b'#') {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' | b'~' => {
+                uri.push(*b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
         }
     }
-    uri.push_str("?immutable=1");
+    uri.push_str("?mode=ro&immutable=1");
     uri
 }
 

@@ -137,18 +137,8 @@ pub fn inspect(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
 /// Counts the schema's tables through a connection that can neither write nor lock: with
 /// `immutable=1` SQLite reads the main file as it is and never looks for a WAL or journal.
 fn count_tables_readonly(path: &Path) -> rusqlite::Result<i64> {
-    let mut uri = String::from("file:");
-    for b in path.as_os_str().as_encoded_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' | b'~' => {
-                uri.push(*b as char)
-            }
-            _ => uri.push_str(&format!("%{b:02X}")),
-        }
-    }
-    uri.push_str("?mode=ro&immutable=1");
     let conn = Connection::open_with_flags(
-        &uri,
+        super::immutable_uri(path),
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,

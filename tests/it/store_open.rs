@@ -301,31 +301,15 @@ fn a_database_this_user_cannot_write_still_answers_queries() {
     assert!(stderr.contains("cannot be written"), "{stderr}");
     // Nothing was created beside it, and it is as it was.
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let names: Vec<String> = fs::read_dir(&dir)
-        .expect("ls")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["w.db"]);
+    assert_eq!(names_in(&dir), ["w.db"]);
 
     // Found by a second audit: in a directory both may write (`/tmp`, mode 1777), the
     // reader's `-shm`/`-wal` would be its own, and the owner's next session could not open
     // them. The reader creates nothing there either, and the owner records on.
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).expect("chmod");
     fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).expect("chmod");
-    let out = as_reader(&["sessions"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let names: Vec<String> = fs::read_dir(&dir)
-        .expect("ls")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["w.db"]);
+    crate::harness::assert_exit(&as_reader(&["sessions"]), 0);
+    assert_eq!(names_in(&dir), ["w.db"]);
     let ok = env
         .cmd()
         .args(["codex", "--session-id", "ro-2", "--db"])
@@ -346,4 +330,13 @@ fn as_other_user(c: &mut Command) {
         use std::os::unix::process::CommandExt;
         c.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
     }
+}
+
+/// The names of the files in `dir`.
+fn names_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
