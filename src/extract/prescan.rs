@@ -437,7 +437,7 @@ impl Prescan {
         let handle = match std::thread::Builder::new()
             .name("wrapper-scan".into())
             .spawn(move || {
-                crate::run::nice::background();
+                crate::run::nice::background(crate::run::nice::Recorder::Reader);
                 helper(rx, helper_ctx)
             }) {
             Ok(h) => {

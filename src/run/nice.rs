@@ -13,17 +13,47 @@
 //! session (everything recorded) took as long either way, 4.3-5.0 s (four interleaved runs on
 //! two cores; docs/PERFORMANCE.md, fourteenth session).
 
-/// How much less the recording threads weigh: nice +10 (relative to wrapper's own) is about a
-/// tenth of a nice-0 thread's share of a busy core under Linux's scheduler.
-const NICE: libc::c_int = 10;
+/// How far below wrapper's own priority a recording thread runs. Each yields to the ones whose
+/// work it waits on: the writer and capture take what extraction hands them, and the
+/// checkpointer copies what the writer committed, with a backstop (the writer checkpoints
+/// itself when the WAL grows past its limit, `store/writer.rs`), so it can wait longest.
+///
+/// Under Linux's scheduler nice +10 is about a tenth of a nice-0 thread's share of a busy core,
+/// and each step about 1.25× less. Measured on a flood of the standard input into the
+/// database (two cores, interleaved pairs, docs/PERFORMANCE.md, seventeenth session): with
+/// every recording thread at +10 the threads that wait on extraction took its core when it
+/// woke them, while the other core idled ~20% of the run; these steps made the run 2-3%
+/// faster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorder {
+    /// Extraction, its helper and the screen model (and the rules' compilation they wait on).
+    Reader,
+    /// The writer: SQLite's inserts.
+    Writer,
+    /// Output capture: masking and compression.
+    Capture,
+    /// The writer's checkpointer.
+    Checkpointer,
+}
 
-/// Puts the calling thread [`NICE`] below wrapper's main thread (to at most 19; Linux: each
-/// thread has its own nice value), if it is not there already (a thread started by one that
-/// called this inherits its value).
+impl Recorder {
+    fn nice(self) -> libc::c_int {
+        match self {
+            Recorder::Reader => 10,
+            Recorder::Writer => 11,
+            Recorder::Capture => 13,
+            Recorder::Checkpointer => 19,
+        }
+    }
+}
+
+/// Puts the calling thread `role`'s [`Recorder::nice`] below wrapper's main thread (to at
+/// most 19; Linux: each thread has its own nice value), if it is not there already (a thread
+/// started by one that called this inherits its value).
 ///
 /// Only for threads that start no processes: a child inherits the nice value of the thread
 /// that forks it, and the agent must run as it would alone.
-pub fn background() {
+pub fn background(role: Recorder) {
     #[cfg(target_os = "linux")]
     // SAFETY: getpriority reads a priority; setpriority on the calling thread's own id
     // changes nothing but its priority; a failure leaves it as it was.
@@ -39,7 +69,7 @@ pub fn background() {
         let (Some(main), Some(now)) = (nice_of(libc::getpid() as libc::id_t), nice_of(tid)) else {
             return;
         };
-        let target = (main + NICE).min(19);
+        let target = (main + role.nice()).min(19);
         if now < target {
             libc::setpriority(libc::PRIO_PROCESS, tid, target);
         }

@@ -278,7 +278,7 @@ impl Sink {
         let handle = thread::Builder::new()
             .name("wrapper-writer".into())
             .spawn(move || {
-                crate::run::nice::background();
+                crate::run::nice::background(crate::run::nice::Recorder::Writer);
                 let mut w = Writer::new(cfg.events_out.take(), cfg);
                 w.checkpoint_ticks = ticks;
                 let report = w.run(rx);
@@ -368,7 +368,7 @@ impl Checkpointer {
         let handle = thread::Builder::new()
             .name("wrapper-checkpoint".into())
             .spawn(move || {
-                crate::run::nice::background();
+                crate::run::nice::background(crate::run::nice::Recorder::Checkpointer);
                 // Opened here, not before the spawn: the agent's start does not wait for it.
                 let Ok(conn) = super::open(&path, super::OpenMode::Existing) else {
                     return;
