@@ -212,14 +212,15 @@ const EXPECT: &[Expect] = &[
         prompts: &[CODEX_Q],
         denied: &[],
     },
-    // The final screen: Codex cancelled the declined rm and then shows it as
-    // `• Exited (status 1) rm …`, so the rm is a command (proposed, exit 1) as on screen.
+    // The final screen: Codex cancelled the declined rm and then draws it as an exec cell,
+    // `• Exited (status 1) rm …`, right after the refusal: it never ran, so it is a refusal
+    // alone, neither a command nor a failure (the cell's rules hold outside that block).
     Expect {
         file: "codex/tui.scrollback.txt",
         agent: "codex",
-        commands: &[PYTEST, RM],
-        errors: &[RM],
-        exit_codes: &[("codex_tui_exited", "1")],
+        commands: &[PYTEST],
+        errors: &[],
+        exit_codes: &[],
         prompts: &[],
         denied: &[RM],
     },
@@ -443,4 +444,26 @@ fn gemini_declined_cell_is_a_refusal_not_a_command() {
     };
     assert_eq!(ours("command"), [GCC, PYTEST]);
     assert_eq!(ours("denied"), [RM]);
+}
+
+/// Codex's own rules on its screens after the user declined `rm`: Codex draws the declined
+/// command as an exec cell, `• Exited (status 1) rm …`, right after `✗ You canceled the
+/// request to run rm …`; the refusal is recorded, and neither a command nor a failure.
+#[test]
+fn codex_declined_cell_is_a_refusal_not_a_command_or_a_failure() {
+    let files = [
+        ("codex/tui.scrollback.txt", "codex"),
+        ("codex/tui.final.screen.txt", "codex"),
+    ];
+    for ((file, _), ev) in files.iter().zip(events_of(&files)) {
+        let of = |kind: &str| -> Vec<String> {
+            ev.iter()
+                .filter(|e| e["event_type"] == kind && e["pattern"] != "dangerous_command")
+                .map(|e| e["matched_value"].as_str().unwrap_or("").to_owned())
+                .collect()
+        };
+        assert_eq!(of("denied"), [RM], "{file}");
+        assert!(!of("command").iter().any(|c| c == RM), "{file}: {ev:#?}");
+        assert!(!of("error").iter().any(|c| c == RM), "{file}: {ev:#?}");
+    }
 }

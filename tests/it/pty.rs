@@ -567,6 +567,45 @@ fn a_recorded_claude_2_1_332_session_through_pty_mode_yields_its_commands_and_qu
     );
 }
 
+/// The real Codex TUI (0.171, inline viewport), played back on wrapper's pty with the
+/// built-in rules: the commands it ran and the one the user declined. Codex draws the
+/// declined `rm` as an exec cell too (`• Exited (status 1) rm …` right after `✗ You
+/// canceled the request to run rm …`): a refusal, not a command that ran and failed.
+#[test]
+fn a_recorded_codex_tui_session_through_pty_mode_keeps_a_declined_command_a_refusal() {
+    let mut t = Term::new(120, 40);
+    let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agents/codex/tui.cast");
+    let empty = t.env.path("codex-home");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let mut cmd = t.env.cmd();
+    cmd.env("CODEX_HOME", &empty)
+        .args(["codex", "--db"])
+        .arg(t.env.db())
+        .args(["--prompt-idle", "40ms", "--", "python3", "-c", CAST_PLAYER])
+        .arg(&cast);
+    let before = t.stty();
+    t.start(cmd);
+    assert_eq!(t.wait(), 0, "{:?}", t.text());
+    assert_eq!(t.stty(), before);
+    let events = |kind: &str| {
+        t.env.query_strings(&format!(
+            "SELECT DISTINCT matched_value FROM extraction_events \
+             WHERE event_type = '{kind}' AND stream = 'pty' AND pattern LIKE 'codex_tui_%'"
+        ))
+    };
+    let rm = "rm -rf build && git clean -fdx";
+    let commands = events("command");
+    assert!(
+        commands.iter().any(|c| c == "gcc broken.c -o broken")
+            && commands.iter().any(|c| c == "python3 -m pytest -q"),
+        "commands: {commands:?}"
+    );
+    assert!(!commands.iter().any(|c| c == rm), "commands: {commands:?}");
+    assert_eq!(events("error"), ["gcc broken.c -o broken"]);
+    assert_eq!(events("denied"), [rm]);
+}
+
 /// Found by an audit: a TUI breaks a long word at the terminal's width with line breaks of
 /// its own (Ink, ratatui), so a real `sk-proj-` key (~164 characters) is three rows, and only
 /// the first row was masked: the rest was stored in the events' lines and the capture. The
