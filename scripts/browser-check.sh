@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The page of `wrapper serve` in a real browser: a test database recorded by the real wrapper,
 # the real server on a loopback port with a token, headless Chromium opening the printed URL
-# (token → cookie → page), then DOM checks on what the page rendered and a screenshot.
+# (the token in the fragment → the page keeps it and sends it as a header), then DOM checks on what the page rendered and a screenshot.
 #
 #   scripts/browser-check.sh                 # screenshot to docs/serve-page.png
 #   SHOT=/tmp/x.png scripts/browser-check.sh
@@ -50,7 +50,7 @@ for _ in $(seq 1 200); do
 done
 BASE=$(grep -o 'http://[0-9.:]*/' "$WORK/serve.out" | head -1)
 [ -n "$BASE" ] || { echo "browser-check: the server did not start" >&2; cat "$WORK/serve.err" >&2; exit 1; }
-URL="${BASE}?token=${TOKEN}#session=check-codex-1"
+URL="${BASE}#token=${TOKEN}&session=check-codex-1"
 
 chrome() {
   "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
@@ -87,7 +87,14 @@ mkdir -p "$(dirname "$SHOT")"
 chrome shot --screenshot="$SHOT" --hide-scrollbars "$URL" > /dev/null
 [ -s "$SHOT" ] && echo "ok   screenshot $SHOT" || { echo "FAIL no screenshot"; fail=1; }
 
-# Without the token the browser gets the JSON refusal, not the page.
+# Without the token the page loads (it holds no data) and the API refuses it every row.
 chrome noauth --dump-dom "${BASE}" > "$WORK/noauth.html"
-if grep -q '"unauthorized"' "$WORK/noauth.html"; then echo "ok   no token, no page"; else echo "FAIL the page loaded without the token"; fail=1; fi
+if grep -q 'this server needs its token' "$WORK/noauth.html" && ! grep -q 'data-session=' "$WORK/noauth.html"; then
+  echo "ok   no token, no data"
+else
+  echo "FAIL the page showed data without the token"; fail=1
+fi
+# An older URL with the token in the query: 303 to the fragment, then the page as above.
+chrome old --dump-dom "${BASE}?token=${TOKEN}" > "$WORK/old.html"
+if grep -q 'data-session="check-claude-1"' "$WORK/old.html"; then echo "ok   the older ?token= URL"; else echo "FAIL the older ?token= URL"; fail=1; fi
 exit $fail

@@ -269,12 +269,12 @@ fn banner_tcp(db: &Path, addr: SocketAddr, token: Option<&str>) -> CliResult<()>
         Some(t) => format!(
             "wrapper serve: {} (read-only) at {base}\n\
              Open this URL in a browser; the token is shown only this once, and scripts send it \
-             as `Authorization: Bearer <token>`:\n\n    {base}?token={t}\n",
+             as `Authorization: Bearer <token>`:\n\n    {base}#token={t}\n",
             db.display()
         ),
         None => format!(
             "wrapper serve: {} (read-only) at {base}\n\
-             Token from --token / WRAPPER_SERVE_TOKEN: open {base}?token=<token>, or send \
+             Token from --token / WRAPPER_SERVE_TOKEN: open {base}#token=<token>, or send \
              `Authorization: Bearer <token>`\n",
             db.display()
         ),

@@ -9,10 +9,15 @@
 //!    the API with its own `Host`; the token stops it too, but not a token leaked in a URL.
 //! 2. `Origin`, when a browser sends one, must be this server's own (`http://host:port`), so
 //!    a page on another port of localhost cannot drive it either. No CORS headers are sent.
-//! 3. The token: `Authorization: Bearer <token>`, or the cookie a browser gets by opening the
-//!    printed URL once: `GET …?token=<token>` answers 303 to the same URL without the token
-//!    and sets an HttpOnly, SameSite=Strict cookie, so the token leaves the address bar and
-//!    the history, and `EventSource` (which cannot send headers) is authorised too.
+//! 3. The token: `Authorization: Bearer <token>`. The page (`/` and its assets, which hold
+//!    no data) loads without it: the printed URL carries the token in its fragment
+//!    (`/#token=…`), which a browser never sends to any server; the page's script keeps it in
+//!    this origin's `localStorage`, takes it out of the address bar and sends it as the header
+//!    with every request, the event streams included (read with `fetch`, as `EventSource`
+//!    cannot send headers). No cookie: browsers send a cookie to every port of a host, so a
+//!    server on another port of localhost would have received the token; storage is kept
+//!    apart by origin, port included. An older URL, `GET …?token=<token>`, answers 303 to the
+//!    same URL without it and with the token in the fragment.
 //!
 //! Tokens are compared in constant time and never logged (the request log has paths only).
 
@@ -57,12 +62,6 @@ impl TcpAccess {
             }
         }
         TcpAccess { token, hosts, port }
-    }
-
-    /// The cookie's name: cookies are not kept apart by port, so two servers on one host
-    /// need two names.
-    pub fn cookie_name(&self) -> String {
-        format!("wrapper_token_{}", self.port)
     }
 
     fn check_host(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -110,25 +109,11 @@ impl TcpAccess {
     }
 
     fn presented_token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        if let Some(v) = headers
+        let v = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        {
-            if let Some((scheme, t)) = v.split_once(' ') {
-                if scheme.eq_ignore_ascii_case("bearer") {
-                    return Some(t.trim());
-                }
-            }
-        }
-        let name = self.cookie_name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+            .and_then(|v| v.to_str().ok())?;
+        let (scheme, t) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| t.trim())
     }
 }
 
@@ -148,7 +133,7 @@ fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        "this server needs its token: send `Authorization: Bearer <token>`, or open the URL `wrapper serve` printed",
+        "this server needs its token: send `Authorization: Bearer <token>`, or open the URL `wrapper serve` printed (…/#token=…)",
     )
 }
 
@@ -170,16 +155,25 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
     {
         return next.run(req).await;
     }
-    if req.method() == Method::GET {
-        if let Some(r) = cookie_from_query(tcp, &req) {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        if let Some(r) = token_into_fragment(tcp, &req) {
             return r;
+        }
+        // (A wrong token in the query is refused, not ignored: the user is told.)
+        let token_in_query = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+        if super::page::is_public(req.uri().path()) && !token_in_query {
+            return next.run(req).await;
         }
     }
     unauthorized().into_response()
 }
 
-/// `GET /path?token=T&x=1` with the right token: 303 to `/path?x=1` with the cookie set.
-fn cookie_from_query(tcp: &TcpAccess, req: &Request) -> Option<Response> {
+/// `GET /path?token=T&x=1` with the right token (the URL older versions printed): 303 to
+/// `/path?x=1#token=T`, where the page's script takes it from.
+fn token_into_fragment(tcp: &TcpAccess, req: &Request) -> Option<Response> {
     let query = req.uri().query()?;
     let mut found = false;
     let rest: Vec<&str> = query
@@ -200,15 +194,11 @@ fn cookie_from_query(tcp: &TcpAccess, req: &Request) -> Option<Response> {
         location.push('?');
         location.push_str(&rest.join("&"));
     }
-    let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/",
-        tcp.cookie_name(),
-        tcp.token
-    );
+    location.push_str("#token=");
+    location.push_str(&tcp.token);
     let mut r = StatusCode::SEE_OTHER.into_response();
-    let h = r.headers_mut();
-    h.insert(header::LOCATION, HeaderValue::from_str(&location).ok()?);
-    h.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).ok()?);
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(&location).ok()?);
     Some(r)
 }
 
@@ -220,7 +210,7 @@ pub fn random_token() -> std::io::Result<String> {
 }
 
 /// A token given with `--token` / `WRAPPER_SERVE_TOKEN`: long enough not to be guessed, and
-/// only characters that travel unchanged in a URL, a header and a cookie.
+/// only characters that travel unchanged in a URL and a header.
 pub fn check_token(t: &str) -> Result<(), String> {
     if t.len() < 16 {
         return Err("the token must be at least 16 characters long".into());

@@ -20,6 +20,21 @@ pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval';
     style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
     font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// The page and its assets: the only paths served without the token (they hold no data; the
+/// script asks the API for everything, with the token, `auth.rs`).
+const PUBLIC: &[&str] = &[
+    "/",
+    "/assets/app.js",
+    "/assets/app.css",
+    "/assets/asciinema-player.min.js",
+    "/assets/asciinema-player.css",
+];
+
+/// Whether `path` is one of [`PUBLIC`].
+pub fn is_public(path: &str) -> bool {
+    PUBLIC.contains(&path)
+}
+
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();

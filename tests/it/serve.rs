@@ -474,6 +474,8 @@ fn serve_refuses_requests_without_the_token_or_from_foreign_hosts_and_origins() 
     let wrong = format!("Bearer {}x", &TOKEN[..TOKEN.len() - 1]);
     let origin = format!("http://localhost:{}", s.port);
     let other_port = format!("http://localhost:{}", s.port.wrapping_add(1));
+    // Older versions handed the page a cookie; browsers send a cookie to every port of the
+    // host, so none is set or taken now.
     let cookie = format!("wrapper_token_{}={TOKEN}", s.port);
     let path = "/api/query/sessions";
     for (headers, status, what) in [
@@ -545,8 +547,13 @@ fn serve_refuses_requests_without_the_token_or_from_foreign_hosts_and_origins() 
         ),
         (
             vec![("Host", "[::1]:1"), ("Cookie", cookie.as_str())],
+            401,
+            "a cookie",
+        ),
+        (
+            vec![("Host", "[::1]:1"), ("Authorization", good.as_str())],
             200,
-            "the cookie",
+            "the token, Host [::1]",
         ),
     ] {
         let r = s.raw(path, &headers, "GET");
@@ -563,26 +570,44 @@ fn serve_refuses_requests_without_the_token_or_from_foreign_hosts_and_origins() 
             );
         }
     }
-    // Unknown paths and the page are behind the guard too.
-    for p in ["/", "/assets/app.js", "/nope", "/api/events/stream"] {
+    // Unknown paths and the streams are behind the guard; the page and its assets hold no
+    // data and load without the token (the page asks the API for everything, with it), but
+    // only under this server's names.
+    for p in ["/nope", "/api/events/stream", "/api", "/assets/nope.js"] {
         assert_eq!(s.raw(p, &[("Host", &host)], "GET").status, 401, "{p}");
     }
-    // Opening the printed URL: the token moves into a cookie and out of the address bar.
+    for p in ["/", "/assets/app.js", "/assets/asciinema-player.min.js"] {
+        assert_eq!(s.raw(p, &[("Host", &host)], "GET").status, 200, "{p}");
+        assert_eq!(
+            s.raw(p, &[("Host", "evil.example")], "GET").status,
+            403,
+            "{p}"
+        );
+        let r = s.raw(
+            p,
+            &[("Host", &host), ("Origin", other_port.as_str())],
+            "GET",
+        );
+        assert_eq!(r.status, 403, "{p}");
+    }
+    // The URL older versions printed: the token moves into the fragment (sent to no server)
+    // and out of the query; no cookie.
     let r = s.raw(&format!("/?token={TOKEN}&x=1"), &[("Host", &host)], "GET");
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some("/?x=1"));
-    let set = r.header("set-cookie").expect("cookie");
-    assert!(
-        set.starts_with(&cookie) && set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-        "{set}"
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/?x=1#token={TOKEN}").as_str())
     );
+    assert!(r.header("set-cookie").is_none());
+    // A wrong token in the query is refused, not ignored, even on the page.
     assert_eq!(
         s.raw(&format!("/?token={TOKEN}x"), &[("Host", &host)], "GET")
             .status,
         401
     );
-    let page = s.raw("/", &[("Host", &host), ("Cookie", &cookie)], "GET");
+    let page = s.raw("/", &[("Host", &host)], "GET");
     assert_eq!(page.status, 200);
+    assert!(page.header("set-cookie").is_none());
     assert!(page
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/html")));
@@ -790,7 +815,7 @@ fn serve_refuses_unsafe_or_bad_settings_with_exit_2() {
         .arg(env.db())
         .env_remove("WRAPPER_SERVE_TOKEN");
     let s = Running::spawn(c);
-    s.out.wait_for("?token=");
+    s.out.wait_for("/#token=");
     wait_until("the whole URL", || {
         s.out
             .text()
@@ -799,7 +824,7 @@ fn serve_refuses_unsafe_or_bad_settings_with_exit_2() {
     });
     let text = s.out.text();
     let token = text
-        .rsplit("?token=")
+        .rsplit("/#token=")
         .next()
         .unwrap_or("")
         .trim()

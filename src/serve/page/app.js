@@ -18,14 +18,99 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// --- the token ------------------------------------------------------------------------
+// The URL `wrapper serve` printed carries the token in its fragment (`/#token=…`), which the
+// browser sends to no server. It is kept in this origin's localStorage (kept apart by port,
+// unlike a cookie, which every port of the host would receive), taken out of the address
+// bar, and sent as `Authorization: Bearer` with every request (src/serve/auth.rs).
+const TOKEN_KEY = "wrapper-serve-token";
+let tokenInMemory = null;
+
+function takeToken() {
+  const m = location.hash.match(/^#token=([^&]*)(?:&(.*))?$/);
+  if (!m) return;
+  const t = decodeURIComponent(m[1]);
+  tokenInMemory = t;
+  try { localStorage.setItem(TOKEN_KEY, t); } catch (_) { /* storage off: this page only */ }
+  history.replaceState(null, "", location.pathname + location.search + (m[2] ? `#${m[2]}` : ""));
+}
+
+function token() {
+  try { return localStorage.getItem(TOKEN_KEY) || tokenInMemory; } catch (_) { return tokenInMemory; }
+}
+
+function headers(extra) {
+  const t = token();
+  return Object.assign(t ? { Authorization: `Bearer ${t}` } : {}, extra || {});
+}
+
+async function failure(r) {
+  const body = await r.json().catch(() => ({}));
+  return new Error((body.error && body.error.message) || `${r.status} ${r.statusText}`);
+}
+
 async function api(path, params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) if (v !== "" && v !== null && v !== undefined) q.set(k, v);
   const url = q.toString() ? `${path}?${q}` : path;
-  const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error((body.error && body.error.message) || `${r.status} ${r.statusText}`);
-  return body;
+  const r = await fetch(url, { headers: headers({ Accept: "application/json" }) });
+  if (!r.ok) throw await failure(r);
+  return r.json();
+}
+
+// Server-Sent Events read with fetch (EventSource cannot send the token): `on[name](data)`
+// for each event; after an error or the end, again in 2 s from the last id seen (the server
+// resumes after `Last-Event-ID`). Returns { close }.
+function eventStream(url, on) {
+  let closed = false;
+  let abort = null;
+  let lastId = null;
+  const dispatch = (block) => {
+    let name = "message";
+    const data = [];
+    for (const raw of block.split("\n")) {
+      const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+      if (line === "" || line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+      else if (field === "id") lastId = value;
+    }
+    if (data.length && on[name]) on[name](data.join("\n"));
+    else if (name !== "message" && on[name]) on[name]("");
+  };
+  (async () => {
+    while (!closed) {
+      const ac = new AbortController();
+      abort = ac;
+      try {
+        const h = headers({ Accept: "text/event-stream" });
+        if (lastId !== null) h["Last-Event-ID"] = lastId;
+        const r = await fetch(url, { headers: h, signal: ac.signal });
+        if (!r.ok) throw await failure(r);
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let end;
+          while ((end = buf.search(/\r?\n\r?\n/)) >= 0) {
+            const m = buf.slice(end).match(/^\r?\n\r?\n/);
+            dispatch(buf.slice(0, end));
+            buf = buf.slice(end + m[0].length);
+          }
+        }
+      } catch (e) {
+        if (closed) return;
+        if (on.error) on.error(e);
+      }
+      if (!closed) await new Promise((res) => setTimeout(res, 2000));
+    }
+  })();
+  return { close() { closed = true; if (abort) abort.abort(); } };
 }
 
 function status(text, isError) {
@@ -136,10 +221,23 @@ function showPlayer(s, capture) {
   box.hidden = !(capture && !capture.dropped_at && window.AsciinemaPlayer);
   if (box.hidden) return;
   const url = `/api/export/session/${encodeURIComponent(s.session_id)}.cast`;
-  $("cast-link").href = url;
+  // A plain link would go without the token: fetched, then saved from memory.
+  $("cast-link").onclick = (ev) => {
+    ev.preventDefault();
+    fetch(url, { headers: headers() })
+      .then(async (r) => { if (!r.ok) throw await failure(r); return r.blob(); })
+      .then((b) => {
+        const a = el("a", { href: URL.createObjectURL(b), download: `${s.session_id}.cast` });
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      })
+      .catch(fail);
+  };
   // The poster is the last screen: what the user saw when the agent finished.
   const end = (Math.max(0, capture.duration_us) / 1e6 + 0.001).toFixed(3);
-  state.player = window.AsciinemaPlayer.create(url, el, {
+  state.player = window.AsciinemaPlayer.create({ url, fetchOpts: { headers: headers() } }, el, {
     fit: "width", idleTimeLimit: 2, poster: `npt:${end}`, terminalFontSize: "13px",
   });
 }
@@ -188,13 +286,13 @@ function stateRow(c) {
 function follow(s) {
   if (state.stream) { state.stream.close(); state.stream = null; }
   if (s.state !== "started" && s.state !== "running") return;
-  const es = new EventSource(`/api/events/stream?session=${encodeURIComponent(s.session_id)}`);
-  es.addEventListener("extraction", (m) => {
-    const e = JSON.parse(m.data);
-    if ($("f-type").value && $("f-type").value !== e.event_type) return;
-    if (!document.querySelector(`#timeline tr[data-event="${e.id}"]`)) $("timeline").tBodies[0].append(eventRow(e));
+  state.stream = eventStream(`/api/events/stream?session=${encodeURIComponent(s.session_id)}`, {
+    extraction: (data) => {
+      const e = JSON.parse(data);
+      if ($("f-type").value && $("f-type").value !== e.event_type) return;
+      if (!document.querySelector(`#timeline tr[data-event="${e.id}"]`)) $("timeline").tBodies[0].append(eventRow(e));
+    },
   });
-  state.stream = es;
 }
 
 // --- search ---------------------------------------------------------------------------
@@ -232,21 +330,21 @@ function toggleLive() {
   show("live");
   b.setAttribute("aria-pressed", "true");
   const agent = $("f-agent").value;
-  const es = new EventSource(`/api/events/stream${agent ? `?agent=${encodeURIComponent(agent)}` : ""}`);
-  es.addEventListener("ready", () => status("following new events"));
-  es.addEventListener("extraction", (m) => {
-    const e = JSON.parse(m.data);
-    const tr = el("tr", { class: `event type-${e.event_type}`, "data-event": e.id },
-      el("td", { class: "when", title: e.timestamp }, clock(e.timestamp)), el("td", {}, e.agent_name),
-      el("td", { class: "session" }, short(e.session_id)), el("td", { class: "what" }, e.event_type),
-      el("td", { class: "value" }, e.matched_value ?? e.original_line ?? ""));
-    tr.addEventListener("click", () => openSession(e.session_id, e.id).catch(fail));
-    const body = $("live-events").tBodies[0];
-    body.prepend(tr);
-    while (body.rows.length > 500) body.deleteRow(-1);
+  state.liveStream = eventStream(`/api/events/stream${agent ? `?agent=${encodeURIComponent(agent)}` : ""}`, {
+    ready: () => status("following new events"),
+    error: () => status("stream interrupted; reconnecting…", true),
+    extraction: (data) => {
+      const e = JSON.parse(data);
+      const tr = el("tr", { class: `event type-${e.event_type}`, "data-event": e.id },
+        el("td", { class: "when", title: e.timestamp }, clock(e.timestamp)), el("td", {}, e.agent_name),
+        el("td", { class: "session" }, short(e.session_id)), el("td", { class: "what" }, e.event_type),
+        el("td", { class: "value" }, e.matched_value ?? e.original_line ?? ""));
+      tr.addEventListener("click", () => openSession(e.session_id, e.id).catch(fail));
+      const body = $("live-events").tBodies[0];
+      body.prepend(tr);
+      while (body.rows.length > 500) body.deleteRow(-1);
+    },
   });
-  es.onerror = () => status("stream interrupted; reconnecting…", true);
-  state.liveStream = es;
 }
 
 // --- wiring ---------------------------------------------------------------------------
@@ -256,6 +354,7 @@ function fail(e) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  takeToken();
   for (const id of ["f-agent", "f-days", "f-active"]) $(id).addEventListener("change", () => loadSessions(false).catch(fail));
   $("sessions-more").addEventListener("click", () => loadSessions(true).catch(fail));
   $("f-type").addEventListener("change", () => loadTimeline(false).catch(fail));
