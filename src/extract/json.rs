@@ -482,8 +482,11 @@ fn field_value<'v>(
 ) -> Option<Value> {
     match spec {
         FieldSpec::Path(paths) => paths.iter().find_map(look).map(capped_value),
-        FieldSpec::Regex { path, regex } => {
+        FieldSpec::Regex { path, regex, then } => {
             let text = value_text(look(path)?, false)?;
+            if let Some(v) = then {
+                return regex.is_match(&text).then(|| v.clone());
+            }
             let caps = regex.captures(&text)?;
             let m = caps
                 .name("value")

@@ -102,6 +102,9 @@ pub struct Selector {
     /// Regexes the text of a field must match, on the object and on the element.
     pub matches: Vec<(FieldPath, Regex)>,
     pub item_matches: Vec<(FieldPath, Regex)>,
+    /// Regexes the text of an element's field must not match (`regex` has no look-ahead:
+    /// "an error result that is not a refusal").
+    pub item_not_matches: Vec<(FieldPath, Regex)>,
     /// The id that pairs a start with its end (looked up in the element, then the object).
     pub id: Option<FieldPath>,
 }
@@ -121,6 +124,10 @@ impl Selector {
                         self.item.iter().all(|c| c.holds(el))
                             && !self.item_unless.iter().any(|c| c.holds(el))
                             && regexes_hold(&self.item_matches, el)
+                            && !self
+                                .item_not_matches
+                                .iter()
+                                .any(|m| regexes_hold(std::slice::from_ref(m), el))
                     })
                     .collect(),
                 _ => Vec::new(),
@@ -163,8 +170,14 @@ pub enum ReadFrom {
 pub enum FieldSpec {
     /// The first of these paths that is present.
     Path(Vec<FieldPath>),
-    /// A regex over the field's text: group `value` (or 1, or the whole match).
-    Regex { path: FieldPath, regex: Regex },
+    /// A regex over the field's text: group `value` (or 1, or the whole match); with
+    /// `then`, that value instead whenever the regex matches (`status = "denied"` when a
+    /// result's text says the call was refused).
+    Regex {
+        path: FieldPath,
+        regex: Regex,
+        then: Option<Value>,
+    },
     /// The field's text (`true`, `failed`, `1`) mapped through a table.
     Map {
         path: FieldPath,
@@ -273,6 +286,7 @@ pub(crate) struct RawJsonRule {
     item: Option<Spanned<toml::Table>>,
     item_unless: Option<Spanned<toml::Table>>,
     item_matches: Option<Spanned<toml::Table>>,
+    item_not_matches: Option<Spanned<toml::Table>>,
     id: Option<Spanned<String>>,
     start: Option<Spanned<RawStart>>,
     from: Option<Spanned<String>>,
@@ -306,6 +320,7 @@ struct RawStart {
     item: Option<Spanned<toml::Table>>,
     item_unless: Option<Spanned<toml::Table>>,
     item_matches: Option<Spanned<toml::Table>>,
+    item_not_matches: Option<Spanned<toml::Table>>,
     id: Option<Spanned<String>>,
 }
 
@@ -402,12 +417,14 @@ fn field_spec(v: &toml::Value) -> Result<FieldSpec, String> {
             let toml::Value::String(src) = r else {
                 return Err("`regex` must be a string".into());
             };
-            if t.len() != 2 {
-                return Err("a regex field has exactly `path` and `regex`".into());
+            let then = t.get("then").map(toml_to_json);
+            if t.len() != 2 + usize::from(then.is_some()) {
+                return Err("a regex field has `path` and `regex`, and may have `then`".into());
             }
             return Ok(FieldSpec::Regex {
                 path: path("path")?,
                 regex: compile(src, false)?,
+                then,
             });
         }
         if let Some(m) = t.get("map") {
@@ -426,8 +443,8 @@ fn field_spec(v: &toml::Value) -> Result<FieldSpec, String> {
             });
         }
         return Err(
-            "a field is a path, a list of paths, or a table with `path` and `regex`, \
-                    `path` and `map`, or `diff`"
+            "a field is a path, a list of paths, or a table with `path` and `regex` (and \
+                    `then`), `path` and `map`, or `diff`"
                 .into(),
         );
     }
@@ -475,6 +492,7 @@ struct RawSelector<'a> {
     item: &'a Option<Spanned<toml::Table>>,
     item_unless: &'a Option<Spanned<toml::Table>>,
     item_matches: &'a Option<Spanned<toml::Table>>,
+    item_not_matches: &'a Option<Spanned<toml::Table>>,
     id: &'a Option<Spanned<String>>,
 }
 
@@ -509,6 +527,7 @@ fn selector(raw: RawSelector, at: At) -> Result<Selector, PatternError> {
         item,
         item_unless,
         item_matches,
+        item_not_matches,
         id,
     } = raw;
     let each_path = each.as_ref().map(|e| path_at(e, at)).transpose()?;
@@ -517,6 +536,7 @@ fn selector(raw: RawSelector, at: At) -> Result<Selector, PatternError> {
             .as_ref()
             .or(item_unless.as_ref())
             .or(item_matches.as_ref())
+            .or(item_not_matches.as_ref())
         {
             return Err(at(
                 t.span().start,
@@ -532,6 +552,7 @@ fn selector(raw: RawSelector, at: At) -> Result<Selector, PatternError> {
         item_unless: conds(item_unless, at)?,
         matches: regexes(matches, at)?,
         item_matches: regexes(item_matches, at)?,
+        item_not_matches: regexes(item_not_matches, at)?,
         id: id.as_ref().map(|i| path_at(i, at)).transpose()?,
     })
 }
@@ -554,6 +575,7 @@ pub(crate) fn parse_rule(
             item: &raw.item,
             item_unless: &raw.item_unless,
             item_matches: &raw.item_matches,
+            item_not_matches: &raw.item_not_matches,
             id: &raw.id,
         },
         at,
@@ -579,6 +601,7 @@ pub(crate) fn parse_rule(
                     item: &r.item,
                     item_unless: &r.item_unless,
                     item_matches: &r.item_matches,
+                    item_not_matches: &r.item_not_matches,
                     id: &r.id,
                 },
                 at,

@@ -218,10 +218,12 @@ fn claude_stream_json_pairs_tool_calls_and_records_denials_and_cost() {
             "SELECT json_extract(metadata_json, '$.status') FROM extraction_events \
              WHERE event_type = 'command' ORDER BY id"
         ),
-        ["failed", "failed", "failed"]
+        // The refused rm did not run: denied, not failed.
+        ["failed", "failed", "denied"]
     );
-    // Every failed tool call is an error, once (content and tool_use_result say it twice).
-    assert_eq!(count(&env, "pattern = 'claude_tool_failed'"), 3);
+    // Every failed tool call is an error, once (content and tool_use_result say it twice);
+    // the refused one is a refusal, not a failure.
+    assert_eq!(count(&env, "pattern = 'claude_tool_failed'"), 2);
     assert_eq!(count(&env, "pattern = 'error_prefix'"), 0);
     assert_eq!(
         env.query_strings(
@@ -370,9 +372,11 @@ fn check_real(r: Recording, commands_expected: &[&str], failures: &str, denied: 
                      AND json_extract(metadata_json, '$.exit_code') IS NOT NULL))"
             )
         ),
+        // Every command that ran and exited non-zero; a refused one (no exit code) is a
+        // refusal, not a failure.
         commands_expected
             .iter()
-            .filter(|c| !c.contains("|0|"))
+            .filter(|c| !c.contains("|0|") && !c.contains("|-|"))
             .count() as i64,
         "{:#?}",
         summary(&env)
