@@ -450,7 +450,9 @@ if want gemini && [[ -z ${ONLY_S2:-} ]]; then
         sleep 1
     fi
     finish_tui gemini-tui
+    cp "$(newest "${GLOG[@]}")" "$OUT/gemini-tui.session.jsonl"
     check "tui: gcc cell" "$OUT/gemini-tui.scrollback.txt" '│ ✓  Shell gcc broken.c -o broken'
+    check "tui log: the declined rm" "$OUT/gemini-tui.session.jsonl" '"command":"rm -rf build'
     check "tui: approval question" "$OUT/gemini-tui.approval-3.screen.txt" 'Allow execution of \[Shell\]\?'
     check "tui: declined cell" "$OUT/gemini-tui.scrollback.txt" '│ -  Shell rm -rf build'
 fi

@@ -1,9 +1,10 @@
 //! The agents' own session logs: finding the one this session wrote, and reading it.
 //!
-//! Claude Code and Codex keep transcripts as they run (Claude:
+//! Claude Code, Codex and Gemini CLI keep transcripts as they run (Claude:
 //! `$CLAUDE_CONFIG_DIR/projects/<project>/<session>.jsonl`, default `~/.claude`; Codex:
-//! `$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl`, default `~/.codex`). They hold what the
-//! screen does not: every tool call with its input, its result and whether it failed, and the
+//! `$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl`, default `~/.codex`; Gemini:
+//! `~/.gemini/tmp/<project>/chats/session-<time>-<id>.jsonl`, `$GEMINI_CLI_HOME` in place of
+//! `~`). They hold what the screen does not: every tool call with its input, its result and whether it failed, and the
 //! tokens each response used. `claude -p` in text mode prints none of that, and a TUI's screen
 //! is redrawn over. So when the agent is one of these, wrapper finds the file this session
 //! wrote once the agent has exited, and feeds its lines to the same `[[json]]` rules as a JSON
@@ -12,7 +13,7 @@
 //!
 //! Finding the file: the agent's home comes from the environment the agent inherited;
 //! candidates are the log files modified while the session ran, whose recorded working
-//! directory is the session's; of those, the one whose first record is nearest the session's
+//! directory is the session's (Gemini records the SHA-256 of the project's path instead); of those, the one whose first record is nearest the session's
 //! start. Only records written since the session started are read (a resumed conversation's
 //! file holds older ones too). The files are opened read-only and never written.
 
@@ -31,6 +32,7 @@ use crate::extract::Extractor;
 pub enum Kind {
     Claude,
     Codex,
+    Gemini,
 }
 
 impl Kind {
@@ -43,6 +45,8 @@ impl Kind {
                 Some(Kind::Claude)
             } else if s.starts_with("codex") {
                 Some(Kind::Codex)
+            } else if s.starts_with("gemini") {
+                Some(Kind::Gemini)
             } else {
                 None
             }
@@ -66,7 +70,8 @@ pub struct LogQuery {
     pub kind: Kind,
     pub started: SystemTime,
     pub cwd: PathBuf,
-    /// The agent's home (`CLAUDE_CONFIG_DIR` or `~/.claude`, `CODEX_HOME` or `~/.codex`).
+    /// The agent's home (`CLAUDE_CONFIG_DIR` or `~/.claude`, `CODEX_HOME` or `~/.codex`,
+    /// `$GEMINI_CLI_HOME/.gemini` or `~/.gemini`).
     pub home: PathBuf,
 }
 
@@ -89,6 +94,8 @@ impl LogQuery {
         let home = match kind {
             Kind::Claude => env_home("CLAUDE_CONFIG_DIR", ".claude")?,
             Kind::Codex => env_home("CODEX_HOME", ".codex")?,
+            // Gemini's variable names the directory that holds `.gemini`, as `~` does.
+            Kind::Gemini => env_home("GEMINI_CLI_HOME", "")?.join(".gemini"),
         };
         Some(LogQuery {
             kind,
@@ -99,24 +106,31 @@ impl LogQuery {
     }
 
     /// The log this session wrote, if one is found. `agent_session_id`, when the agent's
-    /// output named it (Codex's `thread.started`, Claude's `init`), picks the file by name —
-    /// both agents name their logs after it — so sessions run at once in one directory are
-    /// told apart; otherwise the nearest start in the window and directory wins.
+    /// output named it (Codex's `thread.started`, Claude's and Gemini's `init`), picks the
+    /// file by name — the agents name their logs after it (Gemini after its first 8
+    /// characters) — so sessions run at once in one directory are told apart; otherwise the
+    /// nearest start in the window and directory wins.
     pub fn find(&self, ended: SystemTime, agent_session_id: Option<&str>) -> Option<PathBuf> {
         let from = self.started.checked_sub(SLACK).unwrap_or(self.started);
         let until = ended + SLACK;
         let files = match self.kind {
             Kind::Claude => claude_candidates(&self.home, &self.cwd),
             Kind::Codex => codex_candidates(&self.home, from, until),
+            Kind::Gemini => gemini_candidates(&self.home),
         };
         let start_ms = epoch_ms(&format_timestamp(self.started)).unwrap_or(0);
         let named = |p: &PathBuf| {
             agent_session_id.is_some_and(|id| {
+                let id = match self.kind {
+                    Kind::Gemini => id.get(..8).unwrap_or(id),
+                    _ => id,
+                };
                 !id.is_empty()
                     && p.file_name()
                         .is_some_and(|n| n.to_string_lossy().contains(id))
             })
         };
+        let project_hash = project_hash(&self.cwd);
         if let Some(p) = files
             .iter()
             .find(|p| named(p) && modified_between(p, from, until))
@@ -128,7 +142,12 @@ impl LogQuery {
             .filter(|p| modified_between(p, from, until))
             .filter_map(|p| {
                 let head = first_record(&p)?;
-                if !same_dir(&head.cwd?, &self.cwd) {
+                let here = match (&head.cwd, &head.project_hash) {
+                    (Some(cwd), _) => same_dir(cwd, &self.cwd),
+                    (None, Some(h)) => project_hash.contains(h),
+                    (None, None) => false,
+                };
+                if !here {
                     return None;
                 }
                 // A file with a record written since the session started comes first: the
@@ -205,6 +224,41 @@ fn codex_candidates(home: &Path, from: SystemTime, until: SystemTime) -> Vec<Pat
         .collect()
 }
 
+/// Gemini keeps a project's chats under `tmp/<project>/chats/`, the project named by a short
+/// name (older versions: the hash of its path). Every project directory is looked at; the
+/// hash in each file's first record decides.
+fn gemini_candidates(home: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(home.join("tmp")) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok().map(|e| e.path().join("chats")))
+        .flat_map(|d| jsonl_files(&d))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("session-"))
+        })
+        .collect()
+}
+
+/// The SHA-256 (hex) of `cwd` as given and of its canonical form: how Gemini names a project
+/// in its chats' first record (`projectHash`).
+fn project_hash(cwd: &Path) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let hex = |p: &Path| -> String {
+        Sha256::digest(p.as_os_str().as_encoded_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut out = vec![hex(cwd)];
+    if let Ok(c) = fs::canonicalize(cwd) {
+        if c != cwd {
+            out.push(hex(&c));
+        }
+    }
+    out
+}
+
 fn jsonl_files(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir)
         .map(|rd| {
@@ -217,6 +271,8 @@ fn jsonl_files(dir: &Path) -> Vec<PathBuf> {
 
 struct Head {
     cwd: Option<String>,
+    /// Gemini: the SHA-256 of the project's path, in place of a cwd.
+    project_hash: Option<String>,
     at_ms: Option<i64>,
 }
 
@@ -226,6 +282,7 @@ fn first_record(p: &Path) -> Option<Head> {
     let f = File::open(p).ok()?;
     let mut head = Head {
         cwd: None,
+        project_hash: None,
         at_ms: None,
     };
     for line in BufReader::new(f.take(4 << 20)).lines().take(50) {
@@ -236,8 +293,13 @@ fn first_record(p: &Path) -> Option<Head> {
         if head.at_ms.is_none() {
             head.at_ms = v
                 .get("timestamp")
+                .or_else(|| v.get("startTime"))
                 .and_then(|t| t.as_str())
                 .and_then(epoch_ms);
+        }
+        if let Some(h) = v.get("projectHash").and_then(|h| h.as_str()) {
+            head.project_hash = Some(h.to_ascii_lowercase());
+            return Some(head);
         }
         let cwd = v
             .get("cwd")
@@ -357,6 +419,66 @@ mod tests {
     /// directory, was last written a second before the TUI session started, and its first
     /// record was nearer the start than the TUI's own (written when the user typed, 2.7 s
     /// in), so the session read the other run's log.
+    #[test]
+    fn gemini_chats_are_found_by_the_hash_of_the_project_path() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let cwd = home.path().join("proj");
+        let other = home.path().join("other");
+        fs::create_dir(&cwd).expect("mkdir");
+        fs::create_dir(&other).expect("mkdir");
+        let started = SystemTime::now();
+        let chats = |project: &str| {
+            let d = home.path().join(".gemini/tmp").join(project).join("chats");
+            fs::create_dir_all(&d).expect("mkdir");
+            d
+        };
+        let chat = |dir: &Path, name: &str, project: &Path, id: &str| {
+            let hash = &project_hash(project)[0];
+            let text = format!(
+                "{{\"sessionId\":\"{id}\",\"projectHash\":\"{hash}\",\"startTime\":\"{}\",\"kind\":\"main\"}}\n",
+                format_timestamp(started + Duration::from_millis(200))
+            );
+            let p = dir.join(name);
+            fs::write(&p, text).expect("write");
+            p
+        };
+        // Another project's chat, written at the same time, and this one's, under the short
+        // names Gemini gives projects.
+        chat(
+            &chats("other"),
+            "session-2026-12-04T21-49-aaaaaaaa.jsonl",
+            &other,
+            "aaaaaaaa-1",
+        );
+        let own = chat(
+            &chats("proj"),
+            "session-2026-12-04T21-49-bbbbbbbb.jsonl",
+            &cwd,
+            "bbbbbbbb-2",
+        );
+        let q = LogQuery {
+            kind: Kind::Gemini,
+            started,
+            cwd: cwd.clone(),
+            home: home.path().join(".gemini"),
+        };
+        let ended = started + Duration::from_secs(2);
+        assert_eq!(q.find(ended, None), Some(own.clone()));
+        // Named by the session id Gemini's stream gave, by its first 8 characters.
+        let twin = chat(
+            &chats("proj"),
+            "session-2026-12-04T21-49-cccccccc.jsonl",
+            &cwd,
+            "cccccccc-3",
+        );
+        assert_eq!(q.find(ended, Some("cccccccc-3")), Some(twin));
+        assert_eq!(Kind::detect("gemini", None), Some(Kind::Gemini));
+        assert_eq!(
+            Kind::detect("ci", Some("/usr/local/bin/gemini")),
+            Some(Kind::Gemini)
+        );
+    }
+
     #[test]
     fn the_log_written_during_the_session_wins_over_the_run_just_before() {
         let home = tempfile::tempdir().expect("tempdir");

@@ -238,6 +238,11 @@ pub struct JsonRule {
     /// Text that text rules read where the object comes from the agent's session log (a
     /// tool's output, which `claude -p` in text mode never shows and a TUI may fold away).
     pub log_text: Option<FieldPath>,
+    /// One of `fields` whose text the output may show in place of the value: a session
+    /// log's event merges into the output's event with that text (Gemini's stderr says
+    /// `Tool execution denied by policy.` where the log names the command), and the merged
+    /// event takes the log's value.
+    pub shown_as: Option<Arc<str>>,
     /// Whether text rules also read this object's strings.
     pub text: bool,
     /// Top-level fields of the object text rules do not read (a copy of another field).
@@ -296,6 +301,7 @@ pub(crate) struct RawJsonRule {
     fields: Option<Spanned<toml::Table>>,
     code_blocks: Option<Spanned<String>>,
     log_text: Option<Spanned<String>>,
+    shown_as: Option<Spanned<String>>,
     text: Option<bool>,
     text_skip: Option<Vec<String>>,
     session: Option<Spanned<toml::Table>>,
@@ -646,6 +652,21 @@ pub(crate) fn parse_rule(
         .map(|c| path_at(c, at))
         .transpose()?;
     let log_text = raw.log_text.as_ref().map(|c| path_at(c, at)).transpose()?;
+    let shown_as = match &raw.shown_as {
+        None => None,
+        Some(f) if fields.iter().any(|(n, _)| **n == **f.get_ref()) => {
+            Some(Arc::from(f.get_ref().as_str()))
+        }
+        Some(f) => {
+            return Err(at(
+                f.span().start,
+                format!(
+                    "`shown_as` names one of this rule's `fields`; `{}` is none",
+                    f.get_ref()
+                ),
+            ))
+        }
+    };
     let text = raw.text.unwrap_or(true);
     let text_skip = raw.text_skip.unwrap_or_default();
     if event_type.is_none()
@@ -701,6 +722,7 @@ pub(crate) fn parse_rule(
         fields,
         code_blocks,
         log_text,
+        shown_as,
         text,
         text_skip,
         session,

@@ -255,6 +255,16 @@ impl CompiledRule {
     fn is_prompt_event(&self) -> bool {
         &*self.rule.event_type == PROMPT
     }
+
+    fn is_refusal(&self) -> bool {
+        &*self.rule.event_type == "denied"
+    }
+
+    /// An event a refusal on the same line rules out: the call did not run, so it neither
+    /// ran as a command nor failed.
+    fn ruled_out_by_refusal(&self) -> bool {
+        matches!(&*self.rule.event_type, "error" | "command")
+    }
 }
 
 fn build_set(sources: impl Iterator<Item = String>) -> Result<RegexSet, String> {
@@ -817,12 +827,21 @@ impl Core {
         let prompted = state.prompted(matcher);
         // Rules that are not prompt rules never looked at the partial line, so only prompt
         // rules can add a prompt to a line that already is one.
-        let order = matcher.emission_order(
+        let mut order = matcher.emission_order(
             hits,
             &state.fired,
             |i| !prompted || (matcher.rules[i].rule.prompt && !state.seen.contains(&i)),
             stream,
         );
+        // A line that says a call was refused is a refusal, not also a failure or a command
+        // that ran: `Error executing tool run_shell_command: Tool execution denied by
+        // policy.` (Gemini's refusal, gemini_tool_denied) reads as a generic `Error …` line
+        // too, and Gemini's declined cell `│ -  Shell rm -rf build │` as a dangerous
+        // command. Refusal rules go first; once one recorded the line, error and command
+        // rules pass it by.
+        if order.iter().any(|&i| matcher.rules[i].is_refusal()) {
+            order.sort_by_key(|&i| !matcher.rules[i].is_refusal());
+        }
         // Masked first, then cut to max_line: no secret is half-kept at the cut. What was
         // computed ahead was masked without state: not what a private key's body needs.
         let pre = pre.filter(|_| keys.is_empty());
@@ -833,9 +852,10 @@ impl Core {
         let truncated = truncated || cut || text.len() > self.max_line;
         let mut line_arc: Option<Arc<str>> = None;
         let mut prompt_done = false;
+        let mut refused = false;
         for idx in order {
             let r = &matcher.rules[idx];
-            if prompt_done && r.is_prompt_event() {
+            if (prompt_done && r.is_prompt_event()) || (refused && r.ruled_out_by_refusal()) {
                 continue;
             }
             let emitted = match self.previous_line_for(r, stream) {
@@ -861,6 +881,7 @@ impl Core {
                 self.unless_recorded(&state.recorded);
             }
             prompt_done |= emitted && r.is_prompt_event();
+            refused |= emitted && r.is_refusal();
         }
     }
 
@@ -1264,6 +1285,12 @@ impl Core {
                     let (line, shown) = self.confirm(&event_type, v)?;
                     let full = (shown != *v).then(|| v.clone());
                     Some((line, Some(shown), full))
+                });
+                // Or by the text the output shows in its place: the event takes the value.
+                let by_value = by_value.or_else(|| {
+                    let text = meta.get(&**rule.shown_as.as_ref()?)?.as_str()?.to_string();
+                    let (line, shown) = self.confirm(&event_type, &text)?;
+                    Some((line, Some(shown), value.clone()))
                 });
                 let confirmed = by_value.or_else(|| {
                     let after = confirmed_command.filter(|_| &*event_type == ERROR)?;

@@ -62,7 +62,20 @@ impl Recording {
                 "{}/sessions/$(date -u +%Y/%m/%d)",
                 env.path("codex-home").display()
             ),
+            "gemini" => format!(
+                "{}/.gemini/tmp/proj/chats",
+                env.path("gemini-home").display()
+            ),
             _ => format!("{}/projects/-proj", env.path("claude-home").display()),
+        };
+        // Gemini names the project by the SHA-256 of its path: the recorded one becomes the
+        // hash of this run's directory.
+        let hex = |s: &str| -> String {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(s.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
         };
         let err = self
             .err
@@ -71,8 +84,15 @@ impl Recording {
             .unwrap_or_else(|| "true".into());
         format!(
             "set -e; d=\"{dest}\"; mkdir -p \"$d\"; \
-             sed \"s#{cwd}#$PWD#g\" '{log}' > \"$d/rollout-test.jsonl\"; \
+             h=$(printf %s \"$PWD\" | sha256sum | cut -d' ' -f1); \
+             sed \"s#{cwd}#$PWD#g; s#{hash}#$h#g\" '{log}' > \"$d/{name}\"; \
              cat '{out}'; {err}",
+            hash = hex(self.cwd),
+            name = if self.agent == "gemini" {
+                "session-2026-12-04T21-49-21d6727f.jsonl"
+            } else {
+                "rollout-test.jsonl"
+            },
             cwd = self.cwd,
             log = fixture(&self.log).display(),
             out = fixture(&self.out).display(),
@@ -617,4 +637,89 @@ with open(os.path.join(d, "s1.jsonl"), "w") as f:
          FROM extraction_events WHERE event_type = 'command'",
     );
     assert_eq!(commands, [format!("{full}|log")]);
+}
+
+/// Gemini CLI 0.61's session log (`~/.gemini/tmp/<project>/chats/session-….jsonl`, found by
+/// the SHA-256 of the project's path in its first record) holds what none of its outputs say:
+/// a shell call's exit code (`gemini -p` reports none, the TUI a ✓ either way), tokens and the
+/// session id. Each recorded run through wrapper: every command once with its exit code, the
+/// failure, the refusal once and not as a command or a failure, the compiler's error once,
+/// the code block, the session's facts.
+#[test]
+fn real_gemini_runs_are_covered_by_their_session_logs() {
+    for (out, err, log) in [
+        (
+            "p-stream.jsonl",
+            Some("p-stream.stderr.txt"),
+            "p-stream.session.jsonl",
+        ),
+        (
+            "p-text.stdout.txt",
+            Some("p-text.stderr.txt"),
+            "p-text.session.jsonl",
+        ),
+        ("tui.scrollback.txt", None, "tui.session.jsonl"),
+    ] {
+        let env = Env::new();
+        Recording::real("gemini", out, err, log).run(&env);
+        let s = summary(&env);
+        let exit_codes: Vec<String> = commands(&env)
+            .iter()
+            .map(|c| c.rsplit_once('|').map_or(c.clone(), |(v, _)| v.to_string()))
+            .collect();
+        assert_eq!(
+            exit_codes,
+            ["gcc broken.c -o broken|1", "python3 -m pytest -q|0"],
+            "{out}: {s:#?}"
+        );
+        // The failure once, with its exit code: the log's own, or the error the output
+        // showed right after the command, which the log confirmed.
+        assert_eq!(
+            count(
+                &env,
+                "event_type = 'error' AND json_extract(metadata_json, '$.exit_code') = 1"
+            ),
+            1,
+            "{out}: {s:#?}"
+        );
+        assert_eq!(
+            env.query_strings(
+                "SELECT matched_value FROM extraction_events WHERE event_type = 'denied'"
+            ),
+            ["rm -rf build && git clean -fdx"],
+            "{out}: {s:#?}"
+        );
+        assert_eq!(
+            count(
+                &env,
+                "event_type = 'error' AND (matched_value LIKE '%rm -rf%' \
+                 OR matched_value LIKE '%denied%' OR matched_value LIKE '%Cancelled%')"
+            ),
+            0,
+            "{out}: {s:#?}"
+        );
+        assert_eq!(
+            count(
+                &env,
+                "pattern = 'compiler_error' AND matched_value = 'expected ‘;’ before ‘return’'"
+            ),
+            1,
+            "{out}: {s:#?}"
+        );
+        // The answer's code block (the TUI run ends at the refusal, before any answer).
+        assert_eq!(
+            env.query_i64("SELECT count(*) FROM code_blocks"),
+            i64::from(!out.starts_with("tui")),
+            "{out}"
+        );
+        assert_eq!(
+            env.query_i64(
+                "SELECT count(*) FROM process_sessions WHERE input_tokens > 0 \
+                 AND output_tokens > 0 AND agent_log_path LIKE '%/chats/session-%' \
+                 AND agent_session_id IS NOT NULL AND agent_model IS NOT NULL"
+            ),
+            1,
+            "{out}: {s:#?}"
+        );
+    }
 }

@@ -92,7 +92,8 @@ impl Env {
             .env("NO_COLOR", "1")
             // The agents' session logs (`agents/`) are looked for here, never in the user's.
             .env("CODEX_HOME", self.path("codex-home"))
-            .env("CLAUDE_CONFIG_DIR", self.path("claude-home"));
+            .env("CLAUDE_CONFIG_DIR", self.path("claude-home"))
+            .env("GEMINI_CLI_HOME", self.path("gemini-home"));
         // The machine's own telemetry settings must not send test sessions anywhere.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("OTEL_") {
