@@ -311,6 +311,20 @@ start_tui() {
 save_screen() { # save_screen SESSION FILE-SUFFIX
     screen "$1" >"$OUT/$1.$2.screen.txt"
 }
+answer() { # answer SESSION KEY ERE: press KEY on the dialog ERE shows, once it has stood 1 s
+    # (Claude Code 2.1.332 on 2026-12-04 let a key pressed at once pass unread, with or without
+    # wrapper); once more if it still shows 8 s later
+    local k end
+    sleep 1
+    for k in "$2" "$2"; do
+        T send-keys -t "$1" "$k"
+        end=$((SECONDS + 8))
+        while ((SECONDS < end)); do
+            screen "$1" | grep -qE "$3" || return 0
+            sleep 0.2
+        done
+    done
+}
 no_key() { # no_key SESSION FILE-SUFFIX: the number of the "No" option on a saved Claude dialog
     grep -oE '([0-9])\. No$' "$OUT/$1.$2.screen.txt" | head -1 | cut -c1 || echo 3
 }
@@ -406,7 +420,8 @@ if want claude && [[ -z ${ONLY_S2:-} ]]; then
         for i in 1 2 3; do
             wait_screen claude-tui 'Do you want to proceed\?' 60 || break
             save_screen claude-tui "approval-$i"
-            if ((i < 3)); then T send-keys -t claude-tui 1; else T send-keys -t claude-tui "$(no_key claude-tui "approval-$i")"; fi
+            if ((i < 3)); then k=1; else k=$(no_key claude-tui "approval-$i"); fi
+            answer claude-tui "$k" 'Do you want to proceed\?'
             wait_screen claude-tui "$([[ $i == 1 ]] && echo 'Exit code 1|· 1 failed' || ([[ $i == 2 ]] && echo '2 passed|Ran 1 shell command$' || echo 'Interrupted'))" 60
         done
         type_line claude-tui "Just show me the fix" 'fixed file'
