@@ -311,16 +311,21 @@ start_tui() {
 save_screen() { # save_screen SESSION FILE-SUFFIX
     screen "$1" >"$OUT/$1.$2.screen.txt"
 }
+dialog() { # dialog SESSION ERE: the question ERE names and the command shown under it, if up
+    screen "$1" | grep -qE "$2" && screen "$1" | awk '/^ *╌/ { if (getline) print; exit }'
+}
 answer() { # answer SESSION KEY ERE: press KEY on the dialog ERE shows, once it has stood 1 s
     # (Claude Code 2.1.332 on 2026-12-04 let a key pressed at once pass unread, with or without
-    # wrapper); once more if it still shows 8 s later
-    local k end
+    # wrapper); once more if the same dialog, for the same command, still shows 8 s later (never
+    # on the next one)
+    local first end
+    first=$(dialog "$1" "$3")
     sleep 1
-    for k in "$2" "$2"; do
-        T send-keys -t "$1" "$k"
+    for _ in 1 2; do
+        T send-keys -t "$1" "$2"
         end=$((SECONDS + 8))
         while ((SECONDS < end)); do
-            screen "$1" | grep -qE "$3" || return 0
+            [[ $(dialog "$1" "$3") == "$first" ]] || return 0
             sleep 0.2
         done
     done

@@ -536,7 +536,7 @@ fn real_tuis_are_covered_by_their_session_logs() {
             None,
             &format!("{dir}tui.session.jsonl"),
         );
-        check_real(
+        let env = check_real(
             r,
             &[
                 GCC_FAILS,
@@ -545,6 +545,16 @@ fn real_tuis_are_covered_by_their_session_logs() {
             ],
             "claude_tool_failed",
             "claude_log_denied",
+        );
+        // The screen's `⎿  Interrupted · What should Claude do instead?` and the log's
+        // refusal are one event, with the command the log names.
+        assert_eq!(
+            env.query_strings(
+                "SELECT matched_value || '|' || json_extract(metadata_json, '$.confirmed_by') \
+                 FROM extraction_events WHERE event_type = 'denied'"
+            ),
+            ["rm -rf build && git clean -fdx|log"],
+            "{dir}"
         );
     }
     let env = Env::new();
