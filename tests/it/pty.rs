@@ -511,19 +511,19 @@ fn a_recorded_claude_tui_session_through_pty_mode_yields_its_commands_and_questi
     assert!(asked >= 3, "three approval questions, got {asked}");
 }
 
-/// Claude Code 2.1.332's TUI (alternate screen, mouse tracking, calls folded once done),
-/// played back on wrapper's pty with the built-in rules: each command from its `⎿  $ cmd`
-/// row, the folded failure, each approval question, the refusal.
-#[test]
-fn a_recorded_claude_2_1_332_session_through_pty_mode_yields_its_commands_and_questions() {
+/// Plays a recorded TUI session (`tests/fixtures/agents/CAST`) on wrapper's pty as `agent`,
+/// with the built-in rules and a database, and an empty agent home (`home_var`) so no
+/// session log is read: the run ends 0 and the terminal is left as it was found.
+fn play_recorded_tui(agent: &str, home_var: &str, cast: &str) -> Term {
     let mut t = Term::new(120, 40);
     let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/agents/claude/2.1.332/tui.cast");
-    let empty = t.env.path("claude-home");
+        .join("tests/fixtures/agents")
+        .join(cast);
+    let empty = t.env.path("agent-home");
     std::fs::create_dir(&empty).expect("mkdir");
     let mut cmd = t.env.cmd();
-    cmd.env("CLAUDE_CONFIG_DIR", &empty)
-        .args(["claude", "--db"])
+    cmd.env(home_var, &empty)
+        .args([agent, "--db"])
         .arg(t.env.db())
         .args(["--prompt-idle", "40ms", "--", "python3", "-c", CAST_PLAYER])
         .arg(&cast);
@@ -531,6 +531,15 @@ fn a_recorded_claude_2_1_332_session_through_pty_mode_yields_its_commands_and_qu
     t.start(cmd);
     assert_eq!(t.wait(), 0, "{:?}", t.text());
     assert_eq!(t.stty(), before);
+    t
+}
+
+/// Claude Code 2.1.332's TUI (alternate screen, mouse tracking, calls folded once done),
+/// played back on wrapper's pty with the built-in rules: each command from its `⎿  $ cmd`
+/// row, the folded failure, each approval question, the refusal.
+#[test]
+fn a_recorded_claude_2_1_332_session_through_pty_mode_yields_its_commands_and_questions() {
+    let t = play_recorded_tui("claude", "CLAUDE_CONFIG_DIR", "claude/2.1.332/tui.cast");
     let events = |kind: &str| {
         t.env.query_strings(&format!(
             "SELECT pattern || ': ' || matched_value FROM extraction_events \
@@ -573,21 +582,7 @@ fn a_recorded_claude_2_1_332_session_through_pty_mode_yields_its_commands_and_qu
 /// canceled the request to run rm …`): a refusal, not a command that ran and failed.
 #[test]
 fn a_recorded_codex_tui_session_through_pty_mode_keeps_a_declined_command_a_refusal() {
-    let mut t = Term::new(120, 40);
-    let cast = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/agents/codex/tui.cast");
-    let empty = t.env.path("codex-home");
-    std::fs::create_dir(&empty).expect("mkdir");
-    let mut cmd = t.env.cmd();
-    cmd.env("CODEX_HOME", &empty)
-        .args(["codex", "--db"])
-        .arg(t.env.db())
-        .args(["--prompt-idle", "40ms", "--", "python3", "-c", CAST_PLAYER])
-        .arg(&cast);
-    let before = t.stty();
-    t.start(cmd);
-    assert_eq!(t.wait(), 0, "{:?}", t.text());
-    assert_eq!(t.stty(), before);
+    let t = play_recorded_tui("codex", "CODEX_HOME", "codex/tui.cast");
     let events = |kind: &str| {
         t.env.query_strings(&format!(
             "SELECT DISTINCT matched_value FROM extraction_events \
