@@ -556,6 +556,21 @@ fn real_tuis_are_covered_by_their_session_logs() {
             ["rm -rf build && git clean -fdx|log"],
             "{dir}"
         );
+        // The failure once, whether the screen showed it under the call (`⎿  Error: Exit
+        // code 1`) or folded rows away (2.1.332's `Ran 1 shell command · 1 failed`).
+        assert_eq!(
+            env.query_strings(
+                "SELECT pattern || '|' || json_extract(metadata_json, '$.exit_code') || '|' \
+                 || json_extract(metadata_json, '$.confirmed_by') FROM extraction_events \
+                 WHERE event_type = 'error' AND pattern <> 'compiler_error'"
+            ),
+            [if dir.is_empty() {
+                "claude_tool_error|1|log"
+            } else {
+                "claude_tui_ran_failed|1|log"
+            }],
+            "{dir}"
+        );
     }
     let env = Env::new();
     Recording::real("codex", "tui.scrollback.txt", None, "tui.session.jsonl").run(&env);
