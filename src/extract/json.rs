@@ -216,6 +216,8 @@ pub struct Hit {
     pub rule: usize,
     pub value: Option<String>,
     pub metadata: Map<String, Value>,
+    /// The rule's `shown_as`: what the output may show in the value's place.
+    pub shown_as: Option<String>,
 }
 
 /// A start seen, waiting for its end.
@@ -452,10 +454,16 @@ impl JsonEngine {
         if let Some(id) = id {
             metadata.entry("id").or_insert(Value::String(id));
         }
+        let shown_as = rule
+            .shown_as
+            .as_ref()
+            .and_then(|spec| field_value(spec, &look))
+            .and_then(|v| value_text(&v, false));
         out.hits.push(Hit {
             rule: idx,
             value,
             metadata,
+            shown_as,
         });
     }
 }

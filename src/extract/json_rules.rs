@@ -238,11 +238,11 @@ pub struct JsonRule {
     /// Text that text rules read where the object comes from the agent's session log (a
     /// tool's output, which `claude -p` in text mode never shows and a TUI may fold away).
     pub log_text: Option<FieldPath>,
-    /// One of `fields` whose text the output may show in place of the value: a session
-    /// log's event merges into the output's event with that text (Gemini's stderr says
-    /// `Tool execution denied by policy.` where the log names the command), and the merged
-    /// event takes the log's value.
-    pub shown_as: Option<Arc<str>>,
+    /// The text the output may show in place of the value (a field spec, as `fields` take,
+    /// never stored): a session log's event merges into the output's event with that text
+    /// (Gemini's stderr says `Tool execution denied by policy.` where the log names the
+    /// command), and the merged event takes the log's value.
+    pub shown_as: Option<FieldSpec>,
     /// Whether text rules also read this object's strings.
     pub text: bool,
     /// Top-level fields of the object text rules do not read (a copy of another field).
@@ -301,7 +301,7 @@ pub(crate) struct RawJsonRule {
     fields: Option<Spanned<toml::Table>>,
     code_blocks: Option<Spanned<String>>,
     log_text: Option<Spanned<String>>,
-    shown_as: Option<Spanned<String>>,
+    shown_as: Option<Spanned<toml::Value>>,
     text: Option<bool>,
     text_skip: Option<Vec<String>>,
     session: Option<Spanned<toml::Table>>,
@@ -654,18 +654,9 @@ pub(crate) fn parse_rule(
     let log_text = raw.log_text.as_ref().map(|c| path_at(c, at)).transpose()?;
     let shown_as = match &raw.shown_as {
         None => None,
-        Some(f) if fields.iter().any(|(n, _)| **n == **f.get_ref()) => {
-            Some(Arc::from(f.get_ref().as_str()))
-        }
-        Some(f) => {
-            return Err(at(
-                f.span().start,
-                format!(
-                    "`shown_as` names one of this rule's `fields`; `{}` is none",
-                    f.get_ref()
-                ),
-            ))
-        }
+        Some(v) => Some(
+            field_spec(v.get_ref()).map_err(|m| at(v.span().start, format!("`shown_as`: {m}")))?,
+        ),
     };
     let text = raw.text.unwrap_or(true);
     let text_skip = raw.text_skip.unwrap_or_default();

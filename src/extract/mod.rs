@@ -1288,7 +1288,8 @@ impl Core {
                 });
                 // Or by the text the output shows in its place: the event takes the value.
                 let by_value = by_value.or_else(|| {
-                    let text = meta.get(&**rule.shown_as.as_ref()?)?.as_str()?.to_string();
+                    let text = printable(hit.shown_as.as_deref()?);
+                    let text = self.redactor.redact_lines(&text).into_owned();
                     let (line, shown) = self.confirm(&event_type, &text)?;
                     Some((line, Some(shown), value.clone()))
                 });
