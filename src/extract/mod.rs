@@ -390,6 +390,8 @@ struct Core {
     context: context::Tracker,
     /// Whether a session log will be read: only then is `seen` kept.
     expect_log: bool,
+    /// The last refusals recorded (stream, comparable value, line), for the lines after them.
+    refused: VecDeque<(Stream, String, u64)>,
 }
 
 /// Bytes read beyond `max_line` so that redaction sees a secret that the cut goes through.
@@ -409,6 +411,12 @@ const ERROR: &str = "error";
 
 /// How many lines after a command its failure is looked for on the screen.
 const FAILURE_LINES: u64 = 3;
+
+/// How many lines after a refusal the same command is not a command that ran or a failure
+/// (Codex draws a declined command as `• Exited (status 1) rm …` two lines under `✗ You
+/// canceled the request to run rm …`), and how many refusals are kept for that.
+const REFUSAL_LINES: u64 = 5;
+const REFUSALS_KEPT: usize = 8;
 
 /// Keys kept in [`Core::seen`] at most, so a session of millions of events stays bounded.
 const MAX_SEEN: usize = 100_000;
@@ -457,6 +465,7 @@ impl Extractor {
                 seen_blocks: HashSet::new(),
                 log_path: None,
                 expect_log: false,
+                refused: VecDeque::new(),
             },
             matcher,
         }
@@ -1059,6 +1068,19 @@ impl Core {
             .and_then(group)
             .or_else(|| group(0))
             .map(str::to_string);
+        if let Some(v) = &value {
+            if r.is_refusal() {
+                if self.refused.len() == REFUSALS_KEPT {
+                    self.refused.pop_front();
+                }
+                self.refused
+                    .push_back((stream, comparable(v).into_owned(), line_number));
+            } else if r.ruled_out_by_refusal()
+                && refused_just_before(&self.refused, stream, v, line_number)
+            {
+                return false;
+            }
+        }
         // Sized once for its fields (it grew by doubling from empty), and no larger: the
         // text is kept with the event until the writer has stored it.
         let fields: usize = caps
@@ -1520,6 +1542,20 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     }
     let clean = crate::lines::clean_line(s.as_bytes());
     Cow::Owned(clean.chars().filter(|&c| !unwanted(c)).collect())
+}
+
+/// Whether `value` on `line_number` of `stream` is what a refusal at most [`REFUSAL_LINES`]
+/// above refused.
+fn refused_just_before(
+    refused: &VecDeque<(Stream, String, u64)>,
+    stream: Stream,
+    value: &str,
+    line_number: u64,
+) -> bool {
+    let want = comparable(value);
+    refused.iter().any(|(s, v, n)| {
+        *s == stream && **v == *want && line_number > *n && line_number - *n <= REFUSAL_LINES
+    })
 }
 
 /// A value as [`Extractor::shown_otherwise`] compares it: trimmed, and a command's quoting

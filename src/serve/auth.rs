@@ -12,7 +12,7 @@
 //! 3. The token: `Authorization: Bearer <token>`. The page (`/` and its assets, which hold
 //!    no data) loads without it: the printed URL carries the token in its fragment
 //!    (`/#token=…`), which a browser never sends to any server; the page's script keeps it in
-//!    this origin's `localStorage`, takes it out of the address bar and sends it as the header
+//!    this tab's `sessionStorage`, takes it out of the address bar and sends it as the header
 //!    with every request, the event streams included (read with `fetch`, as `EventSource`
 //!    cannot send headers). No cookie: browsers send a cookie to every port of a host, so a
 //!    server on another port of localhost would have received the token; storage is kept
@@ -189,7 +189,14 @@ fn token_into_fragment(tcp: &TcpAccess, req: &Request) -> Option<Response> {
     if !found {
         return None;
     }
-    let mut location = req.uri().path().to_string();
+    // A path a browser would read as another host (`//evil.example/`, `/\evil.example`)
+    // goes to this server's page instead: the token never leaves in a redirect.
+    let path = req.uri().path();
+    let mut location = if path.starts_with("//") || path.contains('\\') {
+        "/".to_string()
+    } else {
+        path.to_string()
+    };
     if !rest.is_empty() {
         location.push('?');
         location.push_str(&rest.join("&"));

@@ -467,3 +467,47 @@ fn codex_declined_cell_is_a_refusal_not_a_command_or_a_failure() {
         assert!(!of("error").iter().any(|c| c == RM), "{file}: {ev:#?}");
     }
 }
+
+/// Found by a review: a refusal may rule out only the command it refused. After `✗ You
+/// canceled …` the declined command's own cell is neither a command nor a failure, and a
+/// failing cell of another command right after it (or after the declined one's) is both.
+#[test]
+fn a_codex_refusal_rules_out_its_own_command_and_no_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let screens = [
+        "✗ You canceled the request to run rm -rf build && git clean -fdx\n\n\
+         • Exited (status 1) rm -rf build && git clean -fdx\n  └ (no output)\n\n\
+         • Exited (status 2) make check\n  └ make: *** [check] Error 2\n",
+        "✗ You did not approve codex to run rm -rf build && git clean -fdx\n\n\
+         • Exited (status 2) make check\n  └ make: *** [check] Error 2\n",
+    ];
+    let files: Vec<String> = screens
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let p = dir.path().join(format!("screen-{i}.txt"));
+            std::fs::write(&p, text).expect("write");
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    let args: Vec<(&str, &str)> = files.iter().map(|f| (f.as_str(), "codex")).collect();
+    for (i, ev) in events_of(&args).into_iter().enumerate() {
+        let of = |kind: &str, pattern: &str| -> Vec<String> {
+            ev.iter()
+                .filter(|e| e["event_type"] == kind && e["pattern"] == pattern)
+                .map(|e| e["matched_value"].as_str().unwrap_or("").to_owned())
+                .collect()
+        };
+        assert_eq!(of("denied", "codex_tui_declined"), [RM], "screen {i}");
+        assert_eq!(
+            of("command", "codex_tui_exited"),
+            ["make check"],
+            "screen {i}"
+        );
+        assert_eq!(
+            of("error", "codex_tui_exited_error"),
+            ["make check"],
+            "screen {i}"
+        );
+    }
+}

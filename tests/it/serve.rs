@@ -599,6 +599,16 @@ fn serve_refuses_requests_without_the_token_or_from_foreign_hosts_and_origins() 
         Some(format!("/?x=1#token={TOKEN}").as_str())
     );
     assert!(r.header("set-cookie").is_none());
+    // Found by a review: a path a browser reads as another host never carries the token there.
+    for p in ["//evil.example/", "/\\evil.example/", "///evil.example"] {
+        let r = s.raw(&format!("{p}?token={TOKEN}"), &[("Host", &host)], "GET");
+        assert_eq!(r.status, 303, "{p}");
+        assert_eq!(
+            r.header("location"),
+            Some(format!("/#token={TOKEN}").as_str()),
+            "{p}"
+        );
+    }
     // A wrong token in the query is refused, not ignored, even on the page.
     assert_eq!(
         s.raw(&format!("/?token={TOKEN}x"), &[("Host", &host)], "GET")

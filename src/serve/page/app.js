@@ -20,23 +20,31 @@ function el(tag, attrs, ...children) {
 
 // --- the token ------------------------------------------------------------------------
 // The URL `wrapper serve` printed carries the token in its fragment (`/#token=…`), which the
-// browser sends to no server. It is kept in this origin's localStorage (kept apart by port,
-// unlike a cookie, which every port of the host would receive), taken out of the address
-// bar, and sent as `Authorization: Bearer` with every request (src/serve/auth.rs).
+// browser sends to no server. It is kept in this tab's sessionStorage (kept apart by origin,
+// port included, unlike a cookie, which every port of the host would receive; and gone with
+// the tab, so a later program on the same port finds nothing), taken out of the address bar,
+// and sent as `Authorization: Bearer` with every request (src/serve/auth.rs). A refused
+// token is forgotten.
 const TOKEN_KEY = "wrapper-serve-token";
 let tokenInMemory = null;
 
 function takeToken() {
   const m = location.hash.match(/^#token=([^&]*)(?:&(.*))?$/);
   if (!m) return;
-  const t = decodeURIComponent(m[1]);
+  let t = m[1];
+  try { t = decodeURIComponent(t); } catch (_) { /* not %-encoded: as it is */ }
   tokenInMemory = t;
-  try { localStorage.setItem(TOKEN_KEY, t); } catch (_) { /* storage off: this page only */ }
+  try { sessionStorage.setItem(TOKEN_KEY, t); } catch (_) { /* storage off: this page only */ }
   history.replaceState(null, "", location.pathname + location.search + (m[2] ? `#${m[2]}` : ""));
 }
 
 function token() {
-  try { return localStorage.getItem(TOKEN_KEY) || tokenInMemory; } catch (_) { return tokenInMemory; }
+  try { return sessionStorage.getItem(TOKEN_KEY) || tokenInMemory; } catch (_) { return tokenInMemory; }
+}
+
+function forgetToken() {
+  tokenInMemory = null;
+  try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing kept */ }
 }
 
 function headers(extra) {
@@ -45,8 +53,11 @@ function headers(extra) {
 }
 
 async function failure(r) {
+  if (r.status === 401) forgetToken();
   const body = await r.json().catch(() => ({}));
-  return new Error((body.error && body.error.message) || `${r.status} ${r.statusText}`);
+  const e = new Error((body.error && body.error.message) || `${r.status} ${r.statusText}`);
+  e.final = r.status === 401 || r.status === 403;
+  return e;
 }
 
 async function api(path, params) {
@@ -106,6 +117,8 @@ function eventStream(url, on) {
       } catch (e) {
         if (closed) return;
         if (on.error) on.error(e);
+        // Refused (no token, a wrong one, another origin): asking again would not help.
+        if (e.final) return;
       }
       if (!closed) await new Promise((res) => setTimeout(res, 2000));
     }
@@ -216,8 +229,8 @@ async function openSession(id, focusEvent) {
 function showPlayer(s, capture) {
   if (state.player) { state.player.dispose(); state.player = null; }
   const box = $("player-box");
-  const el = $("player");
-  el.replaceChildren();
+  const playerEl = $("player");
+  playerEl.replaceChildren();
   box.hidden = !(capture && !capture.dropped_at && window.AsciinemaPlayer);
   if (box.hidden) return;
   const url = `/api/export/session/${encodeURIComponent(s.session_id)}.cast`;
@@ -237,7 +250,7 @@ function showPlayer(s, capture) {
   };
   // The poster is the last screen: what the user saw when the agent finished.
   const end = (Math.max(0, capture.duration_us) / 1e6 + 0.001).toFixed(3);
-  state.player = window.AsciinemaPlayer.create({ url, fetchOpts: { headers: headers() } }, el, {
+  state.player = window.AsciinemaPlayer.create({ url, fetchOpts: { headers: headers() } }, playerEl, {
     fit: "width", idleTimeLimit: 2, poster: `npt:${end}`, terminalFontSize: "13px",
   });
 }
@@ -332,7 +345,7 @@ function toggleLive() {
   const agent = $("f-agent").value;
   state.liveStream = eventStream(`/api/events/stream${agent ? `?agent=${encodeURIComponent(agent)}` : ""}`, {
     ready: () => status("following new events"),
-    error: () => status("stream interrupted; reconnecting…", true),
+    error: (e) => status(e.final ? e.message : "stream interrupted; reconnecting…", true),
     extraction: (data) => {
       const e = JSON.parse(data);
       const tr = el("tr", { class: `event type-${e.event_type}`, "data-event": e.id },
