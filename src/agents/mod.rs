@@ -3,19 +3,20 @@
 //! Claude Code, Codex and Gemini CLI keep transcripts as they run (Claude:
 //! `$CLAUDE_CONFIG_DIR/projects/<project>/<session>.jsonl`, default `~/.claude`; Codex:
 //! `$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl`, default `~/.codex`; Gemini:
-//! `~/.gemini/tmp/<project>/chats/session-<time>-<id>.jsonl`, `$GEMINI_CLI_HOME` in place of
-//! `~`). They hold what the screen does not: every tool call with its input, its result and whether it failed, and the
-//! tokens each response used. `claude -p` in text mode prints none of that, and a TUI's screen
-//! is redrawn over. So when the agent is one of these, wrapper finds the file this session
-//! wrote once the agent has exited, and feeds its lines to the same `[[json]]` rules as a JSON
-//! stream (`extract/json.rs`), marked `source = "log"`; events the output showed already are
+//! `~/.gemini/tmp/<project>/chats/session-<time>-<id>.jsonl`, `$GEMINI_CLI_HOME` in place of `~`).
+//! They hold what the screen does not: every tool call with its input, its result and whether it
+//! failed, and the tokens each response used. `claude -p` in text mode prints none of that, and a
+//! TUI's screen is redrawn over. So when the agent is one of these, wrapper finds the file this
+//! session wrote once the agent has exited, and feeds its lines to the same `[[json]]` rules as a
+//! JSON stream (`extract/json.rs`), marked `source = "log"`; events the output showed already are
 //! merged into those, not stored twice.
 //!
-//! Finding the file: the agent's home comes from the environment the agent inherited;
-//! candidates are the log files modified while the session ran, whose recorded working
-//! directory is the session's (Gemini records the SHA-256 of the project's path instead); of those, the one whose first record is nearest the session's
-//! start. Only records written since the session started are read (a resumed conversation's
-//! file holds older ones too). The files are opened read-only and never written.
+//! Finding the file: the agent's home comes from the environment the agent inherited; candidates
+//! are the log files modified while the session ran, whose recorded working directory is the
+//! session's (Gemini records the SHA-256 of the project's path instead); of those, the one whose
+//! first record is nearest the session's start. Only records written since the session started are
+//! read (a resumed conversation's file holds older ones too). The files are opened read-only and
+//! never written.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
@@ -130,7 +131,10 @@ impl LogQuery {
                         .is_some_and(|n| n.to_string_lossy().contains(id))
             })
         };
-        let project_hash = project_hash(&self.cwd);
+        let project_hash = match self.kind {
+            Kind::Gemini => project_hash(&self.cwd),
+            _ => Vec::new(),
+        };
         if let Some(p) = files
             .iter()
             .find(|p| named(p) && modified_between(p, from, until))
@@ -244,12 +248,7 @@ fn gemini_candidates(home: &Path) -> Vec<PathBuf> {
 /// in its chats' first record (`projectHash`).
 fn project_hash(cwd: &Path) -> Vec<String> {
     use sha2::{Digest, Sha256};
-    let hex = |p: &Path| -> String {
-        Sha256::digest(p.as_os_str().as_encoded_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let hex = |p: &Path| format!("{:x}", Sha256::digest(p.as_os_str().as_encoded_bytes()));
     let mut out = vec![hex(cwd)];
     if let Ok(c) = fs::canonicalize(cwd) {
         if c != cwd {

@@ -124,10 +124,7 @@ impl Selector {
                         self.item.iter().all(|c| c.holds(el))
                             && !self.item_unless.iter().any(|c| c.holds(el))
                             && regexes_hold(&self.item_matches, el)
-                            && !self
-                                .item_not_matches
-                                .iter()
-                                .any(|m| regexes_hold(std::slice::from_ref(m), el))
+                            && !self.item_not_matches.iter().any(|m| regex_holds(m, el))
                     })
                     .collect(),
                 _ => Vec::new(),
@@ -144,7 +141,12 @@ impl Selector {
 }
 
 fn regexes_hold(list: &[(FieldPath, Regex)], v: &Value) -> bool {
-    list.iter().all(|(p, re)| match p.get(v) {
+    list.iter().all(|m| regex_holds(m, v))
+}
+
+/// Whether the text of field `p` of `v` matches `re` (an array of `{text}` blocks: any block).
+fn regex_holds((p, re): &(FieldPath, Regex), v: &Value) -> bool {
+    match p.get(v) {
         Some(Value::String(s)) => re.is_match(s),
         Some(Value::Array(a)) => a
             .iter()
@@ -152,7 +154,7 @@ fn regexes_hold(list: &[(FieldPath, Regex)], v: &Value) -> bool {
             .any(|s| re.is_match(s)),
         Some(other) => re.is_match(&other.to_string()),
         None => false,
-    })
+    }
 }
 
 /// Which records a rule reads.

@@ -260,8 +260,8 @@ impl CompiledRule {
         &*self.rule.event_type == "denied"
     }
 
-    /// An event a refusal on the same line rules out: the call did not run, so it neither
-    /// ran as a command nor failed.
+    /// An event a refusal rules out (any on its line, the refused value on the lines after
+    /// it): the call did not run, so it neither ran as a command nor failed.
     fn ruled_out_by_refusal(&self) -> bool {
         matches!(&*self.rule.event_type, "error" | "command")
     }
@@ -1552,6 +1552,9 @@ fn refused_just_before(
     value: &str,
     line_number: u64,
 ) -> bool {
+    if refused.is_empty() {
+        return false;
+    }
     let want = comparable(value);
     refused.iter().any(|(s, v, n)| {
         *s == stream && **v == *want && line_number > *n && line_number - *n <= REFUSAL_LINES

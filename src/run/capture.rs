@@ -95,7 +95,7 @@ pub fn start(
     let handle = thread::Builder::new()
         .name("wrapper-capture".into())
         .spawn(move || {
-            super::nice::background(crate::run::nice::Recorder::Capture);
+            super::nice::background(super::nice::Recorder::Capture);
             // A copy of its own, as extraction has (see `Redactor`).
             let masker = Masker::new(Arc::new(Redactor::clone(&redactor)), &book, redact);
             drop(book);

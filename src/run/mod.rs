@@ -657,7 +657,7 @@ fn start_extraction(
     let handle = thread::Builder::new()
         .name("wrapper-extract".into())
         .spawn(move || {
-            nice::background(crate::run::nice::Recorder::Reader);
+            nice::background(nice::Recorder::Reader);
             // This thread's own copy of the masking rules (the main thread used them first,
             // and a regex's other threads take a lock for each search: see `Redactor`).
             let redactor = Arc::new(Redactor::clone(&redactor));

@@ -29,7 +29,7 @@ impl Rules {
                 thread::Builder::new()
                     .name("wrapper-rules".into())
                     .spawn(move || {
-                        super::nice::background(crate::run::nice::Recorder::Reader);
+                        super::nice::background(super::nice::Recorder::Reader);
                         compile(&book, &agent)
                     })
                     .ok()

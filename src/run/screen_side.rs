@@ -78,7 +78,7 @@ pub(super) fn extract(
         let spawned = thread::Builder::new()
             .name("wrapper-screen".into())
             .spawn_scoped(scope, move || {
-                super::nice::background(crate::run::nice::Recorder::Reader);
+                super::nice::background(super::nice::Recorder::Reader);
                 model(rx, prompt_idle, setup, tap, |s| {
                     let _ = tx.send(s);
                 })

@@ -261,19 +261,13 @@ fn bad_otlp_settings_given_to_wrapper_are_errors_inherited_ones_warnings() {
     );
 
     // Set up for another tool's gRPC exporter: wrapper says why it does not export, and runs.
-    let out = env
-        .run_cmd("codex", &[], &["sh", "-c", "echo ran"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("grpc") && err.contains("OTLP export is off"),
-        "{err}"
+    runs_with_export_off(
+        &env,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+        "grpc",
     );
 
     // A config file's endpoint is the user's own word too.
@@ -308,18 +302,29 @@ fn bad_otlp_settings_given_to_wrapper_are_errors_inherited_ones_warnings() {
         err.contains("h.toml") && err.contains("otlp_headers") && err.contains("bad header"),
         "{err}"
     );
-    let out = env
-        .run_cmd("codex", &[], &["sh", "-c", "echo ran"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
-        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=a\nb")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
+    runs_with_export_off(
+        &env,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=a\nb"),
+        ],
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    );
+}
+
+/// An agent run with OpenTelemetry settings inherited from the environment that wrapper cannot
+/// use: the agent runs as it would alone, and wrapper says (naming `why`) that export is off.
+fn runs_with_export_off(env: &Env, vars: &[(&str, &str)], why: &str) {
+    let mut cmd = env.run_cmd("codex", &[], &["sh", "-c", "echo ran"]);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("run");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("OTEL_EXPORTER_OTLP_HEADERS") && err.contains("OTLP export is off"),
+        err.contains(why) && err.contains("OTLP export is off"),
         "{err}"
     );
 }
