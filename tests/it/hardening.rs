@@ -552,7 +552,13 @@ fn database_directory_made_read_only_mid_run_keeps_recording() {
             })
             .unwrap_or(0)
     };
-    wait_until("phase one committed", || committed() == n1 as i64);
+    // Read only once the writer has made its `-shm`: root opening a WAL database first would
+    // create it, owned by root, and `nobody`'s writer could not use its own database (a race
+    // a loaded CI machine lost once).
+    let shm = dir.join("w.db-shm");
+    wait_until("phase one committed", || {
+        shm.exists() && committed() == n1 as i64
+    });
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).expect("chmod 555");
     touch(&go);
     let (code, out, err) = w.wait();
